@@ -1,0 +1,11 @@
+//! Generates the config message types from `proto/config.proto` with the pure-Rust protobuf
+//! parser, so building needs no `protoc`.
+fn main() {
+    protobuf_codegen::Codegen::new()
+        .pure()
+        .include("proto")
+        .input("proto/config.proto")
+        .cargo_out_dir("proto")
+        .run_from_script();
+    println!("cargo:rerun-if-changed=proto/config.proto");
+}

@@ -1,0 +1,134 @@
+# Shared by scripts/run-example and scripts/test: install what is missing (Debian), and start
+# a private PostgreSQL cluster and redis-server under .dev/ when DATABASE_URL / REDIS_URL are
+# not given. Source it; it defines functions only.
+
+JR_ROOT=${JR_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+JR_DEV=${JR_DEV:-$JR_ROOT/.dev}
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else die "need root (or sudo) to run: $*"
+  fi
+}
+
+apt_updated=
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "missing $*; install it with your package manager"
+  if [ -z "$apt_updated" ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    apt_updated=1
+  fi
+  say "installing $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+require_rust() {
+  command -v cargo >/dev/null 2>&1 && return
+  [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return; }
+  die "cargo not found: install Rust (https://rustup.rs, or Debian's cargo and rustc packages)"
+}
+
+pg_bindir() {
+  local v
+  for v in $(ls /usr/lib/postgresql 2>/dev/null | sort -rn); do
+    [ -x "/usr/lib/postgresql/$v/bin/initdb" ] && { echo "/usr/lib/postgresql/$v/bin"; return; }
+  done
+  return 1
+}
+
+require_postgres() {
+  pg_bindir >/dev/null || apt_install postgresql
+  local bindir version
+  bindir=$(pg_bindir) || die "PostgreSQL server binaries not found after install"
+  version=$(basename "$(dirname "$bindir")")
+  [ -f "/usr/share/postgresql/$version/extension/debversion.control" ] \
+    || apt_install "postgresql-$version-debversion"
+  fix_debversion "$version"
+}
+
+# Debian bookworm's debversion 1.1.2 gives operator `>` the negator `>=` instead of `<=`;
+# PostgreSQL 15.14 and later refuse that, so CREATE EXTENSION fails. Upstream fixed the same
+# line; repair it in place when the broken line is there.
+fix_debversion() {
+  local script="/usr/share/postgresql/$1/extension/debversion--1.1.sql"
+  [ -f "$script" ] || return 0
+  if sed -n '/^CREATE OPERATOR > (/,/^);/p' "$script" | grep -q 'NEGATOR = >=,'; then
+    say "repairing the negator of operator > in $script (known packaging bug)"
+    as_root sed -i '/^CREATE OPERATOR > (/,/^);/ s/NEGATOR = >=,/NEGATOR = <=,/' "$script"
+  fi
+}
+
+# The private cluster runs as the invoking user, or as `postgres` when invoked as root
+# (initdb refuses root). Data and socket live in .dev/pg (or /tmp if postgres cannot reach it).
+start_private_postgres() {
+  require_postgres
+  local bindir owner data port=55432
+  bindir=$(pg_bindir)
+  owner=$(id -un)
+  data="$JR_DEV/pg"
+  if [ "$(id -u)" -eq 0 ]; then
+    owner=postgres
+    id postgres >/dev/null 2>&1 || die "no postgres user; reinstall the postgresql package"
+    mkdir -p "$JR_DEV"
+    if ! runuser -u postgres -- test -x "$JR_DEV"; then
+      data="/tmp/janitor-runner-pg-$(echo "$JR_ROOT" | md5sum | cut -c1-8)"
+    fi
+  fi
+  run_pg() { if [ "$owner" = "$(id -un)" ]; then "$@"; else runuser -u "$owner" -- "$@"; fi; }
+  if [ ! -f "$data/PG_VERSION" ]; then
+    say "creating a private PostgreSQL cluster in $data"
+    mkdir -p "$data"
+    [ "$owner" = "$(id -un)" ] || chown "$owner" "$data"
+    chmod 700 "$data"
+    run_pg "$bindir/initdb" -D "$data" -U postgres -A trust --no-sync >/dev/null
+  fi
+  [ "$owner" = "$(id -un)" ] || chown -R "$owner" "$data"
+  if ! run_pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    say "starting the private PostgreSQL (socket in $data)"
+    run_pg "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+      -o "-c listen_addresses='' -c unix_socket_directories='$data' -p $port -c fsync=off -c max_connections=300" \
+      start >/dev/null || { cat "$data/server.log" >&2; die "PostgreSQL did not start"; }
+  fi
+  export DATABASE_URL="postgresql://postgres@localhost/postgres?host=$data&port=$port"
+  JR_PG_DATA=$data
+}
+
+stop_private_postgres() {
+  [ -n "${JR_PG_DATA:-}" ] || return 0
+  local bindir; bindir=$(pg_bindir)
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$bindir/pg_ctl" -D "$JR_PG_DATA" -m fast stop >/dev/null 2>&1 || true
+  else "$bindir/pg_ctl" -D "$JR_PG_DATA" -m fast stop >/dev/null 2>&1 || true; fi
+}
+
+# A private redis-server on a Unix socket in .dev/redis; keeps nothing on disk.
+start_private_redis() {
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  local dir="$JR_DEV/redis"
+  mkdir -p "$dir"
+  if [ -S "$dir/redis.sock" ] && redis_alive "$dir/redis.sock"; then :; else
+    say "starting a private redis-server (socket $dir/redis.sock)"
+    rm -f "$dir/redis.sock"
+    redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 --save '' \
+      --appendonly no --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+      --dir "$dir" >/dev/null
+    local i
+    for i in $(seq 50); do [ -S "$dir/redis.sock" ] && break; sleep 0.1; done
+    [ -S "$dir/redis.sock" ] || die "redis-server did not start; see $dir/redis.log"
+  fi
+  export REDIS_URL="redis+unix://$dir/redis.sock"
+  JR_REDIS_DIR=$dir
+}
+
+redis_alive() {
+  command -v redis-cli >/dev/null 2>&1 || return 0
+  redis-cli -s "$1" ping >/dev/null 2>&1
+}
+
+stop_private_redis() {
+  [ -n "${JR_REDIS_DIR:-}" ] && [ -f "$JR_REDIS_DIR/redis.pid" ] || return 0
+  kill "$(cat "$JR_REDIS_DIR/redis.pid")" 2>/dev/null || true
+}

@@ -1,0 +1,142 @@
+//! The one shared state value: pool, active-run store, events, config, settings, metrics and
+//! clock. The web routers and the Python module both hold an `Arc<AppState>`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManagerConfig;
+use sqlx::PgPool;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::events::Events;
+use crate::metrics::Metrics;
+use crate::state::{ActiveRunStore, PostgresStore, RedisKeys, RedisStore};
+
+/// Runner settings that come from the command line rather than the config file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Hosts never handed out (`--avoid-host`).
+    pub avoid_hosts: BTreeSet<String>,
+    /// Minutes without keep-alive before a run counts as gone (`--run-timeout`).
+    pub run_timeout_minutes: i64,
+    pub public_vcs_location: Option<String>,
+    pub public_apt_archive_location: Option<String>,
+    pub public_dep_server_url: Option<String>,
+    pub backup_directory: Option<PathBuf>,
+    /// Largest JSON request body accepted, in bytes.
+    pub max_json_body: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            avoid_hosts: BTreeSet::new(),
+            run_timeout_minutes: 60,
+            public_vcs_location: None,
+            public_apt_archive_location: None,
+            public_dep_server_url: None,
+            backup_directory: None,
+            max_json_body: 32 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub store: Arc<dyn ActiveRunStore>,
+    pub events: Events,
+    pub config: Arc<Config>,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Where the active-run state lives.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// The PostgreSQL tables `runner_*` in the runner's database.
+    Postgres,
+    /// A Redis server; the prefix goes before every key and channel (empty in production).
+    Redis { url: String, prefix: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot connect to Redis at {url}: {source}")]
+    Redis {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl AppState {
+    /// Connects the store (Redis or PostgreSQL) and assembles the state around an open pool.
+    pub async fn assemble(
+        pool: PgPool,
+        store: StoreLocation,
+        config: Config,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let (store, events): (Arc<dyn ActiveRunStore>, Events) = match store {
+            StoreLocation::Postgres => (Arc::new(PostgresStore::new(pool.clone())), Events::disabled()),
+            StoreLocation::Redis { url, prefix } => {
+                let conn = connect_redis(&url).await?;
+                (
+                    Arc::new(RedisStore::new(conn.clone(), RedisKeys::with_prefix(&prefix))),
+                    Events::redis(conn, &prefix),
+                )
+            }
+        };
+        Ok(Self {
+            pool,
+            store,
+            events,
+            config: Arc::new(config),
+            settings,
+            metrics: Metrics::new()?,
+            clock,
+        })
+    }
+
+    /// Opens the pool, migrates, and assembles the state with the system clock.
+    pub async fn start(
+        database_url: &str,
+        store: StoreLocation,
+        config: Config,
+        settings: Settings,
+    ) -> Result<Self, StartupError> {
+        let pool = crate::db::connect(database_url, 16).await?;
+        crate::db::migrate(&pool).await?;
+        Self::assemble(pool, store, config, settings, Arc::new(SystemClock)).await
+    }
+}
+
+/// A Redis connection that reconnects by itself and never waits more than a few seconds.
+pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, StartupError> {
+    let error = |source| StartupError::Redis {
+        url: url.to_string(),
+        source,
+    };
+    let client = redis::Client::open(url).map_err(error)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_number_of_retries(3);
+    client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(error)
+}

@@ -1,0 +1,323 @@
+//! Candidate upload and removal.
+//!
+//! An upload is one transaction with a savepoint per candidate: candidates that name an
+//! unknown campaign, codebase or publish policy, or have no command or a zero value, are
+//! skipped and reported; a malformed candidate rejects the whole upload (400) and nothing is
+//! kept. Each stored candidate is then handed to the scheduler, which puts it on the queue.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sqlx::{Acquire, PgConnection, PgPool};
+
+use crate::config::Config;
+use crate::db::candidates::{self, NewCandidate};
+use crate::error::{Error, Result};
+use crate::names::{QUEUE_BUCKETS, is_valid_name};
+
+/// One accepted candidate, and how it is to be queued.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AcceptedCandidate {
+    pub id: i32,
+    pub campaign: String,
+    pub codebase: String,
+    pub change_set: Option<String>,
+    pub command: String,
+    /// `None` lets the scheduler choose.
+    pub bucket: Option<String>,
+    pub refresh: bool,
+    pub requester: String,
+}
+
+/// The outcome of an upload: the accepted candidates and, per reason, what was skipped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UploadReport {
+    pub accepted: Vec<AcceptedCandidate>,
+    pub invalid_command: BTreeSet<Option<String>>,
+    pub invalid_value: BTreeSet<String>,
+    pub unknown_campaigns: BTreeSet<String>,
+    pub unknown_codebases: BTreeSet<String>,
+    pub unknown_publish_policies: BTreeSet<Option<String>>,
+}
+
+/// Schedules an accepted candidate inside the upload's transaction. The scheduling engine
+/// implements this; the upload only decides bucket, refresh and requester. Without a
+/// scheduler, candidates are stored and not queued.
+#[async_trait::async_trait]
+pub trait ScheduleCandidate: Send + Sync {
+    async fn schedule(&self, conn: &mut PgConnection, candidate: &AcceptedCandidate) -> Result<()>;
+}
+
+/// A candidate as uploaded, validated.
+struct Upload {
+    row: NewCandidate,
+    bucket: Option<String>,
+    requester: Option<String>,
+    followup_for: Vec<String>,
+}
+
+pub async fn upload(
+    pool: &PgPool,
+    config: &Config,
+    body: &Value,
+    scheduler: Option<&dyn ScheduleCandidate>,
+) -> Result<UploadReport> {
+    let entries = body
+        .as_array()
+        .ok_or_else(|| Error::bad_request("expected a JSON list of candidates"))?;
+    let mut report = UploadReport::default();
+    let mut tx = pool.begin().await?;
+    for entry in entries {
+        let Some(upload) = parse_candidate(entry, config, &mut report)? else {
+            continue;
+        };
+        let mut savepoint = tx.begin().await?;
+        let id = match candidates::upsert(&mut savepoint, &upload.row).await {
+            Ok(id) => id,
+            Err(error) => {
+                match crate::db::constraint(&error).as_deref() {
+                    Some("candidate_codebase_fkey") => {
+                        report.unknown_codebases.insert(upload.row.codebase.clone());
+                    }
+                    Some("candidate_publish_policy_fkey") => {
+                        report
+                            .unknown_publish_policies
+                            .insert(upload.row.publish_policy.clone());
+                    }
+                    Some("candidate_change_set_fkey") => {
+                        return Err(Error::BadRequest(format!(
+                            "unknown change set {:?} for candidate {}",
+                            upload.row.change_set.as_deref().unwrap_or_default(),
+                            render(entry)
+                        )));
+                    }
+                    _ => return Err(error.into()),
+                }
+                savepoint.rollback().await?;
+                continue;
+            }
+        };
+        let superseded = candidates::superseded_proposal_command(
+            &mut savepoint,
+            &upload.row.codebase,
+            &upload.row.campaign,
+            &upload.row.command,
+        )
+        .await?;
+        let (bucket, refresh, mut requester) = match superseded {
+            Some(old) => (
+                Some("update-existing-mp".to_string()),
+                true,
+                format!(
+                    "command changed for existing mp: {} ⇒ {}",
+                    python_repr(&old),
+                    python_repr(&upload.row.command)
+                ),
+            ),
+            None => (upload.bucket.clone(), false, "candidate update".to_string()),
+        };
+        if let Some(extra) = upload.requester.as_deref().filter(|r| !r.is_empty()) {
+            requester.push(' ');
+            requester.push_str(extra);
+        }
+        for origin in &upload.followup_for {
+            candidates::insert_followup(&mut savepoint, origin, id)
+                .await
+                .map_err(|error| match crate::db::constraint(&error).as_deref() {
+                    Some("followup_origin_fkey") => {
+                        Error::BadRequest(format!("followup_for: unknown run {origin:?}"))
+                    }
+                    _ => Error::from(error),
+                })?;
+        }
+        let accepted = AcceptedCandidate {
+            id,
+            campaign: upload.row.campaign,
+            codebase: upload.row.codebase,
+            change_set: upload.row.change_set,
+            command: upload.row.command,
+            bucket,
+            refresh,
+            requester,
+        };
+        if let Some(scheduler) = scheduler {
+            scheduler.schedule(&mut savepoint, &accepted).await?;
+        }
+        savepoint.commit().await?;
+        report.accepted.push(accepted);
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// Validates one entry. `Ok(None)` means it is skipped and recorded in the report.
+fn parse_candidate(entry: &Value, config: &Config, report: &mut UploadReport) -> Result<Option<Upload>> {
+    let obj = entry
+        .as_object()
+        .ok_or_else(|| Error::BadRequest(format!("candidate must be a JSON object: {}", render(entry))))?;
+    let bad = |message: String| Error::BadRequest(format!("{message} for candidate {}", render(entry)));
+    let codebase = match obj.get("codebase") {
+        None => return Err(bad("no codebase field".into())),
+        Some(Value::Null) => return Err(bad("codebase field is None".into())),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(bad("codebase must be a string".into())),
+    };
+    let campaign = match obj.get("campaign") {
+        None => return Err(bad("no campaign field".into())),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(bad("campaign must be a string".into())),
+    };
+    let text = |key: &str| match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad(format!("{key} must be a string or null"))),
+    };
+    let command = text("command")?;
+    let publish_policy = text("publish-policy")?;
+    let change_set = text("change_set")?;
+    let context = text("context")?;
+    let requester = text("requester")?;
+    let bucket = text("bucket")?;
+    if let Some(bucket) = &bucket
+        && !QUEUE_BUCKETS.contains(&bucket.as_str())
+    {
+        return Err(bad(format!("unknown bucket {bucket:?}")));
+    }
+    let (value, zero_value) = parse_value(obj).map_err(bad)?;
+    let success_chance = match obj.get("success_chance") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(_) => return Err(bad("success_chance must be a number or null".into())),
+    };
+    let followup_for = match obj.get("followup_for") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .map(|id| id.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("followup_for must be a list of run ids".into()))?,
+        Some(_) => return Err(bad("followup_for must be a list of run ids".into())),
+    };
+    let Some(campaign_config) = config.campaign(&campaign) else {
+        tracing::warn!(%campaign, "unknown campaign in candidate upload");
+        report.unknown_campaigns.insert(campaign);
+        return Ok(None);
+    };
+    if !is_valid_name(&campaign) {
+        return Err(bad(format!("invalid campaign name {campaign:?}")));
+    }
+    let command = match command.filter(|c| !c.is_empty()) {
+        Some(command) => command,
+        None => match campaign_config.command.clone().filter(|c| !c.is_empty()) {
+            Some(command) => command,
+            None => {
+                report.invalid_command.insert(text("command")?);
+                return Ok(None);
+            }
+        },
+    };
+    if let Some(zero) = zero_value {
+        report.invalid_value.insert(zero);
+        return Ok(None);
+    }
+    Ok(Some(Upload {
+        row: NewCandidate {
+            codebase,
+            campaign,
+            command,
+            change_set,
+            context,
+            value,
+            success_chance,
+            publish_policy,
+        },
+        bucket,
+        requester,
+        followup_for,
+    }))
+}
+
+/// The candidate value: a positive 32-bit integer or null. A zero (`0`, `0.0`, `false`) is
+/// returned separately, as its JSON text: such candidates are reported, not rejected.
+fn parse_value(obj: &Map<String, Value>) -> std::result::Result<(Option<i32>, Option<String>), String> {
+    match obj.get("value") {
+        None | Some(Value::Null) => Ok((None, None)),
+        Some(v @ Value::Bool(false)) => Ok((None, Some(v.to_string()))),
+        Some(v @ Value::Number(n)) if n.as_f64() == Some(0.0) => Ok((None, Some(v.to_string()))),
+        Some(Value::Number(n)) => {
+            let value = n
+                .as_i64()
+                .and_then(|v| i32::try_from(v).ok())
+                .ok_or_else(|| "value must be a 32-bit integer".to_string())?;
+            if value < 0 {
+                return Err(format!("value must be positive, not {value}"));
+            }
+            Ok((Some(value), None))
+        }
+        Some(_) => Err("value must be an integer or null".to_string()),
+    }
+}
+
+/// Removes a candidate, its follow-ups and its queue items (every change set).
+pub async fn delete(pool: &PgPool, id: i32) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    candidates::delete(&mut tx, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no such candidate: {id}")))?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn render(entry: &Value) -> String {
+    entry.to_string()
+}
+
+/// Python's `repr` of a string, for messages that quote commands the Python way.
+pub fn python_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repr_like_python() {
+        assert_eq!(python_repr("lintian-brush"), "'lintian-brush'");
+        assert_eq!(python_repr("it's"), "\"it's\"");
+        assert_eq!(python_repr("a'b\"c"), "'a\\'b\"c'");
+        assert_eq!(python_repr("tab\there"), "'tab\\there'");
+    }
+
+    #[test]
+    fn values() {
+        let obj = |v: Value| serde_json::json!({ "value": v }).as_object().unwrap().clone();
+        assert_eq!(parse_value(&obj(Value::from(5))), Ok((Some(5), None)));
+        assert_eq!(parse_value(&obj(Value::from(0))), Ok((None, Some("0".into()))));
+        assert_eq!(parse_value(&obj(Value::from(0.0))), Ok((None, Some("0.0".into()))));
+        assert_eq!(parse_value(&obj(Value::Bool(false))), Ok((None, Some("false".into()))));
+        assert!(parse_value(&obj(Value::from(-3))).is_err());
+        assert!(parse_value(&obj(Value::from(2.5))).is_err());
+        assert!(parse_value(&obj(Value::from("3"))).is_err());
+        assert!(parse_value(&obj(Value::from(1_i64 << 40))).is_err());
+    }
+}

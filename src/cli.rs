@@ -1,0 +1,191 @@
+//! The command line of the Python runner (same flags, same defaults), plus `--database-url`
+//! and `--redis-url`, and the start-up sequence shared by the binary and Python's `serve()`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{AppState, Settings, StartupError, StoreLocation};
+use crate::config::{Config, ConfigError};
+use crate::web::Listeners;
+
+#[derive(Debug, Parser)]
+#[command(name = "janitor-runner", version, about = "The Janitor runner: queue, assignment and results")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply database migrations (adopting an existing Janitor database) and exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Path to the configuration (protobuf text format).
+    #[arg(long, default_value = "janitor.conf")]
+    pub config: PathBuf,
+    /// PostgreSQL URL; overrides `database_location` of the configuration.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Listen port of the internal app.
+    #[arg(long, default_value_t = 9911)]
+    pub port: u16,
+    /// Public listen port for a reverse proxy (the worker app); 0 disables it.
+    #[arg(long, default_value_t = 9919)]
+    pub public_port: u16,
+    /// Listen address of both apps.
+    #[arg(long, default_value = "localhost")]
+    pub listen_address: String,
+    /// Accepted for compatibility; unused (as in the Python runner).
+    #[arg(long)]
+    pub pre_check: Option<String>,
+    /// Accepted for compatibility; unused (as in the Python runner).
+    #[arg(long)]
+    pub post_check: Option<String>,
+    /// Accepted for compatibility; unused (as in the Python runner).
+    #[arg(long)]
+    pub use_cached_only: bool,
+    /// Local directory used as fallback storage for logs and artifacts.
+    #[arg(long)]
+    pub backup_directory: Option<PathBuf>,
+    /// Base location of our own APT archive (inserted into Debian build configs).
+    #[arg(long)]
+    pub public_apt_archive_location: Option<String>,
+    /// Dependency server URL handed to workers in build configs.
+    #[arg(long)]
+    pub public_dep_server_url: Option<String>,
+    /// Public location of the VCS store: a base URL or `git=URL,bzr=URL` (required to serve).
+    #[arg(long)]
+    pub public_vcs_location: Option<String>,
+    /// Minutes without a keep-alive before a run is considered timed out.
+    #[arg(long, default_value_t = 60)]
+    pub run_timeout: i64,
+    /// Never hand out runs whose branch lives on this host (repeatable).
+    #[arg(long = "avoid-host")]
+    pub avoid_host: Vec<String>,
+    /// Log as JSON lines (for Google Cloud Logging and other collectors).
+    #[arg(long)]
+    pub gcp_logging: bool,
+    /// Show debug output.
+    #[arg(long)]
+    pub debug: bool,
+    /// Redis URL for the active-run store and pub/sub; overrides `redis_location`. Without
+    /// either, active runs are kept in PostgreSQL.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Largest JSON request body, in bytes.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    pub max_json_body: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no database configured: pass --database-url, set DATABASE_URL, or set database_location in {0}")]
+    NoDatabase(PathBuf),
+    #[error("--public-vcs-location is required")]
+    NoPublicVcsLocation,
+    #[error("cannot resolve listen address {0:?}")]
+    ListenAddress(String),
+    #[error("cannot listen: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl DatabaseArgs {
+    /// The configuration, and the database URL chosen from flag, environment and file.
+    pub async fn load(&self) -> Result<(Config, String), ServeError> {
+        let config = Config::load(&self.config).await?;
+        let url = self
+            .database_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(|| config.database_location().map(str::to_string))
+            .ok_or_else(|| ServeError::NoDatabase(self.config.clone()))?;
+        Ok((config, url))
+    }
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            avoid_hosts: self.avoid_host.iter().cloned().collect(),
+            run_timeout_minutes: self.run_timeout,
+            public_vcs_location: self.public_vcs_location.clone(),
+            public_apt_archive_location: self.public_apt_archive_location.clone(),
+            public_dep_server_url: self.public_dep_server_url.clone(),
+            backup_directory: self.backup_directory.clone(),
+            max_json_body: self.max_json_body,
+        }
+    }
+
+    pub fn store_location(&self, config: &Config) -> StoreLocation {
+        match self
+            .redis_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(|| config.redis_location().map(str::to_string))
+        {
+            Some(url) => StoreLocation::Redis {
+                url,
+                prefix: String::new(),
+            },
+            None => StoreLocation::Postgres,
+        }
+    }
+
+    async fn addresses(&self) -> Result<(SocketAddr, Option<SocketAddr>), ServeError> {
+        let resolved: Vec<SocketAddr> = tokio::net::lookup_host((self.listen_address.as_str(), self.port))
+            .await
+            .map_err(|_| ServeError::ListenAddress(self.listen_address.clone()))?
+            .collect();
+        let internal = resolved
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(resolved.first())
+            .copied()
+            .ok_or_else(|| ServeError::ListenAddress(self.listen_address.clone()))?;
+        let public = (self.public_port != 0).then(|| SocketAddr::new(internal.ip(), self.public_port));
+        Ok((internal, public))
+    }
+}
+
+/// Loads the configuration, connects, migrates, binds both apps and serves until `shutdown`.
+/// `on_listening` is told the bound addresses once the sockets are open.
+pub async fn run_server(
+    args: &ServeArgs,
+    on_listening: impl FnOnce(SocketAddr, Option<SocketAddr>),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    if args.public_vcs_location.as_deref().is_none_or(str::is_empty) {
+        return Err(ServeError::NoPublicVcsLocation);
+    }
+    let (config, database_url) = args.database.load().await?;
+    let store = args.store_location(&config);
+    let state = AppState::start(&database_url, store, config, args.settings()).await?;
+    let (internal, public) = args.addresses().await?;
+    let listeners = Listeners::bind(internal, public).await.map_err(ServeError::Bind)?;
+    let internal_addr = listeners.internal_addr().map_err(ServeError::Bind)?;
+    let public_addr = listeners.public_addr().transpose().map_err(ServeError::Bind)?;
+    on_listening(internal_addr, public_addr);
+    crate::web::serve(std::sync::Arc::new(state), listeners, shutdown)
+        .await
+        .map_err(ServeError::Serve)
+}

@@ -1,0 +1,48 @@
+//! The one place the runner reads the wall clock, so that tests can fix "now".
+
+use std::sync::Mutex;
+
+use chrono::{NaiveDateTime, TimeDelta, Utc};
+
+/// Naive UTC "now", like Python's `datetime.utcnow()`.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> NaiveDateTime;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> NaiveDateTime {
+        Utc::now().naive_utc()
+    }
+}
+
+/// A clock that stands still until told to move.
+#[derive(Debug)]
+pub struct FixedClock {
+    now: Mutex<NaiveDateTime>,
+}
+
+impl FixedClock {
+    pub fn new(now: NaiveDateTime) -> Self {
+        Self {
+            now: Mutex::new(now),
+        }
+    }
+
+    pub fn set(&self, now: NaiveDateTime) {
+        *self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = now;
+    }
+
+    pub fn advance(&self, by: TimeDelta) {
+        let mut now = self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *now += by;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> NaiveDateTime {
+        *self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,189 @@
+//! `janitor.conf`: the Janitor configuration in protobuf text format.
+//!
+//! The message types are generated at build time from `proto/config.proto` (same package,
+//! message names, field names and numbers as the Python services use), and the text is read
+//! by rust-protobuf's reflection-based text-format parser.
+
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/proto/mod.rs"));
+}
+
+pub use generated::config::{
+    AptRepository, BugTracker, BugTrackerKind, Campaign, Config as ConfigMessage, DebianBuild,
+    Distribution, GenericBuild, MergeProposalConfig, OAuth2Provider,
+};
+pub use generated::config::campaign::Build as CampaignBuild;
+
+/// Why a configuration could not be loaded. Parse errors name file, line, column and field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read configuration: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {}{message}", field.as_deref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+    Parse {
+        path: PathBuf,
+        line: u32,
+        column: u32,
+        field: Option<String>,
+        message: String,
+    },
+}
+
+/// A loaded configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub message: ConfigMessage,
+}
+
+static LOCATED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(\d+):(\d+): (.*)$").expect("static regex compiles"));
+static FIELD_AT_LINE_START: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*[:{]").expect("static regex compiles")
+});
+static UNKNOWN_FIELD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"Unknown field: `([^`]*)`").expect("static regex compiles"));
+
+impl Config {
+    pub async fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        match protobuf::text_format::parse_from_str::<ConfigMessage>(text) {
+            Ok(message) => Ok(Self { message }),
+            Err(error) => Err(located_error(text, path, &error.to_string())),
+        }
+    }
+
+    /// The first campaign with this name (later duplicates are ignored, as in Python).
+    pub fn campaign(&self, name: &str) -> Option<&Campaign> {
+        self.message.campaign.iter().find(|c| c.name() == name)
+    }
+
+    pub fn campaigns(&self) -> impl Iterator<Item = &Campaign> {
+        self.message.campaign.iter()
+    }
+
+    pub fn distribution(&self, name: &str) -> Option<&Distribution> {
+        self.message.distribution.iter().find(|d| d.name() == name)
+    }
+
+    pub fn committer(&self) -> Option<&str> {
+        self.message.committer.as_deref().filter(|c| !c.is_empty())
+    }
+
+    pub fn database_location(&self) -> Option<&str> {
+        self.message.database_location.as_deref().filter(|c| !c.is_empty())
+    }
+
+    pub fn redis_location(&self) -> Option<&str> {
+        self.message.redis_location.as_deref().filter(|c| !c.is_empty())
+    }
+
+    pub fn logs_location(&self) -> Option<&str> {
+        self.message.logs_location.as_deref().filter(|c| !c.is_empty())
+    }
+
+    pub fn artifact_location(&self) -> Option<&str> {
+        self.message.artifact_location.as_deref().filter(|c| !c.is_empty())
+    }
+}
+
+fn located_error(text: &str, path: &Path, rendered: &str) -> ConfigError {
+    let (line, column, message) = match LOCATED.captures(rendered) {
+        Some(caps) => (
+            caps[1].parse().unwrap_or(0),
+            caps[2].parse().unwrap_or(0),
+            caps[3].to_string(),
+        ),
+        None => (0, 0, rendered.to_string()),
+    };
+    let field = UNKNOWN_FIELD
+        .captures(&message)
+        .map(|caps| caps[1].to_string())
+        .or_else(|| {
+            let source_line = text.lines().nth((line as usize).checked_sub(1)?)?;
+            FIELD_AT_LINE_START
+                .captures(source_line)
+                .map(|caps| caps[1].to_string())
+        });
+    ConfigError::Parse {
+        path: path.to_path_buf(),
+        line,
+        column,
+        field,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("janitor.conf"))
+    }
+
+    #[test]
+    fn reads_campaigns_and_distributions() {
+        let config = parse(
+            r#"
+            committer: "Janitor <janitor@example.org>"
+            distribution { name: "unstable" component: "main" component: "contrib" vendor: "debian" }
+            campaign {
+              name: "lintian-fixes" command: "lintian-brush"
+              debian_build { base_distribution: "unstable" build_suffix: "jan+lint" }
+            }
+            campaign { name: "lintian-fixes" command: "shadowed" }
+            campaign { name: "up" generic_build { chroot: "x" } force_build: true }
+            bugtracker { kind: gitlab url: "https://salsa.debian.org/x" }
+            "#,
+        )
+        .unwrap();
+        let campaign = config.campaign("lintian-fixes").unwrap();
+        assert_eq!(campaign.command(), "lintian-brush");
+        assert!(campaign.has_debian_build());
+        assert_eq!(campaign.debian_build().build_suffix(), "jan+lint");
+        let up = config.campaign("up").unwrap();
+        assert!(up.force_build());
+        assert!(!up.default_empty());
+        assert_eq!(up.generic_build().chroot(), "x");
+        assert_eq!(config.distribution("unstable").unwrap().component, ["main", "contrib"]);
+        assert_eq!(config.committer(), Some("Janitor <janitor@example.org>"));
+        assert!(config.campaign("missing").is_none());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let err = parse("committer: \"x\"\n  campaign { name: \"a\"\n  no_such_field: 1 }\n")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("janitor.conf:3:"), "{text}");
+        assert!(text.contains("no_such_field"), "{text}");
+        let err = parse("campaign {\n  name: \"a\"\n  force_build: maybe\n}\n").unwrap_err();
+        match &err {
+            ConfigError::Parse { line, field, .. } => {
+                assert_eq!(*line, 3);
+                assert_eq!(field.as_deref(), Some("force_build"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = parse("bugtracker { kind: sourceforge }").unwrap_err();
+        assert!(err.to_string().contains("sourceforge"), "{err}");
+    }
+}

@@ -1,0 +1,121 @@
+//! Tables `candidate` and `followup`.
+
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection, PgPool};
+
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct Candidate {
+    pub id: i32,
+    pub codebase: String,
+    #[sqlx(rename = "suite")]
+    pub campaign: String,
+    pub command: String,
+    pub publish_policy: Option<String>,
+    pub change_set: Option<String>,
+    pub context: Option<String>,
+    pub value: Option<i32>,
+    pub success_chance: Option<f64>,
+}
+
+/// What an upload writes for one candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCandidate {
+    pub codebase: String,
+    pub campaign: String,
+    pub command: String,
+    pub change_set: Option<String>,
+    pub context: Option<String>,
+    pub value: Option<i32>,
+    pub success_chance: Option<f64>,
+    pub publish_policy: Option<String>,
+}
+
+pub async fn list_all(pool: &PgPool) -> Result<Vec<Candidate>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, codebase, suite, command, publish_policy, change_set, context, value,
+                success_chance
+         FROM candidate ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Inserts or updates the candidate for (codebase, campaign, change set); returns its id.
+pub async fn upsert(conn: &mut PgConnection, candidate: &NewCandidate) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO candidate
+             (suite, command, change_set, context, value, success_chance, publish_policy, codebase)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (codebase, suite, coalesce(change_set, ''::text)) DO UPDATE SET
+             context = EXCLUDED.context, value = EXCLUDED.value,
+             success_chance = EXCLUDED.success_chance, command = EXCLUDED.command,
+             publish_policy = EXCLUDED.publish_policy, codebase = EXCLUDED.codebase
+         RETURNING id",
+    )
+    .bind(&candidate.campaign)
+    .bind(&candidate.command)
+    .bind(&candidate.change_set)
+    .bind(&candidate.context)
+    .bind(candidate.value)
+    .bind(candidate.success_chance)
+    .bind(&candidate.publish_policy)
+    .bind(&candidate.codebase)
+    .fetch_one(conn)
+    .await
+}
+
+/// The command of the last effective run of (codebase, campaign) when that run's revision
+/// is proposed in an open merge proposal and its command differs from `command`.
+pub async fn superseded_proposal_command(
+    conn: &mut PgConnection,
+    codebase: &str,
+    campaign: &str,
+    command: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT ler.command
+         FROM last_effective_runs ler
+         JOIN merge_proposal mp ON ler.revision = mp.revision
+         WHERE mp.status = 'open' AND ler.codebase = $1 AND ler.suite = $2
+           AND ler.command != $3
+         LIMIT 1",
+    )
+    .bind(codebase)
+    .bind(campaign)
+    .bind(command)
+    .fetch_optional(conn)
+    .await
+    .map(Option::flatten)
+}
+
+/// Records that `candidate` follows up on run `origin`.
+pub async fn insert_followup(conn: &mut PgConnection, origin: &str, candidate: i32) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO followup (origin, candidate) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(origin)
+        .bind(candidate)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes a candidate, its follow-ups and the queue items of its codebase and campaign.
+/// Returns the (campaign, codebase) it had, or `None` if there is no such candidate.
+pub async fn delete(conn: &mut PgConnection, id: i32) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query("DELETE FROM followup WHERE candidate = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let deleted: Option<(String, String)> =
+        sqlx::query_as("DELETE FROM candidate WHERE id = $1 RETURNING suite::text, codebase")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some((campaign, codebase)) = &deleted {
+        sqlx::query("DELETE FROM queue WHERE suite = $1 AND codebase = $2")
+            .bind(campaign)
+            .bind(codebase)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,63 @@
+//! Table `codebase`.
+
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection, PgPool};
+
+/// A codebase as `GET /codebases` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct Codebase {
+    pub name: Option<String>,
+    pub branch_url: Option<String>,
+    pub url: Option<String>,
+    pub branch: Option<String>,
+    pub subpath: Option<String>,
+    pub vcs_type: Option<String>,
+    pub web_url: Option<String>,
+    pub vcs_last_revision: Option<String>,
+    pub value: Option<i32>,
+}
+
+pub async fn list_all(pool: &PgPool) -> Result<Vec<Codebase>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT name, branch_url, url, branch, subpath, vcs_type::text AS vcs_type,
+                web_url, vcs_last_revision, value
+         FROM codebase ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Inserts the codebases, or overwrites every column but the name of those whose name
+/// exists, in one statement. Names must be unique within `codebases`.
+pub async fn upsert_many(conn: &mut PgConnection, codebases: &[Codebase]) -> Result<u64, sqlx::Error> {
+    fn column<T: Clone>(codebases: &[Codebase], get: impl Fn(&Codebase) -> T) -> Vec<T> {
+        codebases.iter().map(get).collect()
+    }
+    let result = sqlx::query(
+        "INSERT INTO codebase
+             (name, branch_url, url, branch, subpath, vcs_type, vcs_last_revision, value, web_url)
+         SELECT name, branch_url, url, branch, subpath, vcs_type::vcs_type, vcs_last_revision,
+                value, web_url
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::int4[], $9::text[])
+              AS u(name, branch_url, url, branch, subpath, vcs_type, vcs_last_revision, value,
+                   web_url)
+         ON CONFLICT (name) DO UPDATE SET
+             branch_url = EXCLUDED.branch_url, subpath = EXCLUDED.subpath,
+             vcs_type = EXCLUDED.vcs_type, vcs_last_revision = EXCLUDED.vcs_last_revision,
+             value = EXCLUDED.value, url = EXCLUDED.url, branch = EXCLUDED.branch,
+             web_url = EXCLUDED.web_url",
+    )
+    .bind(column(codebases, |c| c.name.clone()))
+    .bind(column(codebases, |c| c.branch_url.clone()))
+    .bind(column(codebases, |c| c.url.clone()))
+    .bind(column(codebases, |c| c.branch.clone()))
+    .bind(column(codebases, |c| c.subpath.clone()))
+    .bind(column(codebases, |c| c.vcs_type.clone()))
+    .bind(column(codebases, |c| c.vcs_last_revision.clone()))
+    .bind(column(codebases, |c| c.value))
+    .bind(column(codebases, |c| c.web_url.clone()))
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
+}

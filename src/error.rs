@@ -1,0 +1,33 @@
+//! The error every service returns. The web and Python faces map it to a status code and
+//! a JSON reason, or to an exception.
+
+use crate::state::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or names something invalid (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The thing asked about does not exist (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request contradicts what is stored (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("active-run store error: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(message.into())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound(message.into())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

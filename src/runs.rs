@@ -1,0 +1,43 @@
+//! Stored runs: lookup and publish-status review.
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::db::runs::{self, RunSummary};
+use crate::error::{Error, Result};
+use crate::events::{Events, PUBLISH_STATUS_CHANNEL};
+use crate::names::PUBLISH_STATUSES;
+
+pub async fn get(pool: &PgPool, id: &str) -> Result<RunSummary> {
+    runs::summary(pool, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no such run: {id}")))
+}
+
+/// Sets a run's publish status and announces it on `publish-status` (the publisher acts on
+/// `approved`). Returns the announcement.
+pub async fn set_publish_status(pool: &PgPool, events: &Events, id: &str, status: &str) -> Result<Value> {
+    if !PUBLISH_STATUSES.contains(&status) {
+        return Err(Error::BadRequest(format!(
+            "unknown publish_status {status:?}; expected one of {}",
+            PUBLISH_STATUSES.join(", ")
+        )));
+    }
+    let (codebase, campaign) = runs::set_publish_status(pool, id, status)
+        .await
+        .map_err(|error| match crate::db::constraint(&error).as_deref() {
+            Some("run_check2") => {
+                Error::Conflict(format!("run {id} has no revision, so it cannot be approved"))
+            }
+            _ => Error::from(error),
+        })?
+        .ok_or_else(|| Error::NotFound(format!("no such run: {id}")))?;
+    let message = json!({
+        "run_id": id,
+        "publish_status": status,
+        "codebase": codebase,
+        "campaign": campaign,
+    });
+    events.publish(PUBLISH_STATUS_CHANNEL, &message).await;
+    Ok(message)
+}

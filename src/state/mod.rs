@@ -1,0 +1,88 @@
+//! The active-run store: which runs are out with workers, which queue items they hold, when
+//! each worker was last heard from, and which hosts are rate limited.
+//!
+//! One trait, two implementations: Redis (the Python runner's hashes, key for key, so both
+//! runners can share an instance) and PostgreSQL (durable, the default without Redis).
+//! Claiming a queue item is atomic in both.
+
+mod postgres;
+mod redis;
+
+use async_trait::async_trait;
+use chrono::NaiveDateTime;
+use serde_json::Value;
+
+pub use self::postgres::PostgresStore;
+pub use self::redis::{RedisKeys, RedisStore};
+
+/// A run as stored: the ActiveRun JSON as last written (so its `current_duration` is stale,
+/// as in the Python `/status`), and when its worker was last heard from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRun {
+    pub id: String,
+    pub data: Value,
+    pub last_keepalive: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another run already holds this queue item.
+    #[error("queue item {queue_id} is already claimed by run {run_id}")]
+    AlreadyClaimed { queue_id: i64, run_id: String },
+    #[error("run {0} is already registered")]
+    RunExists(String),
+    #[error("active run data is not valid: {0}")]
+    InvalidData(String),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+#[async_trait]
+pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
+    /// Registers a run and claims its queue item in one atomic step; fails with
+    /// `AlreadyClaimed` if another run holds the item. `data` is the ActiveRun JSON.
+    async fn register_run(
+        &self,
+        id: &str,
+        queue_id: i64,
+        data: &Value,
+        now: NaiveDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the stored JSON of a registered run. Unknown runs are left alone.
+    async fn update_run(&self, id: &str, data: &Value) -> Result<(), StoreError>;
+
+    async fn get_run(&self, id: &str) -> Result<Option<Value>, StoreError>;
+
+    /// Removes a run and releases its queue item; returns what was stored, if anything.
+    async fn unclaim_run(&self, id: &str) -> Result<Option<Value>, StoreError>;
+
+    async fn list_runs(&self) -> Result<Vec<StoredRun>, StoreError>;
+
+    async fn active_run_count(&self) -> Result<usize, StoreError>;
+
+    /// Queue ids currently held by active runs.
+    async fn assigned_queue_ids(&self) -> Result<Vec<i64>, StoreError>;
+
+    async fn keepalive(&self, id: &str, at: NaiveDateTime) -> Result<(), StoreError>;
+
+    async fn last_keepalive(&self, id: &str) -> Result<Option<NaiveDateTime>, StoreError>;
+
+    /// Blocks a host until `until` (a later call replaces the time).
+    async fn rate_limit_host(&self, host: &str, until: NaiveDateTime) -> Result<(), StoreError>;
+
+    /// Hosts still blocked at `now`, with the time their block ends.
+    async fn rate_limited_hosts(
+        &self,
+        now: NaiveDateTime,
+    ) -> Result<Vec<(String, NaiveDateTime)>, StoreError>;
+}
+
+/// The queue id recorded inside stored ActiveRun JSON.
+fn queue_id_of(data: &Value) -> Result<i64, StoreError> {
+    data.get("queue_id")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| StoreError::InvalidData("queue_id missing".to_string()))
+}

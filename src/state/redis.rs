@@ -1,0 +1,235 @@
+//! The Redis store: the Python runner's hashes `active-runs`, `assigned-queue-items`,
+//! `last-keepalive` and `rate-limit-hosts`, with the same field and value encodings.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use chrono::NaiveDateTime;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde_json::Value;
+
+use super::{ActiveRunStore, StoreError, StoredRun, queue_id_of};
+use crate::time::{isoformat, parse_timestamp};
+
+/// Key names. The defaults are the Python runner's; a prefix keeps several instances (or
+/// test runs) apart on one server.
+#[derive(Debug, Clone)]
+pub struct RedisKeys {
+    pub active_runs: String,
+    pub assigned_queue_items: String,
+    pub last_keepalive: String,
+    pub rate_limit_hosts: String,
+}
+
+impl RedisKeys {
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            active_runs: format!("{prefix}active-runs"),
+            assigned_queue_items: format!("{prefix}assigned-queue-items"),
+            last_keepalive: format!("{prefix}last-keepalive"),
+            rate_limit_hosts: format!("{prefix}rate-limit-hosts"),
+        }
+    }
+}
+
+impl Default for RedisKeys {
+    fn default() -> Self {
+        Self::with_prefix("")
+    }
+}
+
+// Claim and register in one step: HSETNX makes the claim, and only the winner writes the run.
+static REGISTER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[1]) == 0 then
+            return redis.call('HGET', KEYS[2], ARGV[2])
+        end
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+        redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+        return false
+        ",
+    )
+});
+
+// Rewrite a run only while it is still registered, so a late update cannot resurrect it.
+static UPDATE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+            redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        end
+        return 0
+        ",
+    )
+});
+
+// Release only our own claim: a late unclaim must not free an item another run now holds.
+static UNCLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local data = redis.call('HGET', KEYS[1], ARGV[1])
+        if not data then
+            return false
+        end
+        if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then
+            redis.call('HDEL', KEYS[2], ARGV[2])
+        end
+        redis.call('HDEL', KEYS[1], ARGV[1])
+        redis.call('HDEL', KEYS[3], ARGV[1])
+        return data
+        ",
+    )
+});
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: RedisKeys,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("keys", &self.keys).finish()
+    }
+}
+
+impl RedisStore {
+    pub fn new(conn: ConnectionManager, keys: RedisKeys) -> Self {
+        Self { conn, keys }
+    }
+
+    fn parse(raw: &str) -> Result<Value, StoreError> {
+        serde_json::from_str(raw).map_err(|e| StoreError::InvalidData(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl ActiveRunStore for RedisStore {
+    async fn register_run(
+        &self,
+        id: &str,
+        queue_id: i64,
+        data: &Value,
+        now: NaiveDateTime,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let holder: Option<String> = REGISTER
+            .key(&self.keys.active_runs)
+            .key(&self.keys.assigned_queue_items)
+            .key(&self.keys.last_keepalive)
+            .arg(id)
+            .arg(queue_id.to_string())
+            .arg(data.to_string())
+            .arg(isoformat(&now))
+            .invoke_async(&mut conn)
+            .await?;
+        match holder {
+            None => Ok(()),
+            Some(run_id) => Err(StoreError::AlreadyClaimed { queue_id, run_id }),
+        }
+    }
+
+    async fn update_run(&self, id: &str, data: &Value) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = UPDATE
+            .key(&self.keys.active_runs)
+            .arg(id)
+            .arg(data.to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_run(&self, id: &str) -> Result<Option<Value>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn.hget(&self.keys.active_runs, id).await?;
+        raw.filter(|r| !r.is_empty())
+            .map(|r| Self::parse(&r))
+            .transpose()
+    }
+
+    async fn unclaim_run(&self, id: &str) -> Result<Option<Value>, StoreError> {
+        let Some(current) = self.get_run(id).await? else {
+            return Ok(None);
+        };
+        let queue_id = queue_id_of(&current)?;
+        let mut conn = self.conn.clone();
+        let removed: Option<String> = UNCLAIM
+            .key(&self.keys.active_runs)
+            .key(&self.keys.assigned_queue_items)
+            .key(&self.keys.last_keepalive)
+            .arg(id)
+            .arg(queue_id.to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        removed.map(|r| Self::parse(&r)).transpose()
+    }
+
+    async fn list_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
+        let mut conn = self.conn.clone();
+        let runs: Vec<(String, String)> = conn.hgetall(&self.keys.active_runs).await?;
+        let keepalives: Vec<(String, String)> = conn.hgetall(&self.keys.last_keepalive).await?;
+        let keepalives: std::collections::HashMap<String, String> = keepalives.into_iter().collect();
+        let mut out = Vec::with_capacity(runs.len());
+        for (id, raw) in runs {
+            let data = Self::parse(&raw)?;
+            let last_keepalive = keepalives
+                .get(&id)
+                .and_then(|ts| parse_timestamp(ts).ok());
+            out.push(StoredRun {
+                id,
+                data,
+                last_keepalive,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn active_run_count(&self) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hlen(&self.keys.active_runs).await?)
+    }
+
+    async fn assigned_queue_ids(&self) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = conn.hkeys(&self.keys.assigned_queue_items).await?;
+        Ok(keys.iter().filter_map(|k| k.parse().ok()).collect())
+    }
+
+    async fn keepalive(&self, id: &str, at: NaiveDateTime) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .hset(&self.keys.last_keepalive, id, isoformat(&at))
+            .await?;
+        Ok(())
+    }
+
+    async fn last_keepalive(&self, id: &str) -> Result<Option<NaiveDateTime>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn.hget(&self.keys.last_keepalive, id).await?;
+        Ok(raw.and_then(|ts| parse_timestamp(&ts).ok()))
+    }
+
+    async fn rate_limit_host(&self, host: &str, until: NaiveDateTime) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .hset(&self.keys.rate_limit_hosts, host, isoformat(&until))
+            .await?;
+        Ok(())
+    }
+
+    async fn rate_limited_hosts(
+        &self,
+        now: NaiveDateTime,
+    ) -> Result<Vec<(String, NaiveDateTime)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let entries: Vec<(String, String)> = conn.hgetall(&self.keys.rate_limit_hosts).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(host, ts)| parse_timestamp(&ts).ok().map(|until| (host, until)))
+            .filter(|(_, until)| *until > now)
+            .collect())
+    }
+}

@@ -1,0 +1,91 @@
+//! Errors as HTTP responses: a status code and a JSON `{"reason": ...}` body, always.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::Error;
+use crate::state::StoreError;
+
+/// Marks responses that failed because PostgreSQL ran out of resources (SQLSTATE class 53),
+/// so the metrics layer can count them.
+#[derive(Debug, Clone, Copy)]
+pub struct InsufficientResources;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub reason: String,
+    insufficient_resources: bool,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+            insufficient_resources: false,
+        }
+    }
+
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, reason)
+    }
+
+    fn from_database(error: &sqlx::Error) -> Self {
+        if crate::db::is_insufficient_resources(error) {
+            let mut api = Self::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
+            api.insufficient_resources = true;
+            return api;
+        }
+        if matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) {
+            tracing::error!(%error, "database unavailable");
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+        }
+        tracing::error!(%error, "database error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal database error")
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::BadRequest(reason) => Self::new(StatusCode::BAD_REQUEST, reason),
+            Error::NotFound(reason) => Self::new(StatusCode::NOT_FOUND, reason),
+            Error::Conflict(reason) => Self::new(StatusCode::CONFLICT, reason),
+            Error::Database(db) => Self::from_database(&db),
+            Error::Store(StoreError::Database(db)) => Self::from_database(&db),
+            Error::Store(store) => {
+                tracing::error!(error = %store, "active-run store error");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "active-run store unavailable")
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Error::Store(error).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "reason": self.reason }))).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        if self.insufficient_resources {
+            response.extensions_mut().insert(InsufficientResources);
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

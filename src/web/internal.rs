@@ -1,0 +1,180 @@
+//! Routes of the internal app.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{JsonBody, JsonObject};
+use crate::app::SharedState;
+use crate::{candidate, codebase, db, queue, runs, status};
+
+pub fn routes() -> axum::Router<SharedState> {
+    axum::Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(health))
+        .route("/metrics", get(metrics))
+        .route("/status", get(get_status))
+        .route("/queue", get(get_queue))
+        .route("/queue/position", get(get_queue_position))
+        .route("/codebases", get(download_codebases).post(upload_codebases))
+        .route("/candidates", get(download_candidates).post(upload_candidates))
+        .route("/candidates/{id}", delete(delete_candidate))
+        .route("/runs/{run_id}", get(get_run).post(update_run))
+        .route("/active-runs", get(get_active_runs))
+        .route("/active-runs/{run_id}", get(get_active_run))
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+}
+
+async fn get_status(State(state): State<SharedState>) -> ApiResult<Json<Value>> {
+    let now = state.clock.now();
+    let status = status::status_json(
+        state.store.as_ref(),
+        &state.settings.avoid_hosts,
+        state.settings.run_timeout_minutes,
+        now,
+    )
+    .await?;
+    Ok(Json(status))
+}
+
+async fn get_queue(
+    State(state): State<SharedState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Vec<queue::QueueListing>>> {
+    let limit = match query.get("limit") {
+        None => None,
+        Some(text) => Some(
+            text.trim()
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("limit must be an integer, not {text:?}")))?,
+        ),
+    };
+    Ok(Json(queue::list(&state.pool, limit).await?))
+}
+
+async fn get_queue_position(
+    State(state): State<SharedState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<queue::Position>> {
+    let required = |key: &str| {
+        query
+            .get(key)
+            .ok_or_else(|| ApiError::bad_request(format!("missing query parameter {key:?}")))
+    };
+    let codebase = required("codebase")?;
+    let campaign = required("campaign")?;
+    Ok(Json(
+        queue::position(&state.pool, state.store.as_ref(), codebase, campaign).await?,
+    ))
+}
+
+async fn download_codebases(State(state): State<SharedState>) -> ApiResult<Json<Vec<db::codebases::Codebase>>> {
+    Ok(Json(db::codebases::list_all(&state.pool).await.map_err(crate::Error::from)?))
+}
+
+async fn upload_codebases(State(state): State<SharedState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+    codebase::upload(&state.pool, &body).await?;
+    Ok(Json(json!({})))
+}
+
+async fn download_candidates(State(state): State<SharedState>) -> ApiResult<Json<Vec<Value>>> {
+    let candidates = db::candidates::list_all(&state.pool)
+        .await
+        .map_err(crate::Error::from)?;
+    Ok(Json(
+        candidates
+            .into_iter()
+            .map(|c| {
+                json!({
+                    "id": c.id, "codebase": c.codebase, "campaign": c.campaign,
+                    "command": c.command, "publish-policy": c.publish_policy,
+                    "change_set": c.change_set, "context": c.context, "value": c.value,
+                    "success_chance": c.success_chance,
+                })
+            })
+            .collect(),
+    ))
+}
+
+async fn upload_candidates(State(state): State<SharedState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+    let report = candidate::upload(&state.pool, &state.config, &body, None).await?;
+    let success: Vec<Value> = report
+        .accepted
+        .iter()
+        .map(|c| {
+            json!({
+                "campaign": c.campaign, "codebase": c.codebase, "bucket": c.bucket,
+                "change_set": c.change_set, "refresh": c.refresh,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "success": success,
+        "invalid_command": report.invalid_command,
+        "invalid_value": report.invalid_value,
+        "unknown_campaigns": report.unknown_campaigns,
+        "unknown_codebases": report.unknown_codebases,
+        "unknown_publish_policies": report.unknown_publish_policies,
+    })))
+}
+
+async fn delete_candidate(State(state): State<SharedState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id: i32 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("candidate id must be an integer, not {id:?}")))?;
+    candidate::delete(&state.pool, id).await?;
+    Ok(Json(json!({})))
+}
+
+async fn get_run(State(state): State<SharedState>, Path(run_id): Path<String>) -> ApiResult<Json<Value>> {
+    let run = runs::get(&state.pool, &run_id).await?;
+    Ok(Json(json!({
+        "codebase": run.codebase, "campaign": run.campaign, "publish_status": run.publish_status,
+    })))
+}
+
+async fn update_run(
+    State(state): State<SharedState>,
+    Path(run_id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    let status = match body.get("publish_status") {
+        Some(Value::String(status)) => status,
+        Some(_) => return Err(ApiError::bad_request("publish_status must be a string")),
+        None => return Err(ApiError::bad_request("missing key \"publish_status\"")),
+    };
+    Ok(Json(
+        runs::set_publish_status(&state.pool, &state.events, &run_id, status).await?,
+    ))
+}
+
+async fn get_active_runs(State(state): State<SharedState>) -> ApiResult<Json<Vec<Value>>> {
+    let now = state.clock.now();
+    Ok(Json(
+        status::processing(state.store.as_ref(), state.settings.run_timeout_minutes, now).await?,
+    ))
+}
+
+async fn get_active_run(State(state): State<SharedState>, Path(run_id): Path<String>) -> ApiResult<Json<Value>> {
+    let now = state.clock.now();
+    status::active_run(state.store.as_ref(), &run_id, now)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no such run {run_id}")))
+}

@@ -1,0 +1,96 @@
+//! The two HTTP faces of the runner: the internal app (site, publisher, operators, trusted
+//! workers) and the public worker app. Handlers parse, call one service, and map the error.
+
+mod error;
+mod extract;
+mod internal;
+mod observe;
+mod public;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use tokio::net::TcpListener;
+
+use crate::app::SharedState;
+
+pub use error::{ApiError, ApiResult};
+
+/// The internal app (`--port`, default 9911).
+pub fn internal_router(state: SharedState) -> Router {
+    let limit = state.settings.max_json_body;
+    internal::routes()
+        .fallback(observe::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe::track))
+        .layer(middleware::map_response(observe::json_errors))
+        .with_state(state)
+}
+
+/// The public worker app (`--public-port`, default 9919).
+pub fn public_router(state: SharedState) -> Router {
+    let limit = state.settings.max_json_body;
+    public::routes()
+        .fallback(observe::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe::track))
+        .layer(middleware::map_response(observe::json_errors))
+        .with_state(state)
+}
+
+/// Listeners bound before serving, so callers know the real ports (port 0 picks one).
+pub struct Listeners {
+    pub internal: TcpListener,
+    pub public: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(internal: SocketAddr, public: Option<SocketAddr>) -> std::io::Result<Self> {
+        let internal = TcpListener::bind(internal).await?;
+        let public = match public {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Self { internal, public })
+    }
+
+    pub fn internal_addr(&self) -> std::io::Result<SocketAddr> {
+        self.internal.local_addr()
+    }
+
+    pub fn public_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.public.as_ref().map(TcpListener::local_addr)
+    }
+}
+
+/// Serves both apps until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    state: SharedState,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+    let internal = axum::serve(listeners.internal, internal_router(state.clone()))
+        .with_graceful_shutdown(wait(stop_rx.clone()));
+    let public = listeners.public.map(|listener| {
+        axum::serve(listener, public_router(state))
+            .with_graceful_shutdown(wait(stop_rx.clone()))
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    match public {
+        Some(public) => {
+            let (a, b) = tokio::join!(internal.into_future(), public.into_future());
+            a.and(b)
+        }
+        None => internal.await,
+    }
+}
