@@ -91,11 +91,17 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let (store, events): (Arc<dyn ActiveRunStore>, Events) = match store {
-            StoreLocation::Postgres => (Arc::new(PostgresStore::new(pool.clone())), Events::disabled()),
+            StoreLocation::Postgres => (
+                Arc::new(PostgresStore::new(pool.clone())),
+                Events::disabled(),
+            ),
             StoreLocation::Redis { url, prefix } => {
                 let conn = connect_redis(&url).await?;
                 (
-                    Arc::new(RedisStore::new(conn.clone(), RedisKeys::with_prefix(&prefix))),
+                    Arc::new(RedisStore::new(
+                        conn.clone(),
+                        RedisKeys::with_prefix(&prefix),
+                    )),
                     Events::redis(conn, &prefix),
                 )
             }

@@ -22,7 +22,9 @@ const BREEZY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'/');
 
 /// Splits a URL into its base and the `key=value` parameters of its last path segment.
-pub fn split_segment_parameters(url: &str) -> Result<(String, BTreeMap<String, String>), BranchUrlError> {
+pub fn split_segment_parameters(
+    url: &str,
+) -> Result<(String, BTreeMap<String, String>), BranchUrlError> {
     let stripped = strip_trailing_slash(url);
     let last_slash = stripped.rfind('/').map_or(0, |i| i + 1);
     let Some(comma) = stripped[last_slash..].find(',').map(|i| i + last_slash) else {
@@ -99,8 +101,12 @@ mod tests {
         assert!(params.is_empty());
         let (base, _) = split_segment_parameters("https://example.com/repo/").unwrap();
         assert_eq!(base, "https://example.com/repo/");
-        let (base, params) = split_segment_parameters("https://example.com/repo,branch=x/").unwrap();
-        assert_eq!((base.as_str(), params["branch"].as_str()), ("https://example.com/repo", "x"));
+        let (base, params) =
+            split_segment_parameters("https://example.com/repo,branch=x/").unwrap();
+        assert_eq!(
+            (base.as_str(), params["branch"].as_str()),
+            ("https://example.com/repo", "x")
+        );
         assert!(split_segment_parameters("https://example.com/repo,oops").is_err());
     }
 

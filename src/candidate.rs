@@ -152,11 +152,19 @@ pub async fn upload(
 }
 
 /// Validates one entry. `Ok(None)` means it is skipped and recorded in the report.
-fn parse_candidate(entry: &Value, config: &Config, report: &mut UploadReport) -> Result<Option<Upload>> {
-    let obj = entry
-        .as_object()
-        .ok_or_else(|| Error::BadRequest(format!("candidate must be a JSON object: {}", render(entry))))?;
-    let bad = |message: String| Error::BadRequest(format!("{message} for candidate {}", render(entry)));
+fn parse_candidate(
+    entry: &Value,
+    config: &Config,
+    report: &mut UploadReport,
+) -> Result<Option<Upload>> {
+    let obj = entry.as_object().ok_or_else(|| {
+        Error::BadRequest(format!(
+            "candidate must be a JSON object: {}",
+            render(entry)
+        ))
+    })?;
+    let bad =
+        |message: String| Error::BadRequest(format!("{message} for candidate {}", render(entry)));
     let codebase = match obj.get("codebase") {
         None => return Err(bad("no codebase field".into())),
         Some(Value::Null) => return Err(bad("codebase field is None".into())),
@@ -240,7 +248,9 @@ fn parse_candidate(entry: &Value, config: &Config, report: &mut UploadReport) ->
 
 /// The candidate value: a positive 32-bit integer or null. A zero (`0`, `0.0`, `false`) is
 /// returned separately, as its JSON text: such candidates are reported, not rejected.
-fn parse_value(obj: &Map<String, Value>) -> std::result::Result<(Option<i32>, Option<String>), String> {
+fn parse_value(
+    obj: &Map<String, Value>,
+) -> std::result::Result<(Option<i32>, Option<String>), String> {
     match obj.get("value") {
         None | Some(Value::Null) => Ok((None, None)),
         Some(v @ Value::Bool(false)) => Ok((None, Some(v.to_string()))),
@@ -275,7 +285,11 @@ fn render(entry: &Value) -> String {
 
 /// Python's `repr` of a string, for messages that quote commands the Python way.
 pub fn python_repr(text: &str) -> String {
-    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(text.len() + 2);
     out.push(quote);
     for c in text.chars() {
@@ -288,7 +302,9 @@ pub fn python_repr(text: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -310,11 +326,25 @@ mod tests {
 
     #[test]
     fn values() {
-        let obj = |v: Value| serde_json::json!({ "value": v }).as_object().unwrap().clone();
+        let obj = |v: Value| {
+            serde_json::json!({ "value": v })
+                .as_object()
+                .unwrap()
+                .clone()
+        };
         assert_eq!(parse_value(&obj(Value::from(5))), Ok((Some(5), None)));
-        assert_eq!(parse_value(&obj(Value::from(0))), Ok((None, Some("0".into()))));
-        assert_eq!(parse_value(&obj(Value::from(0.0))), Ok((None, Some("0.0".into()))));
-        assert_eq!(parse_value(&obj(Value::Bool(false))), Ok((None, Some("false".into()))));
+        assert_eq!(
+            parse_value(&obj(Value::from(0))),
+            Ok((None, Some("0".into())))
+        );
+        assert_eq!(
+            parse_value(&obj(Value::from(0.0))),
+            Ok((None, Some("0.0".into())))
+        );
+        assert_eq!(
+            parse_value(&obj(Value::Bool(false))),
+            Ok((None, Some("false".into())))
+        );
         assert!(parse_value(&obj(Value::from(-3))).is_err());
         assert!(parse_value(&obj(Value::from(2.5))).is_err());
         assert!(parse_value(&obj(Value::from("3"))).is_err());

@@ -12,7 +12,11 @@ use crate::config::{Config, ConfigError};
 use crate::web::Listeners;
 
 #[derive(Debug, Parser)]
-#[command(name = "janitor-runner", version, about = "The Janitor runner: queue, assignment and results")]
+#[command(
+    name = "janitor-runner",
+    version,
+    about = "The Janitor runner: queue, assignment and results"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -95,7 +99,9 @@ pub struct ServeArgs {
 pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("no database configured: pass --database-url, set DATABASE_URL, or set database_location in {0}")]
+    #[error(
+        "no database configured: pass --database-url, set DATABASE_URL, or set database_location in {0}"
+    )]
     NoDatabase(PathBuf),
     #[error("--public-vcs-location is required")]
     NoPublicVcsLocation,
@@ -152,17 +158,19 @@ impl ServeArgs {
     }
 
     async fn addresses(&self) -> Result<(SocketAddr, Option<SocketAddr>), ServeError> {
-        let resolved: Vec<SocketAddr> = tokio::net::lookup_host((self.listen_address.as_str(), self.port))
-            .await
-            .map_err(|_| ServeError::ListenAddress(self.listen_address.clone()))?
-            .collect();
+        let resolved: Vec<SocketAddr> =
+            tokio::net::lookup_host((self.listen_address.as_str(), self.port))
+                .await
+                .map_err(|_| ServeError::ListenAddress(self.listen_address.clone()))?
+                .collect();
         let internal = resolved
             .iter()
             .find(|a| a.is_ipv4())
             .or(resolved.first())
             .copied()
             .ok_or_else(|| ServeError::ListenAddress(self.listen_address.clone()))?;
-        let public = (self.public_port != 0).then(|| SocketAddr::new(internal.ip(), self.public_port));
+        let public =
+            (self.public_port != 0).then(|| SocketAddr::new(internal.ip(), self.public_port));
         Ok((internal, public))
     }
 }
@@ -174,16 +182,25 @@ pub async fn run_server(
     on_listening: impl FnOnce(SocketAddr, Option<SocketAddr>),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    if args.public_vcs_location.as_deref().is_none_or(str::is_empty) {
+    if args
+        .public_vcs_location
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
         return Err(ServeError::NoPublicVcsLocation);
     }
     let (config, database_url) = args.database.load().await?;
     let store = args.store_location(&config);
     let state = AppState::start(&database_url, store, config, args.settings()).await?;
     let (internal, public) = args.addresses().await?;
-    let listeners = Listeners::bind(internal, public).await.map_err(ServeError::Bind)?;
+    let listeners = Listeners::bind(internal, public)
+        .await
+        .map_err(ServeError::Bind)?;
     let internal_addr = listeners.internal_addr().map_err(ServeError::Bind)?;
-    let public_addr = listeners.public_addr().transpose().map_err(ServeError::Bind)?;
+    let public_addr = listeners
+        .public_addr()
+        .transpose()
+        .map_err(ServeError::Bind)?;
     on_listening(internal_addr, public_addr);
     crate::web::serve(std::sync::Arc::new(state), listeners, shutdown)
         .await

@@ -29,14 +29,14 @@ pub async fn upload(pool: &PgPool, body: &Value) -> Result<usize> {
         return Ok(0);
     }
     let mut tx = pool.begin().await?;
-    codebases::upsert_many(&mut tx, &codebases)
-        .await
-        .map_err(|error| match crate::db::constraint(&error).as_deref() {
-            Some("codebase_branch_url_subpath_key") => Error::Conflict(
-                "two codebases would share a branch URL and subpath".to_string(),
-            ),
+    codebases::upsert_many(&mut tx, &codebases).await.map_err(
+        |error| match crate::db::constraint(&error).as_deref() {
+            Some("codebase_branch_url_subpath_key") => {
+                Error::Conflict("two codebases would share a branch URL and subpath".to_string())
+            }
             _ => Error::from(error),
-        })?;
+        },
+    )?;
     tx.commit().await?;
     Ok(codebases.len())
 }
@@ -79,8 +79,7 @@ fn parse_entry(index: usize, entry: &Value) -> Result<Codebase> {
         }
         (Some(branch_url), Some(url))
     } else if let Some(branch_name) = &branch {
-        let url = text("url")?
-            .ok_or_else(|| at("a branch needs a url".to_string()))?;
+        let url = text("url")?.ok_or_else(|| at("a branch needs a url".to_string()))?;
         let branch_url = with_branch(&url, branch_name).map_err(|e| at(e.to_string()))?;
         (Some(branch_url), Some(url))
     } else {
@@ -103,7 +102,10 @@ fn parse_entry(index: usize, entry: &Value) -> Result<Codebase> {
     })
 }
 
-fn string_field(obj: &Map<String, Value>, key: &str) -> std::result::Result<Option<String>, String> {
+fn string_field(
+    obj: &Map<String, Value>,
+    key: &str,
+) -> std::result::Result<Option<String>, String> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),

@@ -11,7 +11,9 @@ pub struct CommandSyntaxError {
 
 /// Splits leading `VAR=value` words off a command. Returns the variables and the remaining
 /// words re-joined with shell quoting (Python's `shlex.join`).
-pub fn splitout_env(command: &str) -> Result<(BTreeMap<String, String>, String), CommandSyntaxError> {
+pub fn splitout_env(
+    command: &str,
+) -> Result<(BTreeMap<String, String>, String), CommandSyntaxError> {
     let words = shlex::split(command).ok_or_else(|| CommandSyntaxError {
         command: command.to_string(),
     })?;

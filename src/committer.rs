@@ -35,7 +35,12 @@ pub fn committer_env(committer: Option<&str>) -> BTreeMap<String, String> {
         }
     }
     if !email.is_empty() {
-        for key in ["DEBEMAIL", "GIT_COMMITTER_EMAIL", "GIT_AUTHOR_EMAIL", "EMAIL"] {
+        for key in [
+            "DEBEMAIL",
+            "GIT_COMMITTER_EMAIL",
+            "GIT_AUTHOR_EMAIL",
+            "EMAIL",
+        ] {
             env.insert(key.to_string(), email.clone());
         }
     }
@@ -68,18 +73,34 @@ mod tests {
         let env = committer_env(Some("John Doe"));
         assert_eq!(
             keys(&env),
-            ["BRZ_EMAIL", "COMMITTER", "DEBFULLNAME", "GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"]
+            [
+                "BRZ_EMAIL",
+                "COMMITTER",
+                "DEBFULLNAME",
+                "GIT_AUTHOR_NAME",
+                "GIT_COMMITTER_NAME"
+            ]
         );
         let env = committer_env(Some("joe@example.com"));
         assert_eq!(
             keys(&env),
-            ["BRZ_EMAIL", "COMMITTER", "DEBEMAIL", "EMAIL", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"]
+            [
+                "BRZ_EMAIL",
+                "COMMITTER",
+                "DEBEMAIL",
+                "EMAIL",
+                "GIT_AUTHOR_EMAIL",
+                "GIT_COMMITTER_EMAIL"
+            ]
         );
         let env = committer_env(Some("Joe <joe>"));
         assert_eq!(env["DEBFULLNAME"], "Joe <joe>");
         assert!(!env.contains_key("EMAIL"));
         let env = committer_env(Some("Joe <joe@example.com> extra"));
-        assert_eq!((env["DEBFULLNAME"].as_str(), env["EMAIL"].as_str()), ("Joe", "joe@example.com"));
+        assert_eq!(
+            (env["DEBFULLNAME"].as_str(), env["EMAIL"].as_str()),
+            ("Joe", "joe@example.com")
+        );
         let env = committer_env(Some(""));
         assert_eq!(keys(&env), ["BRZ_EMAIL", "COMMITTER"]);
         assert!(committer_env(None).is_empty());

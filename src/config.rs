@@ -13,11 +13,11 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/proto/mod.rs"));
 }
 
+pub use generated::config::campaign::Build as CampaignBuild;
 pub use generated::config::{
     AptRepository, BugTracker, BugTrackerKind, Campaign, Config as ConfigMessage, DebianBuild,
     Distribution, GenericBuild, MergeProposalConfig, OAuth2Provider,
 };
-pub use generated::config::campaign::Build as CampaignBuild;
 
 /// Why a configuration could not be loaded. Parse errors name file, line, column and field.
 #[derive(Debug, thiserror::Error)]
@@ -88,19 +88,31 @@ impl Config {
     }
 
     pub fn database_location(&self) -> Option<&str> {
-        self.message.database_location.as_deref().filter(|c| !c.is_empty())
+        self.message
+            .database_location
+            .as_deref()
+            .filter(|c| !c.is_empty())
     }
 
     pub fn redis_location(&self) -> Option<&str> {
-        self.message.redis_location.as_deref().filter(|c| !c.is_empty())
+        self.message
+            .redis_location
+            .as_deref()
+            .filter(|c| !c.is_empty())
     }
 
     pub fn logs_location(&self) -> Option<&str> {
-        self.message.logs_location.as_deref().filter(|c| !c.is_empty())
+        self.message
+            .logs_location
+            .as_deref()
+            .filter(|c| !c.is_empty())
     }
 
     pub fn artifact_location(&self) -> Option<&str> {
-        self.message.artifact_location.as_deref().filter(|c| !c.is_empty())
+        self.message
+            .artifact_location
+            .as_deref()
+            .filter(|c| !c.is_empty())
     }
 }
 
@@ -163,7 +175,10 @@ mod tests {
         assert!(up.force_build());
         assert!(!up.default_empty());
         assert_eq!(up.generic_build().chroot(), "x");
-        assert_eq!(config.distribution("unstable").unwrap().component, ["main", "contrib"]);
+        assert_eq!(
+            config.distribution("unstable").unwrap().component,
+            ["main", "contrib"]
+        );
         assert_eq!(config.committer(), Some("Janitor <janitor@example.org>"));
         assert!(config.campaign("missing").is_none());
     }

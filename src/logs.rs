@@ -35,14 +35,28 @@ mod tests {
     #[test]
     fn log_names() {
         for name in [
-            "foo.log", "foo.log.1", "foo.1.log", "worker.log.2024", "log", ".log", "foo..log",
-            "foo.log.", "foo.log.½",
+            "foo.log",
+            "foo.log.1",
+            "foo.1.log",
+            "worker.log.2024",
+            "log",
+            ".log",
+            "foo..log",
+            "foo.log.",
+            "foo.log.½",
         ] {
             assert!(is_log_filename(name), "{name}");
         }
         for name in [
-            "foo.1", "foo.deb", "foo.1.log.1", "a.b.log.1", "foo.1.notlog", "foo.log.notlog",
-            "build.log.gz", "log.1", "foo.LOG",
+            "foo.1",
+            "foo.deb",
+            "foo.1.log.1",
+            "a.b.log.1",
+            "foo.1.notlog",
+            "foo.log.notlog",
+            "build.log.gz",
+            "log.1",
+            "foo.LOG",
         ] {
             assert!(!is_log_filename(name), "{name}");
         }
@@ -54,6 +68,9 @@ mod tests {
         std::fs::write(dir.path().join("build.log"), "x").unwrap();
         std::fs::write(dir.path().join("result.json"), "{}").unwrap();
         std::fs::create_dir(dir.path().join("dir.log")).unwrap();
-        assert_eq!(gather_logs(dir.path()).await.unwrap(), vec!["build.log".to_string()]);
+        assert_eq!(
+            gather_logs(dir.path()).await.unwrap(),
+            vec!["build.log".to_string()]
+        );
     }
 }

@@ -48,21 +48,39 @@ impl Metrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
         let run_count = counter(&registry, "run_count_total", "Number of runs handled.")?;
-        let job_last_success_unixtime =
-            Gauge::new("job_last_success_unixtime", "Last time a batch job successfully finished")?;
+        let job_last_success_unixtime = Gauge::new(
+            "job_last_success_unixtime",
+            "Last time a batch job successfully finished",
+        )?;
         registry.register(Box::new(job_last_success_unixtime.clone()))?;
         let build_duration = HistogramVec::new(
             HistogramOpts::new("build_duration", "Build duration"),
             &["campaign"],
         )?;
         registry.register(Box::new(build_duration.clone()))?;
-        let result = counter_vec(&registry, "result_total", "Result counts", &["campaign", "result_code"])?;
-        let active_runs = GaugeVec::new(Opts::new("active_runs", "Number of active runs"), &["worker"])?;
+        let result = counter_vec(
+            &registry,
+            "result_total",
+            "Result counts",
+            &["campaign", "result_code"],
+        )?;
+        let active_runs = GaugeVec::new(
+            Opts::new("active_runs", "Number of active runs"),
+            &["worker"],
+        )?;
         registry.register(Box::new(active_runs.clone()))?;
-        let assignments =
-            counter_vec(&registry, "assignments_total", "Number of assignments handed out", &["worker"])?;
-        let rate_limited_host =
-            counter_vec(&registry, "rate_limited_host_total", "Rate limiting per host", &["host"])?;
+        let assignments = counter_vec(
+            &registry,
+            "assignments_total",
+            "Number of assignments handed out",
+            &["worker"],
+        )?;
+        let rate_limited_host = counter_vec(
+            &registry,
+            "rate_limited_host_total",
+            "Rate limiting per host",
+            &["host"],
+        )?;
         let artifact_upload_failed = counter(
             &registry,
             "artifact_upload_failed_total",
@@ -74,8 +92,11 @@ impl Metrics {
             "primary_logfile_upload_failed_total",
             "Number of failed logs to primary logfile target",
         )?;
-        let logfile_uploads =
-            counter(&registry, "logfile_uploads_total", "Number of uploaded log files")?;
+        let logfile_uploads = counter(
+            &registry,
+            "logfile_uploads_total",
+            "Number of uploaded log files",
+        )?;
         let postgres_insufficient_resources = counter(
             &registry,
             "postgres_insufficient_resources_total",

@@ -16,7 +16,12 @@ pub async fn get(pool: &PgPool, id: &str) -> Result<RunSummary> {
 
 /// Sets a run's publish status and announces it on `publish-status` (the publisher acts on
 /// `approved`). Returns the announcement.
-pub async fn set_publish_status(pool: &PgPool, events: &Events, id: &str, status: &str) -> Result<Value> {
+pub async fn set_publish_status(
+    pool: &PgPool,
+    events: &Events,
+    id: &str,
+    status: &str,
+) -> Result<Value> {
     if !PUBLISH_STATUSES.contains(&status) {
         return Err(Error::BadRequest(format!(
             "unknown publish_status {status:?}; expected one of {}",
@@ -26,9 +31,9 @@ pub async fn set_publish_status(pool: &PgPool, events: &Events, id: &str, status
     let (codebase, campaign) = runs::set_publish_status(pool, id, status)
         .await
         .map_err(|error| match crate::db::constraint(&error).as_deref() {
-            Some("run_check2") => {
-                Error::Conflict(format!("run {id} has no revision, so it cannot be approved"))
-            }
+            Some("run_check2") => Error::Conflict(format!(
+                "run {id} has no revision, so it cannot be approved"
+            )),
             _ => Error::from(error),
         })?
         .ok_or_else(|| Error::NotFound(format!("no such run: {id}")))?;

@@ -18,7 +18,11 @@ pub async fn processing(
     now: NaiveDateTime,
 ) -> Result<Vec<Value>> {
     let mut runs = store.list_runs().await?;
-    runs.sort_by(|a, b| a.data["queue_id"].as_i64().cmp(&b.data["queue_id"].as_i64()));
+    runs.sort_by(|a, b| {
+        a.data["queue_id"]
+            .as_i64()
+            .cmp(&b.data["queue_id"].as_i64())
+    });
     Ok(runs
         .into_iter()
         .map(|run| {
@@ -35,7 +39,10 @@ pub async fn processing(
                     let age = seconds(&(now - at));
                     entry.insert("last-keepalive".into(), isoformat_seconds(&at).into());
                     entry.insert("keepalive_age".into(), age.into());
-                    entry.insert("mia".into(), (age > (run_timeout_minutes * 60) as f64).into());
+                    entry.insert(
+                        "mia".into(),
+                        (age > (run_timeout_minutes * 60) as f64).into(),
+                    );
                 }
                 None => {
                     entry.insert("keepalive_age".into(), Value::Null);
@@ -70,7 +77,11 @@ pub async fn status_json(
 }
 
 /// One active run, re-serialised with a fresh `current_duration`.
-pub async fn active_run(store: &dyn ActiveRunStore, id: &str, now: NaiveDateTime) -> Result<Option<Value>> {
+pub async fn active_run(
+    store: &dyn ActiveRunStore,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<Option<Value>> {
     let Some(data) = store.get_run(id).await? else {
         return Ok(None);
     };

@@ -42,7 +42,11 @@ pub fn parse_timestamp(value: &str) -> Result<NaiveDateTime, TimestampError> {
         return Ok(truncate_to_micros(aware.naive_utc()));
     }
     // Offsets without the rest of RFC 3339's strictness (space separator, no seconds).
-    for format in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M%:z", "%Y-%m-%d %H:%M%:z"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M%:z",
+        "%Y-%m-%d %H:%M%:z",
+    ] {
         if let Ok(aware) = DateTime::parse_from_str(text, format) {
             return Ok(truncate_to_micros(aware.naive_utc()));
         }
@@ -120,13 +124,22 @@ mod tests {
 
     #[test]
     fn isoformat_omits_zero_fraction() {
-        assert_eq!(isoformat(&ts("2024-05-01T10:11:12.0")), "2024-05-01T10:11:12");
+        assert_eq!(
+            isoformat(&ts("2024-05-01T10:11:12.0")),
+            "2024-05-01T10:11:12"
+        );
         assert_eq!(
             isoformat(&ts("2024-05-01T10:11:12.345678")),
             "2024-05-01T10:11:12.345678"
         );
-        assert_eq!(isoformat(&ts("2024-05-01T10:11:12.000005")), "2024-05-01T10:11:12.000005");
-        assert_eq!(isoformat_seconds(&ts("2024-05-01T10:11:12.9")), "2024-05-01T10:11:12");
+        assert_eq!(
+            isoformat(&ts("2024-05-01T10:11:12.000005")),
+            "2024-05-01T10:11:12.000005"
+        );
+        assert_eq!(
+            isoformat_seconds(&ts("2024-05-01T10:11:12.9")),
+            "2024-05-01T10:11:12"
+        );
     }
 
     #[test]
@@ -142,8 +155,16 @@ mod tests {
         ] {
             assert_eq!(parse_timestamp(text).unwrap(), expected, "{text}");
         }
-        assert_eq!(parse_timestamp("2024-05-01").unwrap(), ts("2024-05-01T00:00:00.0"));
-        for bad in ["", "yesterday", "2024-13-01T00:00:00", " 2024-05-01T10:11:12"] {
+        assert_eq!(
+            parse_timestamp("2024-05-01").unwrap(),
+            ts("2024-05-01T00:00:00.0")
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00",
+            " 2024-05-01T10:11:12",
+        ] {
             assert!(parse_timestamp(bad).is_err(), "{bad}");
         }
     }
@@ -158,7 +179,10 @@ mod tests {
             timedelta_str(&TimeDelta::seconds(86_400 + 2 * 3600 + 3 * 60 + 4)),
             "1 day, 2:03:04"
         );
-        assert_eq!(timedelta_str(&TimeDelta::seconds(3 * 86_400)), "3 days, 0:00:00");
+        assert_eq!(
+            timedelta_str(&TimeDelta::seconds(3 * 86_400)),
+            "3 days, 0:00:00"
+        );
         assert_eq!(timedelta_str(&TimeDelta::seconds(-1)), "-1 day, 23:59:59");
     }
 

@@ -89,7 +89,11 @@ pub async fn superseded_proposal_command(
 }
 
 /// Records that `candidate` follows up on run `origin`.
-pub async fn insert_followup(conn: &mut PgConnection, origin: &str, candidate: i32) -> Result<(), sqlx::Error> {
+pub async fn insert_followup(
+    conn: &mut PgConnection,
+    origin: &str,
+    candidate: i32,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO followup (origin, candidate) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(origin)
         .bind(candidate)
@@ -100,7 +104,10 @@ pub async fn insert_followup(conn: &mut PgConnection, origin: &str, candidate: i
 
 /// Deletes a candidate, its follow-ups and the queue items of its codebase and campaign.
 /// Returns the (campaign, codebase) it had, or `None` if there is no such candidate.
-pub async fn delete(conn: &mut PgConnection, id: i32) -> Result<Option<(String, String)>, sqlx::Error> {
+pub async fn delete(
+    conn: &mut PgConnection,
+    id: i32,
+) -> Result<Option<(String, String)>, sqlx::Error> {
     sqlx::query("DELETE FROM followup WHERE candidate = $1")
         .bind(id)
         .execute(&mut *conn)

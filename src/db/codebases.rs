@@ -29,7 +29,10 @@ pub async fn list_all(pool: &PgPool) -> Result<Vec<Codebase>, sqlx::Error> {
 
 /// Inserts the codebases, or overwrites every column but the name of those whose name
 /// exists, in one statement. Names must be unique within `codebases`.
-pub async fn upsert_many(conn: &mut PgConnection, codebases: &[Codebase]) -> Result<u64, sqlx::Error> {
+pub async fn upsert_many(
+    conn: &mut PgConnection,
+    codebases: &[Codebase],
+) -> Result<u64, sqlx::Error> {
     fn column<T: Clone>(codebases: &[Codebase], get: impl Fn(&Codebase) -> T) -> Vec<T> {
         codebases.iter().map(get).collect()
     }

@@ -13,7 +13,8 @@ pub const MIGRATIONS_TABLE: &str = "runner_schema_migrations";
 
 /// Migrations that create the upstream schema, and the table whose presence shows that an
 /// existing database already has what they would create.
-const UPSTREAM_PARTS: [(i64, &str); 2] = [(20260101000001, "run"), (20260101000002, "debian_build")];
+const UPSTREAM_PARTS: [(i64, &str); 2] =
+    [(20260101000001, "run"), (20260101000002, "debian_build")];
 
 // Serialises start-up of several runner processes against one database.
 const ADOPTION_LOCK_KEY: i64 = 0x6a61_6e69_746f_7201;

@@ -110,8 +110,17 @@ impl ActiveRun {
     pub fn from_json(value: &Value) -> Result<Self, ModelError> {
         let obj = as_object(value, "active run")?;
         for key in [
-            "backchannel", "campaign", "start_time", "change_set", "command",
-            "instigated_context", "queue_id", "id", "vcs", "worker", "worker_link",
+            "backchannel",
+            "campaign",
+            "start_time",
+            "change_set",
+            "command",
+            "instigated_context",
+            "queue_id",
+            "id",
+            "vcs",
+            "worker",
+            "worker_link",
         ] {
             required(obj, key)?;
         }
@@ -121,7 +130,8 @@ impl ActiveRun {
             None => Err(ModelError::new(format!("missing key {key:?}"))),
         };
         let start_text = string("start_time")?;
-        let start_time = parse_timestamp(&start_text).map_err(|e| ModelError::new(e.to_string()))?;
+        let start_time =
+            parse_timestamp(&start_text).map_err(|e| ModelError::new(e.to_string()))?;
         let estimated_duration = match obj.get("estimated_duration") {
             Some(v) if truthy(v) => {
                 let secs = v
@@ -247,7 +257,10 @@ mod tests {
     fn zero_estimate_round_trips_to_null() {
         let mut run = sample();
         run.estimated_duration = Some(TimeDelta::zero());
-        assert_eq!(run.to_json(run.start_time)["estimated_duration"], Value::Null);
+        assert_eq!(
+            run.to_json(run.start_time)["estimated_duration"],
+            Value::Null
+        );
     }
 
     #[test]

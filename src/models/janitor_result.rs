@@ -26,7 +26,11 @@ impl Branch {
             Value::Null => Ok(None),
             Value::String(s) if s.is_empty() => Ok(None),
             Value::String(s) => Ok(Some(s.clone())),
-            other => Err(type_error(&format!("{key} {what}"), "a string or null", other)),
+            other => Err(type_error(
+                &format!("{key} {what}"),
+                "a string or null",
+                other,
+            )),
         };
         let role = match role {
             Value::String(s) => s.clone(),
@@ -35,7 +39,13 @@ impl Branch {
         let remote_name = match remote_name {
             Value::Null => None,
             Value::String(s) => Some(s.clone()),
-            other => return Err(type_error(&format!("{key} remote_name"), "a string or null", other)),
+            other => {
+                return Err(type_error(
+                    &format!("{key} remote_name"),
+                    "a string or null",
+                    other,
+                ));
+            }
         };
         Ok(Self {
             role,
@@ -46,7 +56,12 @@ impl Branch {
     }
 
     pub fn to_json(&self) -> Value {
-        json!([self.role, self.remote_name, self.base_revision, self.revision])
+        json!([
+            self.role,
+            self.remote_name,
+            self.base_revision,
+            self.revision
+        ])
     }
 }
 
@@ -247,7 +262,10 @@ impl JanitorResult {
                 .map_or(Value::Null, |tags| tags.iter().map(Tag::to_json).collect()),
         );
         put("revision", self.revision.clone().into());
-        put("main_branch_revision", self.main_branch_revision.clone().into());
+        put(
+            "main_branch_revision",
+            self.main_branch_revision.clone().into(),
+        );
         Value::Object(obj)
     }
 }
@@ -350,6 +368,9 @@ mod tests {
                 "binary_packages": ["a"]}})
         );
         result.builder_result = Some(BuilderResult::Generic);
-        assert_eq!(result.to_json()["target"], json!({"name": "generic", "details": {}}));
+        assert_eq!(
+            result.to_json()["target"],
+            json!({"name": "generic", "details": {}})
+        );
     }
 }

@@ -6,20 +6,29 @@ use serde_json::{Map, Value};
 use super::ModelError;
 use crate::time::parse_timestamp;
 
-pub(crate) fn as_object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ModelError> {
+pub(crate) fn as_object<'a>(
+    value: &'a Value,
+    what: &str,
+) -> Result<&'a Map<String, Value>, ModelError> {
     value
         .as_object()
         .ok_or_else(|| ModelError::new(format!("{what} must be a JSON object")))
 }
 
 /// A key that must be present (its value may still be null).
-pub(crate) fn required<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a Value, ModelError> {
+pub(crate) fn required<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+) -> Result<&'a Value, ModelError> {
     obj.get(key)
         .ok_or_else(|| ModelError::new(format!("missing key {key:?}")))
 }
 
 /// A string or null; absent counts as null.
-pub(crate) fn opt_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, ModelError> {
+pub(crate) fn opt_string(
+    obj: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, ModelError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -35,7 +44,10 @@ pub(crate) fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<boo
     }
 }
 
-pub(crate) fn opt_timestamp(obj: &Map<String, Value>, key: &str) -> Result<Option<NaiveDateTime>, ModelError> {
+pub(crate) fn opt_timestamp(
+    obj: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<NaiveDateTime>, ModelError> {
     match obj.get(key) {
         None => Ok(None),
         Some(Value::String(s)) => parse_timestamp(s)

@@ -95,7 +95,9 @@ impl WorkerResult {
         if let Some(vcs) = &vcs_type
             && !is_vcs_type(vcs)
         {
-            return Err(ModelError::new(format!("vcs_type {vcs:?} is not a known VCS")));
+            return Err(ModelError::new(format!(
+                "vcs_type {vcs:?} is not a known VCS"
+            )));
         }
         let queue_id = match obj.get("queue_id") {
             None | Some(Value::Null) => None,
@@ -168,7 +170,10 @@ mod tests {
         let r = WorkerResult::from_json(&js).unwrap();
         assert_eq!(r.code, "success");
         assert_eq!(r.value, Some(40));
-        assert_eq!(r.branches.as_ref().unwrap()[0].base_revision.as_deref(), Some("rev-main"));
+        assert_eq!(
+            r.branches.as_ref().unwrap()[0].base_revision.as_deref(),
+            Some("rev-main")
+        );
         assert_eq!(r.tags.as_ref().unwrap()[0].revision, "rev-tag");
         assert_eq!(
             crate::time::isoformat(&r.finish_time.unwrap()),
@@ -194,11 +199,20 @@ mod tests {
         for (js, needle) in [
             (json!([]), "object"),
             (json!({"branches": [["main", null, null]]}), "branches[0]"),
-            (json!({"branches": [["a", null, null, null], ["a", null, null, null]]}), "more than once"),
+            (
+                json!({"branches": [["a", null, null, null], ["a", null, null, null]]}),
+                "more than once",
+            ),
             (json!({"tags": [["v1", null]]}), "tags[0]"),
-            (json!({"target": {"name": "rpm", "details": {}}}), "unsupported"),
+            (
+                json!({"target": {"name": "rpm", "details": {}}}),
+                "unsupported",
+            ),
             (json!({"target": {"name": "debian"}}), "details"),
-            (json!({"target": {"name": "debian", "details": []}}), "object"),
+            (
+                json!({"target": {"name": "debian", "details": []}}),
+                "object",
+            ),
             (json!({"vcs_type": "fossil"}), "vcs_type"),
             (json!({"start_time": null}), "start_time"),
             (json!({"finish_time": "soon"}), "finish_time"),

@@ -91,7 +91,9 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("keys", &self.keys).finish()
+        f.debug_struct("RedisStore")
+            .field("keys", &self.keys)
+            .finish()
     }
 }
 
@@ -171,13 +173,12 @@ impl ActiveRunStore for RedisStore {
         let mut conn = self.conn.clone();
         let runs: Vec<(String, String)> = conn.hgetall(&self.keys.active_runs).await?;
         let keepalives: Vec<(String, String)> = conn.hgetall(&self.keys.last_keepalive).await?;
-        let keepalives: std::collections::HashMap<String, String> = keepalives.into_iter().collect();
+        let keepalives: std::collections::HashMap<String, String> =
+            keepalives.into_iter().collect();
         let mut out = Vec::with_capacity(runs.len());
         for (id, raw) in runs {
             let data = Self::parse(&raw)?;
-            let last_keepalive = keepalives
-                .get(&id)
-                .and_then(|ts| parse_timestamp(ts).ok());
+            let last_keepalive = keepalives.get(&id).and_then(|ts| parse_timestamp(ts).ok());
             out.push(StoredRun {
                 id,
                 data,

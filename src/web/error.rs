@@ -62,7 +62,10 @@ impl From<Error> for ApiError {
             Error::Store(StoreError::Database(db)) => Self::from_database(&db),
             Error::Store(store) => {
                 tracing::error!(error = %store, "active-run store error");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "active-run store unavailable")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "active-run store unavailable",
+                )
             }
         }
     }

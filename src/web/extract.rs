@@ -20,11 +20,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             if status == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(status, "request body too large")
             } else {
-                ApiError::new(status, format!("cannot read request body: {}", rejection.body_text()))
+                ApiError::new(
+                    status,
+                    format!("cannot read request body: {}", rejection.body_text()),
+                )
             }
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request("request body is empty; expected JSON"));
+            return Err(ApiError::bad_request(
+                "request body is empty; expected JSON",
+            ));
         }
         serde_json::from_slice(&bytes)
             .map(JsonBody)

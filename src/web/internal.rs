@@ -23,7 +23,10 @@ pub fn routes() -> axum::Router<SharedState> {
         .route("/queue", get(get_queue))
         .route("/queue/position", get(get_queue_position))
         .route("/codebases", get(download_codebases).post(upload_codebases))
-        .route("/candidates", get(download_candidates).post(upload_candidates))
+        .route(
+            "/candidates",
+            get(download_candidates).post(upload_candidates),
+        )
         .route("/candidates/{id}", delete(delete_candidate))
         .route("/runs/{run_id}", get(get_run).post(update_run))
         .route("/active-runs", get(get_active_runs))
@@ -36,7 +39,10 @@ async fn health() -> &'static str {
 
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }
@@ -59,11 +65,9 @@ async fn get_queue(
 ) -> ApiResult<Json<Vec<queue::QueueListing>>> {
     let limit = match query.get("limit") {
         None => None,
-        Some(text) => Some(
-            text.trim()
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("limit must be an integer, not {text:?}")))?,
-        ),
+        Some(text) => Some(text.trim().parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("limit must be an integer, not {text:?}"))
+        })?),
     };
     Ok(Json(queue::list(&state.pool, limit).await?))
 }
@@ -84,11 +88,20 @@ async fn get_queue_position(
     ))
 }
 
-async fn download_codebases(State(state): State<SharedState>) -> ApiResult<Json<Vec<db::codebases::Codebase>>> {
-    Ok(Json(db::codebases::list_all(&state.pool).await.map_err(crate::Error::from)?))
+async fn download_codebases(
+    State(state): State<SharedState>,
+) -> ApiResult<Json<Vec<db::codebases::Codebase>>> {
+    Ok(Json(
+        db::codebases::list_all(&state.pool)
+            .await
+            .map_err(crate::Error::from)?,
+    ))
 }
 
-async fn upload_codebases(State(state): State<SharedState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+async fn upload_codebases(
+    State(state): State<SharedState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
     codebase::upload(&state.pool, &body).await?;
     Ok(Json(json!({})))
 }
@@ -112,7 +125,10 @@ async fn download_candidates(State(state): State<SharedState>) -> ApiResult<Json
     ))
 }
 
-async fn upload_candidates(State(state): State<SharedState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+async fn upload_candidates(
+    State(state): State<SharedState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
     let report = candidate::upload(&state.pool, &state.config, &body, None).await?;
     let success: Vec<Value> = report
         .accepted
@@ -134,15 +150,21 @@ async fn upload_candidates(State(state): State<SharedState>, JsonBody(body): Jso
     })))
 }
 
-async fn delete_candidate(State(state): State<SharedState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let id: i32 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("candidate id must be an integer, not {id:?}")))?;
+async fn delete_candidate(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id: i32 = id.parse().map_err(|_| {
+        ApiError::bad_request(format!("candidate id must be an integer, not {id:?}"))
+    })?;
     candidate::delete(&state.pool, id).await?;
     Ok(Json(json!({})))
 }
 
-async fn get_run(State(state): State<SharedState>, Path(run_id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_run(
+    State(state): State<SharedState>,
+    Path(run_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let run = runs::get(&state.pool, &run_id).await?;
     Ok(Json(json!({
         "codebase": run.codebase, "campaign": run.campaign, "publish_status": run.publish_status,
@@ -167,11 +189,19 @@ async fn update_run(
 async fn get_active_runs(State(state): State<SharedState>) -> ApiResult<Json<Vec<Value>>> {
     let now = state.clock.now();
     Ok(Json(
-        status::processing(state.store.as_ref(), state.settings.run_timeout_minutes, now).await?,
+        status::processing(
+            state.store.as_ref(),
+            state.settings.run_timeout_minutes,
+            now,
+        )
+        .await?,
     ))
 }
 
-async fn get_active_run(State(state): State<SharedState>, Path(run_id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_active_run(
+    State(state): State<SharedState>,
+    Path(run_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let now = state.clock.now();
     status::active_run(state.store.as_ref(), &run_id, now)
         .await?

@@ -25,7 +25,10 @@ pub fn internal_router(state: SharedState) -> Router {
     internal::routes()
         .fallback(observe::not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .route_layer(middleware::from_fn_with_state(state.clone(), observe::track))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::track,
+        ))
         .layer(middleware::map_response(observe::json_errors))
         .with_state(state)
 }
@@ -36,7 +39,10 @@ pub fn public_router(state: SharedState) -> Router {
     public::routes()
         .fallback(observe::not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .route_layer(middleware::from_fn_with_state(state.clone(), observe::track))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::track,
+        ))
         .layer(middleware::map_response(observe::json_errors))
         .with_state(state)
 }
@@ -79,8 +85,7 @@ pub async fn serve(
     let internal = axum::serve(listeners.internal, internal_router(state.clone()))
         .with_graceful_shutdown(wait(stop_rx.clone()));
     let public = listeners.public.map(|listener| {
-        axum::serve(listener, public_router(state))
-            .with_graceful_shutdown(wait(stop_rx.clone()))
+        axum::serve(listener, public_router(state)).with_graceful_shutdown(wait(stop_rx.clone()))
     });
     tokio::spawn(async move {
         shutdown.await;

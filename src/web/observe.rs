@@ -81,12 +81,16 @@ fn route_name(method: &Method, path: &str) -> String {
 }
 
 /// Counts and times every request.
-pub async fn track(State(state): State<SharedState>, request: Request<Body>, next: Next) -> Response {
+pub async fn track(
+    State(state): State<SharedState>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unknown".to_string(), |p| route_name(&method, p.as_str()));
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || "unknown".to_string(),
+        |p| route_name(&method, p.as_str()),
+    );
     let metrics = &state.metrics;
     let in_progress = metrics
         .requests_in_progress
@@ -109,7 +113,11 @@ pub async fn track(State(state): State<SharedState>, request: Request<Body>, nex
             .with_label_values(&[method.as_str(), route.as_str()])
             .inc();
     }
-    if response.extensions().get::<InsufficientResources>().is_some() {
+    if response
+        .extensions()
+        .get::<InsufficientResources>()
+        .is_some()
+    {
         metrics.postgres_insufficient_resources.inc();
     }
     response

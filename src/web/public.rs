@@ -19,7 +19,10 @@ async fn root() -> &'static str {
     ""
 }
 
-async fn get_active_run(State(state): State<SharedState>, Path(run_id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_active_run(
+    State(state): State<SharedState>,
+    Path(run_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let now = state.clock.now();
     status::active_run(state.store.as_ref(), &run_id, now)
         .await?
