@@ -278,6 +278,11 @@ impl TestServer {
         }
     }
 
+    pub fn clock_now(&self) -> NaiveDateTime {
+        use janitor_runner::clock::Clock;
+        self.clock.now()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.internal, path)
     }

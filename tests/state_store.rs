@@ -1,0 +1,249 @@
+//! One behaviour suite for the active-run store, run against Redis and PostgreSQL.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use janitor_runner::models::{ActiveRun, BackchannelInfo, QueueItem, VcsInfo};
+use janitor_runner::state::{ActiveRunStore, PostgresStore, RedisKeys, RedisStore, StoreError};
+use serde_json::Value;
+use tokio::sync::Barrier;
+
+fn run(id: &str, queue_id: i64) -> ActiveRun {
+    let item = QueueItem {
+        id: queue_id,
+        context: None,
+        command: "lintian-brush".into(),
+        estimated_duration: Some(TimeDelta::seconds(30)),
+        campaign: "lintian-fixes".into(),
+        refresh: false,
+        requester: None,
+        change_set: None,
+        codebase: "alpha".into(),
+    };
+    ActiveRun::from_queue_item(
+        &item,
+        id.into(),
+        common::fixed_now(),
+        VcsInfo::default(),
+        BackchannelInfo::Polling {
+            my_url: "http://worker:8080/".into(),
+        },
+        Some("worker-1".into()),
+        None,
+    )
+}
+
+fn data(run: &ActiveRun) -> Value {
+    run.to_json(common::fixed_now())
+}
+
+async fn registers_reads_and_releases(store: &dyn ActiveRunStore) {
+    let now = common::fixed_now();
+    let first = run("run-a", 1);
+    store.register_run("run-a", 1, &data(&first), now).await.unwrap();
+    store.register_run("run-b", 2, &data(&run("run-b", 2)), now).await.unwrap();
+    assert_eq!(store.active_run_count().await.unwrap(), 2);
+    let mut ids = store.assigned_queue_ids().await.unwrap();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2]);
+    let stored = store.get_run("run-a").await.unwrap().unwrap();
+    assert_eq!(ActiveRun::from_json(&stored).unwrap(), first);
+    // Stored text keeps the Python key order.
+    let keys: Vec<&String> = stored.as_object().unwrap().keys().collect();
+    assert_eq!(keys.first().map(|k| k.as_str()), Some("queue_id"));
+    assert_eq!(store.last_keepalive("run-a").await.unwrap(), Some(now));
+    let listed = store.list_runs().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|r| r.last_keepalive == Some(now)));
+
+    let removed = store.unclaim_run("run-a").await.unwrap().unwrap();
+    assert_eq!(removed["id"], "run-a");
+    assert_eq!(store.get_run("run-a").await.unwrap(), None);
+    assert_eq!(store.last_keepalive("run-a").await.unwrap(), None);
+    assert_eq!(store.assigned_queue_ids().await.unwrap(), vec![2]);
+    assert_eq!(store.unclaim_run("run-a").await.unwrap(), None);
+    assert_eq!(store.unclaim_run("never-was").await.unwrap(), None);
+    // The released item can be claimed again.
+    store.register_run("run-c", 1, &data(&run("run-c", 1)), now).await.unwrap();
+    assert_eq!(store.active_run_count().await.unwrap(), 2);
+}
+
+async fn refuses_a_second_claim(store: &dyn ActiveRunStore) {
+    let now = common::fixed_now();
+    store.register_run("run-a", 7, &data(&run("run-a", 7)), now).await.unwrap();
+    match store.register_run("run-b", 7, &data(&run("run-b", 7)), now).await {
+        Err(StoreError::AlreadyClaimed { queue_id, run_id }) => {
+            assert_eq!((queue_id, run_id.as_str()), (7, "run-a"));
+        }
+        other => panic!("expected AlreadyClaimed, got {other:?}"),
+    }
+    assert_eq!(store.get_run("run-b").await.unwrap(), None);
+    assert_eq!(store.active_run_count().await.unwrap(), 1);
+}
+
+async fn one_winner_under_contention(store: Arc<dyn ActiveRunStore>) {
+    let contenders = 32;
+    let barrier = Arc::new(Barrier::new(contenders));
+    let mut tasks = Vec::new();
+    for i in 0..contenders {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("run-{i}");
+            let js = data(&run(&id, 99));
+            barrier.wait().await;
+            store.register_run(&id, 99, &js, common::fixed_now()).await
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => winners += 1,
+            Err(StoreError::AlreadyClaimed { queue_id: 99, .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(store.active_run_count().await.unwrap(), 1);
+    assert_eq!(store.assigned_queue_ids().await.unwrap(), vec![99]);
+}
+
+async fn updates_only_registered_runs(store: &dyn ActiveRunStore) {
+    let now = common::fixed_now();
+    let mut active = run("run-a", 3);
+    store.register_run("run-a", 3, &data(&active), now).await.unwrap();
+    active.resume_from = Some("run-0".into());
+    store.update_run("run-a", &data(&active)).await.unwrap();
+    let stored = store.get_run("run-a").await.unwrap().unwrap();
+    assert_eq!(stored["resume_from"], "run-0");
+    store.unclaim_run("run-a").await.unwrap();
+    store.update_run("run-a", &data(&active)).await.unwrap();
+    assert_eq!(store.get_run("run-a").await.unwrap(), None, "update resurrected a run");
+}
+
+async fn tracks_keepalives(store: &dyn ActiveRunStore) {
+    let now = common::fixed_now();
+    store.register_run("run-a", 4, &data(&run("run-a", 4)), now).await.unwrap();
+    let later = now + TimeDelta::microseconds(90_000_123);
+    store.keepalive("run-a", later).await.unwrap();
+    assert_eq!(store.last_keepalive("run-a").await.unwrap(), Some(later));
+    let listed = store.list_runs().await.unwrap();
+    assert_eq!(listed[0].last_keepalive, Some(later));
+}
+
+async fn rate_limits_hosts(store: &dyn ActiveRunStore) {
+    let now = common::fixed_now();
+    store.rate_limit_host("salsa.debian.org", now + TimeDelta::seconds(120)).await.unwrap();
+    store.rate_limit_host("github.com", now - TimeDelta::seconds(1)).await.unwrap();
+    assert_eq!(
+        store.rate_limited_hosts(now).await.unwrap(),
+        vec![("salsa.debian.org".to_string(), now + TimeDelta::seconds(120))]
+    );
+    store.rate_limit_host("github.com", now + TimeDelta::seconds(5)).await.unwrap();
+    let mut hosts = store.rate_limited_hosts(now).await.unwrap();
+    hosts.sort();
+    assert_eq!(hosts.len(), 2);
+    assert!(store.rate_limited_hosts(now + TimeDelta::seconds(600)).await.unwrap().is_empty());
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let db = common::migrated_database().await;
+                    let store: Arc<dyn ActiveRunStore> = Arc::new(PostgresStore::new(db.pool.clone()));
+                    super::run_case(stringify!($case), store).await;
+                    db.drop_now().await;
+                }
+            )*
+        }
+        mod redis {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let prefix = common::redis_prefix();
+                    let conn = janitor_runner::app::connect_redis(&common::redis_url()).await.unwrap();
+                    let store: Arc<dyn ActiveRunStore> =
+                        Arc::new(RedisStore::new(conn, RedisKeys::with_prefix(&prefix)));
+                    super::run_case(stringify!($case), store).await;
+                    common::clear_prefix(&prefix).await;
+                }
+            )*
+        }
+    };
+}
+
+async fn run_case(case: &str, store: Arc<dyn ActiveRunStore>) {
+    match case {
+        "registers_reads_and_releases" => registers_reads_and_releases(store.as_ref()).await,
+        "refuses_a_second_claim" => refuses_a_second_claim(store.as_ref()).await,
+        "one_winner_under_contention" => one_winner_under_contention(store).await,
+        "updates_only_registered_runs" => updates_only_registered_runs(store.as_ref()).await,
+        "tracks_keepalives" => tracks_keepalives(store.as_ref()).await,
+        "rate_limits_hosts" => rate_limits_hosts(store.as_ref()).await,
+        other => panic!("no case {other}"),
+    }
+}
+
+suite!(
+    registers_reads_and_releases,
+    refuses_a_second_claim,
+    one_winner_under_contention,
+    updates_only_registered_runs,
+    tracks_keepalives,
+    rate_limits_hosts,
+);
+
+/// The Redis layout is the Python runner's, field for field.
+#[tokio::test]
+async fn redis_layout_matches_the_python_runner() {
+    let prefix = common::redis_prefix();
+    let conn = janitor_runner::app::connect_redis(&common::redis_url()).await.unwrap();
+    let store = RedisStore::new(conn.clone(), RedisKeys::with_prefix(&prefix));
+    let now = common::fixed_now() + TimeDelta::microseconds(250);
+    let active = run("3f1c0e57-0000-4000-8000-000000000001", 42);
+    store.register_run(&active.log_id, 42, &data(&active), now).await.unwrap();
+    let mut raw = conn.clone();
+    let holder: String = ::redis::cmd("HGET")
+        .arg(format!("{prefix}assigned-queue-items"))
+        .arg("42")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(holder, active.log_id);
+    let keepalive: String = ::redis::cmd("HGET")
+        .arg(format!("{prefix}last-keepalive"))
+        .arg(&active.log_id)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(keepalive, "2026-11-23T12:00:00.000250");
+    let stored: String = ::redis::cmd("HGET")
+        .arg(format!("{prefix}active-runs"))
+        .arg(&active.log_id)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let js: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(js["backchannel"], serde_json::json!({"my_url": "http://worker:8080/"}));
+    // An entry written by the Python runner (different spacing, extra precision) reads back.
+    let python_written = r#"{"queue_id": 43, "id": "py-run", "codebase": "beta", "change_set": null, "campaign": "lintian-fixes", "command": "lintian-brush", "estimated_duration": null, "current_duration": 0.5, "start_time": "2026-11-23T11:00:00.123456", "worker": null, "worker_link": null, "vcs": {}, "backchannel": {}, "instigated_context": null, "resume_from": null}"#;
+    let _: () = ::redis::cmd("HSET")
+        .arg(format!("{prefix}active-runs"))
+        .arg("py-run")
+        .arg(python_written)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let back = store.get_run("py-run").await.unwrap().unwrap();
+    let parsed = ActiveRun::from_json(&back).unwrap();
+    assert_eq!(parsed.codebase(), "beta");
+    assert_eq!(parsed.backchannel, BackchannelInfo::None);
+    common::clear_prefix(&prefix).await;
+}
