@@ -18,9 +18,19 @@ async fn reference_example_loads() {
     assert_eq!(config.campaigns().count(), 8);
     let lintian = config.campaign("lintian-fixes").unwrap();
     assert_eq!(lintian.debian_build().build_suffix(), "jan+lint");
-    assert_eq!(config.distribution("unstable").unwrap().lintian_suppress_tag.len(), 5);
+    assert_eq!(
+        config
+            .distribution("unstable")
+            .unwrap()
+            .lintian_suppress_tag
+            .len(),
+        5
+    );
     assert_eq!(config.redis_location(), Some("redis://localhost"));
-    assert_eq!(config.message.apt_repository[0].select[0].campaign(), "lintian-fixes");
+    assert_eq!(
+        config.message.apt_repository[0].select[0].campaign(),
+        "lintian-fixes"
+    );
 }
 
 #[tokio::test]
@@ -33,6 +43,12 @@ async fn project_example_loads() {
 
 #[tokio::test]
 async fn missing_file_is_named() {
-    let err = Config::load(Path::new("/nonexistent/janitor.conf")).await.unwrap_err();
-    assert!(err.to_string().starts_with("/nonexistent/janitor.conf: cannot read"), "{err}");
+    let err = Config::load(Path::new("/nonexistent/janitor.conf"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/janitor.conf: cannot read"),
+        "{err}"
+    );
 }

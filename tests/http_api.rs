@@ -55,7 +55,12 @@ async fn register(server: &TestServer, id: &str, queue_id: i64) {
     server
         .state
         .store
-        .register_run(id, queue_id, &run.to_json(common::fixed_now()), common::fixed_now())
+        .register_run(
+            id,
+            queue_id,
+            &run.to_json(common::fixed_now()),
+            common::fixed_now(),
+        )
         .await
         .unwrap();
 }
@@ -76,9 +81,16 @@ async fn health_status_and_empty_queue() {
         )
     );
     assert_eq!(get(&server, "/queue").await, (StatusCode::OK, json!([])));
-    assert_eq!(get(&server, "/active-runs").await, (StatusCode::OK, json!([])));
     assert_eq!(
-        get(&server, "/queue/position?codebase=alpha&campaign=lintian-fixes").await,
+        get(&server, "/active-runs").await,
+        (StatusCode::OK, json!([]))
+    );
+    assert_eq!(
+        get(
+            &server,
+            "/queue/position?codebase=alpha&campaign=lintian-fixes"
+        )
+        .await,
         (
             StatusCode::OK,
             json!({"position": null, "wait_time": null, "cumulative_wait_time": null})
@@ -100,7 +112,10 @@ async fn every_uploaded_codebase_is_stored() {
         {"name": "gamma", "url": "https://bzr.example.org/gamma", "vcs_type": "bzr",
          "web_url": "https://bzr.example.org/gamma/web", "vcs_last_revision": "rev-1"}
     ]);
-    assert_eq!(post(&server, "/codebases", upload).await, (StatusCode::OK, json!({})));
+    assert_eq!(
+        post(&server, "/codebases", upload).await,
+        (StatusCode::OK, json!({}))
+    );
     let (status, listed) = get(&server, "/codebases").await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -121,14 +136,20 @@ async fn every_uploaded_codebase_is_stored() {
     // A re-upload overwrites by name; an empty upload is fine.
     let again = json!([{"name": "alpha", "url": "https://git.example.org/alpha2", "value": 5}]);
     assert_eq!(post(&server, "/codebases", again).await.0, StatusCode::OK);
-    assert_eq!(post(&server, "/codebases", json!([])).await, (StatusCode::OK, json!({})));
+    assert_eq!(
+        post(&server, "/codebases", json!([])).await,
+        (StatusCode::OK, json!({}))
+    );
     let (_, listed) = get(&server, "/codebases").await;
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert_eq!(listed[0]["value"], 5);
     assert_eq!(listed[0]["branch"], Value::Null);
     // A failing entry writes nothing, not even the valid ones before it.
     let mixed = json!([{"name": "delta", "url": "https://x/delta"}, {"name": "Bad Name"}]);
-    assert_eq!(post(&server, "/codebases", mixed).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post(&server, "/codebases", mixed).await.0,
+        StatusCode::BAD_REQUEST
+    );
     let (_, listed) = get(&server, "/codebases").await;
     assert_eq!(listed.as_array().unwrap().len(), 3);
     server.stop().await;
@@ -165,7 +186,10 @@ async fn candidate_upload_reports_and_stores() {
     assert_eq!(report["unknown_codebases"], json!(["nowhere"]));
     assert_eq!(report["invalid_command"], json!([null]));
     assert_eq!(report["invalid_value"], json!(["0"]));
-    assert_eq!(report["unknown_publish_policies"], json!(["no-such-policy"]));
+    assert_eq!(
+        report["unknown_publish_policies"],
+        json!(["no-such-policy"])
+    );
     let (_, candidates) = get(&server, "/candidates").await;
     assert_eq!(
         candidates[0],
@@ -184,11 +208,29 @@ async fn candidate_upload_reports_and_stores() {
     )
     .await;
     assert_eq!(status, 400);
-    assert!(body["reason"].as_str().unwrap().starts_with("no codebase field"), "{body}");
-    assert_eq!(get(&server, "/candidates").await.1.as_array().unwrap().len(), 2);
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no codebase field"),
+        "{body}"
+    );
+    assert_eq!(
+        get(&server, "/candidates")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Deleting removes the candidate and its queue items.
-    sql(&server, "INSERT INTO queue (codebase, suite, command) VALUES ('alpha', 'lintian-fixes', 'x')").await;
+    sql(
+        &server,
+        "INSERT INTO queue (codebase, suite, command) VALUES ('alpha', 'lintian-fixes', 'x')",
+    )
+    .await;
     let id = candidates[0]["id"].as_i64().unwrap();
     let response = reqwest::Client::new()
         .delete(server.url(&format!("/candidates/{id}")))
@@ -236,8 +278,24 @@ async fn queue_listing_and_positions() {
             json!({"queue_id": queue[2]["queue_id"], "codebase": "alpha",
                    "campaign": "lintian-fixes", "context": "c1", "command": "lintian-brush"})
         );
-        assert_eq!(get(&server, "/queue?limit=1").await.1.as_array().unwrap().len(), 1);
-        assert_eq!(get(&server, "/queue?limit=0").await.1.as_array().unwrap().len(), 3);
+        assert_eq!(
+            get(&server, "/queue?limit=1")
+                .await
+                .1
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            get(&server, "/queue?limit=0")
+                .await
+                .1
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
 
         // Nothing running: no per-run wait, but the cumulative wait is known.
         let position = "/queue/position?codebase=alpha&campaign=lintian-fixes";
@@ -252,7 +310,12 @@ async fn queue_listing_and_positions() {
             json!({"position": 3, "wait_time": 15.0, "cumulative_wait_time": 30.0})
         );
         assert_eq!(
-            get(&server, "/queue/position?codebase=beta&campaign=lintian-fixes").await.1,
+            get(
+                &server,
+                "/queue/position?codebase=beta&campaign=lintian-fixes"
+            )
+            .await
+            .1,
             json!({"position": 1, "wait_time": 0.0, "cumulative_wait_time": 0.0})
         );
         server.stop().await;
@@ -270,7 +333,10 @@ async fn active_runs_and_status() {
         assert_eq!(runs.as_array().unwrap().len(), 1);
         let run = &runs[0];
         assert_eq!(run["id"], "run-1");
-        assert_eq!(run["current_duration"], 0.0, "stored value, as Python serves it");
+        assert_eq!(
+            run["current_duration"], 0.0,
+            "stored value, as Python serves it"
+        );
         assert_eq!(run["last-keepalive"], "2026-11-23T12:00:00");
         assert_eq!(run["keepalive_age"], 90.0);
         assert_eq!(run["mia"], false);
@@ -279,21 +345,32 @@ async fn active_runs_and_status() {
         assert_eq!(one["current_duration"], 90.0);
         assert_eq!(one["worker_link"], "https://ci/1");
         assert!(one.get("mia").is_none());
-        let public = reqwest::get(server.public_url("/runner/active-runs/run-1")).await.unwrap();
+        let public = reqwest::get(server.public_url("/runner/active-runs/run-1"))
+            .await
+            .unwrap();
         assert_eq!(public.status(), 200);
         let (status, missing) = get(&server, "/active-runs/nope").await;
-        assert_eq!((status, missing), (StatusCode::NOT_FOUND, json!({"reason": "no such run nope"})));
+        assert_eq!(
+            (status, missing),
+            (StatusCode::NOT_FOUND, json!({"reason": "no such run nope"}))
+        );
 
         server.clock.advance(chrono::TimeDelta::minutes(61));
         server
             .state
             .store
-            .rate_limit_host("salsa.debian.org", server.clock_now() + chrono::TimeDelta::seconds(30))
+            .rate_limit_host(
+                "salsa.debian.org",
+                server.clock_now() + chrono::TimeDelta::seconds(30),
+            )
             .await
             .unwrap();
         let (_, status_json) = get(&server, "/status").await;
         assert_eq!(status_json["processing"][0]["mia"], true);
-        assert_eq!(status_json["rate_limit_hosts"], json!({"salsa.debian.org": "2026-11-23T13:03:00"}));
+        assert_eq!(
+            status_json["rate_limit_hosts"],
+            json!({"salsa.debian.org": "2026-11-23T13:03:00"})
+        );
         server.stop().await;
     }
 }
@@ -320,7 +397,10 @@ async fn runs_and_publish_status() {
     );
     assert_eq!(
         get(&server, "/runs/missing").await,
-        (StatusCode::NOT_FOUND, json!({"reason": "no such run: missing"}))
+        (
+            StatusCode::NOT_FOUND,
+            json!({"reason": "no such run: missing"})
+        )
     );
 
     let client = redis::Client::open(common::redis_url()).unwrap();
@@ -331,18 +411,34 @@ async fn runs_and_publish_status() {
     let expected = json!({"run_id": "run-1", "publish_status": "approved", "codebase": "alpha",
                           "campaign": "lintian-fixes"});
     assert_eq!(
-        post(&server, "/runs/run-1", json!({"publish_status": "approved"})).await,
+        post(
+            &server,
+            "/runs/run-1",
+            json!({"publish_status": "approved"})
+        )
+        .await,
         (StatusCode::OK, expected.clone())
     );
     use futures::StreamExt;
-    let message = tokio::time::timeout(std::time::Duration::from_secs(5), pubsub.on_message().next())
-        .await
-        .expect("publish-status message")
-        .unwrap();
+    let message = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        pubsub.on_message().next(),
+    )
+    .await
+    .expect("publish-status message")
+    .unwrap();
     let payload: Value = serde_json::from_str(&message.get_payload::<String>().unwrap()).unwrap();
     assert_eq!(payload, expected);
-    assert_eq!(get(&server, "/runs/run-1").await.1["publish_status"], "approved");
-    let (status, body) = post(&server, "/runs/run-2", json!({"publish_status": "approved"})).await;
+    assert_eq!(
+        get(&server, "/runs/run-1").await.1["publish_status"],
+        "approved"
+    );
+    let (status, body) = post(
+        &server,
+        "/runs/run-2",
+        json!({"publish_status": "approved"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     server.stop().await;
 }
@@ -352,9 +448,20 @@ async fn metrics_count_requests() {
     let server = TestServer::start(Store::Postgres).await;
     get(&server, "/status").await;
     get(&server, "/runs/missing").await;
-    let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"requests_total{method="GET",route="status",status="200"} 1"#), "{text}");
-    assert!(text.contains(r#"requests_total{method="GET",route="get-run",status="404"} 1"#), "{text}");
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"requests_total{method="GET",route="status",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"requests_total{method="GET",route="get-run",status="404"} 1"#),
+        "{text}"
+    );
     assert!(text.contains("request_latency_seconds_bucket"), "{text}");
     server.stop().await;
 }

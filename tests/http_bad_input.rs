@@ -51,31 +51,103 @@ fn cases() -> Vec<Case> {
         case(get.clone(), "/queue?limit=1.5", None, 400),
         case(get.clone(), "/queue/position", None, 400),
         case(get.clone(), "/queue/position?codebase=alpha", None, 400),
-        case(get.clone(), "/queue/position?campaign=lintian-fixes", None, 400),
+        case(
+            get.clone(),
+            "/queue/position?campaign=lintian-fixes",
+            None,
+            400,
+        ),
         // POST /codebases.
         case(post.clone(), "/codebases", None, 400),
         case(post.clone(), "/codebases", Raw("{not json"), 400),
         case(post.clone(), "/codebases", Raw("   "), 400),
-        case(post.clone(), "/codebases", Json(json!({"name": "alpha"})), 400),
-        case(post.clone(), "/codebases", Json(json!("alpha")), 400),
-        case(post.clone(), "/codebases", Json(json!([1, 2])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": "Alpha"}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": "a"}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": "a_b", "url": "https://x"}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": 42}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": "alpha", "vcs_type": "cvsnt"}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": "alpha", "value": "high"}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": "alpha", "value": 1.5}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": "alpha", "value": 1_i64 << 40}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": "alpha", "branch": "main"}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": "alpha", "branch_url": "https://x/a,nonsense"}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": "alpha", "branch_url": "https://x/a,branch=%ff"}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"subpath": "x"}])), 400),
-        case(post.clone(), "/codebases", Json(json!([{"name": "alpha", "url": ["x"]}])), 400),
         case(
             post.clone(),
             "/codebases",
-            Json(json!([{"url": "https://x/same", "subpath": ""}, {"url": "https://x/same", "subpath": ""}])),
+            Json(json!({"name": "alpha"})),
+            400,
+        ),
+        case(post.clone(), "/codebases", Json(json!("alpha")), 400),
+        case(post.clone(), "/codebases", Json(json!([1, 2])), 400),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "Alpha"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "a"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "a_b", "url": "https://x"}])),
+            400,
+        ),
+        case(post.clone(), "/codebases", Json(json!([{"name": 42}])), 400),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "alpha", "vcs_type": "cvsnt"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "alpha", "value": "high"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "alpha", "value": 1.5}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "alpha", "value": 1_i64 << 40}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "alpha", "branch": "main"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "alpha", "branch_url": "https://x/a,nonsense"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "alpha", "branch_url": "https://x/a,branch=%ff"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"subpath": "x"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "alpha", "url": ["x"]}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(
+                json!([{"url": "https://x/same", "subpath": ""}, {"url": "https://x/same", "subpath": ""}]),
+            ),
             409,
         ),
         case(post.clone(), "/codebases", Bytes(huge.clone()), 413),
@@ -84,20 +156,94 @@ fn cases() -> Vec<Case> {
         case(post.clone(), "/candidates", Raw("[{"), 400),
         case(post.clone(), "/candidates", Json(json!({})), 400),
         case(post.clone(), "/candidates", Json(json!([null])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"campaign": "generic"}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": null, "campaign": "generic"}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": "alpha"}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": 7, "campaign": "generic"}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": "alpha", "campaign": ["generic"]}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": "alpha", "campaign": "generic", "value": -1}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": "alpha", "campaign": "generic", "value": "9"}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": "alpha", "campaign": "generic", "value": 2.5}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": "alpha", "campaign": "generic", "success_chance": "likely"}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": "alpha", "campaign": "generic", "bucket": "urgent"}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": "alpha", "campaign": "generic", "command": 5}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": "alpha", "campaign": "generic", "followup_for": "run-1"}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": "alpha", "campaign": "generic", "followup_for": ["no-such-run"]}])), 400),
-        case(post.clone(), "/candidates", Json(json!([{"codebase": "alpha", "campaign": "generic", "change_set": "no-such-set"}])), 400),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"campaign": "generic"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": null, "campaign": "generic"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": "alpha"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": 7, "campaign": "generic"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": "alpha", "campaign": ["generic"]}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": "alpha", "campaign": "generic", "value": -1}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": "alpha", "campaign": "generic", "value": "9"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": "alpha", "campaign": "generic", "value": 2.5}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": "alpha", "campaign": "generic", "success_chance": "likely"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": "alpha", "campaign": "generic", "bucket": "urgent"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": "alpha", "campaign": "generic", "command": 5}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": "alpha", "campaign": "generic", "followup_for": "run-1"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(
+                json!([{"codebase": "alpha", "campaign": "generic", "followup_for": ["no-such-run"]}]),
+            ),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(
+                json!([{"codebase": "alpha", "campaign": "generic", "change_set": "no-such-set"}]),
+            ),
+            400,
+        ),
         case(post.clone(), "/candidates", Bytes(huge), 413),
         // DELETE /candidates/{id}.
         case(Method::DELETE, "/candidates/abc", None, 400),
@@ -106,14 +252,34 @@ fn cases() -> Vec<Case> {
         case(Method::DELETE, "/candidates/424242", None, 404),
         // /runs/{id}.
         case(get.clone(), "/runs/no-such-run", None, 404),
-        case(post.clone(), "/runs/no-such-run", Json(json!({"publish_status": "approved"})), 404),
+        case(
+            post.clone(),
+            "/runs/no-such-run",
+            Json(json!({"publish_status": "approved"})),
+            404,
+        ),
         case(post.clone(), "/runs/run-1", None, 400),
         case(post.clone(), "/runs/run-1", Raw("nope"), 400),
         case(post.clone(), "/runs/run-1", Json(json!([])), 400),
         case(post.clone(), "/runs/run-1", Json(json!({})), 400),
-        case(post.clone(), "/runs/run-1", Json(json!({"publish_status": "maybe"})), 400),
-        case(post.clone(), "/runs/run-1", Json(json!({"publish_status": 1})), 400),
-        case(post.clone(), "/runs/run-2", Json(json!({"publish_status": "approved"})), 409),
+        case(
+            post.clone(),
+            "/runs/run-1",
+            Json(json!({"publish_status": "maybe"})),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/runs/run-1",
+            Json(json!({"publish_status": 1})),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/runs/run-2",
+            Json(json!({"publish_status": "approved"})),
+            409,
+        ),
         // Active runs.
         case(get.clone(), "/active-runs/no-such-run", None, 404),
         case(get.clone(), "/active-runs/%FF%FE", None, 400),
@@ -129,7 +295,10 @@ async fn assert_rejected(client: &reqwest::Client, base: &str, case: Case) {
         Body::Json(value) => request.json(&value),
         Body::Bytes(bytes) => request.body(bytes),
     };
-    let response = request.send().await.unwrap_or_else(|e| panic!("{} {url}: {e}", case.method));
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{} {url}: {e}", case.method));
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -139,11 +308,19 @@ async fn assert_rejected(client: &reqwest::Client, base: &str, case: Case) {
         .to_string();
     let text = response.text().await.unwrap();
     assert_eq!(status, case.expect, "{} {url}: {text}", case.method);
-    assert!(content_type.starts_with("application/json"), "{} {url}: {content_type}", case.method);
+    assert!(
+        content_type.starts_with("application/json"),
+        "{} {url}: {content_type}",
+        case.method
+    );
     let body: serde_json::Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{} {url}: body is not JSON ({e}): {text}", case.method));
     let reason = body["reason"].as_str().unwrap_or_default();
-    assert!(!reason.is_empty(), "{} {url}: no reason in {text}", case.method);
+    assert!(
+        !reason.is_empty(),
+        "{} {url}: no reason in {text}",
+        case.method
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,10 +357,11 @@ async fn bad_requests_get_4xx_json_reasons() {
         .fetch_one(&server.db.pool)
         .await
         .unwrap();
-    let statuses: Vec<String> = sqlx::query_scalar("SELECT publish_status::text FROM run ORDER BY id")
-        .fetch_all(&server.db.pool)
-        .await
-        .unwrap();
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT publish_status::text FROM run ORDER BY id")
+            .fetch_all(&server.db.pool)
+            .await
+            .unwrap();
     assert_eq!((codebases, candidates), (1, 0));
     assert_eq!(statuses, ["unknown", "unknown"]);
     // And no request counted as a server error.

@@ -32,16 +32,30 @@ const SEED: &str = "
 #[tokio::test]
 async fn adoption_keeps_every_row() {
     let Some(dir) = common::reference_dir() else {
-        eprintln!("SKIPPED adoption: no reference schema at JANITOR_REFERENCE_SCHEMA_DIR or ../shared/reference");
+        eprintln!(
+            "SKIPPED adoption: no reference schema at JANITOR_REFERENCE_SCHEMA_DIR or ../shared/reference"
+        );
         return;
     };
     let db = common::empty_database().await;
     for file in ["state.sql", "debian.sql"] {
         let sql = std::fs::read_to_string(dir.join(file)).unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&db.pool).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&db.pool)
+            .await
+            .unwrap();
     }
     sqlx::raw_sql(SEED).execute(&db.pool).await.unwrap();
-    let tables = ["codebase", "change_set", "candidate", "worker", "run", "debian_build", "queue", "last_run"];
+    let tables = [
+        "codebase",
+        "change_set",
+        "candidate",
+        "worker",
+        "run",
+        "debian_build",
+        "queue",
+        "last_run",
+    ];
     let mut before = Vec::new();
     for table in tables {
         before.push(count(&db.pool, table).await);
@@ -65,10 +79,12 @@ async fn adoption_keeps_every_row() {
     .await;
     assert!(duplicate.is_err(), "duplicate queue id accepted");
     // An absorbed result branch can be inserted (upstream's trigger read OLD here and failed).
-    sqlx::query("INSERT INTO new_result_branch (run_id, role, absorbed) VALUES ('run-1', 'main', true)")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO new_result_branch (run_id, role, absorbed) VALUES ('run-1', 'main', true)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
     db.drop_now().await;
 }
 
@@ -85,6 +101,9 @@ async fn concurrent_start_ups_migrate_once() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(applied as usize, janitor_runner::db::migrate::migrator().iter().count());
+    assert_eq!(
+        applied as usize,
+        janitor_runner::db::migrate::migrator().iter().count()
+    );
     db.drop_now().await;
 }

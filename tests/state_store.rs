@@ -42,8 +42,14 @@ fn data(run: &ActiveRun) -> Value {
 async fn registers_reads_and_releases(store: &dyn ActiveRunStore) {
     let now = common::fixed_now();
     let first = run("run-a", 1);
-    store.register_run("run-a", 1, &data(&first), now).await.unwrap();
-    store.register_run("run-b", 2, &data(&run("run-b", 2)), now).await.unwrap();
+    store
+        .register_run("run-a", 1, &data(&first), now)
+        .await
+        .unwrap();
+    store
+        .register_run("run-b", 2, &data(&run("run-b", 2)), now)
+        .await
+        .unwrap();
     assert_eq!(store.active_run_count().await.unwrap(), 2);
     let mut ids = store.assigned_queue_ids().await.unwrap();
     ids.sort();
@@ -66,14 +72,23 @@ async fn registers_reads_and_releases(store: &dyn ActiveRunStore) {
     assert_eq!(store.unclaim_run("run-a").await.unwrap(), None);
     assert_eq!(store.unclaim_run("never-was").await.unwrap(), None);
     // The released item can be claimed again.
-    store.register_run("run-c", 1, &data(&run("run-c", 1)), now).await.unwrap();
+    store
+        .register_run("run-c", 1, &data(&run("run-c", 1)), now)
+        .await
+        .unwrap();
     assert_eq!(store.active_run_count().await.unwrap(), 2);
 }
 
 async fn refuses_a_second_claim(store: &dyn ActiveRunStore) {
     let now = common::fixed_now();
-    store.register_run("run-a", 7, &data(&run("run-a", 7)), now).await.unwrap();
-    match store.register_run("run-b", 7, &data(&run("run-b", 7)), now).await {
+    store
+        .register_run("run-a", 7, &data(&run("run-a", 7)), now)
+        .await
+        .unwrap();
+    match store
+        .register_run("run-b", 7, &data(&run("run-b", 7)), now)
+        .await
+    {
         Err(StoreError::AlreadyClaimed { queue_id, run_id }) => {
             assert_eq!((queue_id, run_id.as_str()), (7, "run-a"));
         }
@@ -113,19 +128,29 @@ async fn one_winner_under_contention(store: Arc<dyn ActiveRunStore>) {
 async fn updates_only_registered_runs(store: &dyn ActiveRunStore) {
     let now = common::fixed_now();
     let mut active = run("run-a", 3);
-    store.register_run("run-a", 3, &data(&active), now).await.unwrap();
+    store
+        .register_run("run-a", 3, &data(&active), now)
+        .await
+        .unwrap();
     active.resume_from = Some("run-0".into());
     store.update_run("run-a", &data(&active)).await.unwrap();
     let stored = store.get_run("run-a").await.unwrap().unwrap();
     assert_eq!(stored["resume_from"], "run-0");
     store.unclaim_run("run-a").await.unwrap();
     store.update_run("run-a", &data(&active)).await.unwrap();
-    assert_eq!(store.get_run("run-a").await.unwrap(), None, "update resurrected a run");
+    assert_eq!(
+        store.get_run("run-a").await.unwrap(),
+        None,
+        "update resurrected a run"
+    );
 }
 
 async fn tracks_keepalives(store: &dyn ActiveRunStore) {
     let now = common::fixed_now();
-    store.register_run("run-a", 4, &data(&run("run-a", 4)), now).await.unwrap();
+    store
+        .register_run("run-a", 4, &data(&run("run-a", 4)), now)
+        .await
+        .unwrap();
     let later = now + TimeDelta::microseconds(90_000_123);
     store.keepalive("run-a", later).await.unwrap();
     assert_eq!(store.last_keepalive("run-a").await.unwrap(), Some(later));
@@ -135,17 +160,35 @@ async fn tracks_keepalives(store: &dyn ActiveRunStore) {
 
 async fn rate_limits_hosts(store: &dyn ActiveRunStore) {
     let now = common::fixed_now();
-    store.rate_limit_host("salsa.debian.org", now + TimeDelta::seconds(120)).await.unwrap();
-    store.rate_limit_host("github.com", now - TimeDelta::seconds(1)).await.unwrap();
+    store
+        .rate_limit_host("salsa.debian.org", now + TimeDelta::seconds(120))
+        .await
+        .unwrap();
+    store
+        .rate_limit_host("github.com", now - TimeDelta::seconds(1))
+        .await
+        .unwrap();
     assert_eq!(
         store.rate_limited_hosts(now).await.unwrap(),
-        vec![("salsa.debian.org".to_string(), now + TimeDelta::seconds(120))]
+        vec![(
+            "salsa.debian.org".to_string(),
+            now + TimeDelta::seconds(120)
+        )]
     );
-    store.rate_limit_host("github.com", now + TimeDelta::seconds(5)).await.unwrap();
+    store
+        .rate_limit_host("github.com", now + TimeDelta::seconds(5))
+        .await
+        .unwrap();
     let mut hosts = store.rate_limited_hosts(now).await.unwrap();
     hosts.sort();
     assert_eq!(hosts.len(), 2);
-    assert!(store.rate_limited_hosts(now + TimeDelta::seconds(600)).await.unwrap().is_empty());
+    assert!(
+        store
+            .rate_limited_hosts(now + TimeDelta::seconds(600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 macro_rules! suite {
@@ -204,11 +247,16 @@ suite!(
 #[tokio::test]
 async fn redis_layout_matches_the_python_runner() {
     let prefix = common::redis_prefix();
-    let conn = janitor_runner::app::connect_redis(&common::redis_url()).await.unwrap();
+    let conn = janitor_runner::app::connect_redis(&common::redis_url())
+        .await
+        .unwrap();
     let store = RedisStore::new(conn.clone(), RedisKeys::with_prefix(&prefix));
     let now = common::fixed_now() + TimeDelta::microseconds(250);
     let active = run("3f1c0e57-0000-4000-8000-000000000001", 42);
-    store.register_run(&active.log_id, 42, &data(&active), now).await.unwrap();
+    store
+        .register_run(&active.log_id, 42, &data(&active), now)
+        .await
+        .unwrap();
     let mut raw = conn.clone();
     let holder: String = ::redis::cmd("HGET")
         .arg(format!("{prefix}assigned-queue-items"))
@@ -231,7 +279,10 @@ async fn redis_layout_matches_the_python_runner() {
         .await
         .unwrap();
     let js: Value = serde_json::from_str(&stored).unwrap();
-    assert_eq!(js["backchannel"], serde_json::json!({"my_url": "http://worker:8080/"}));
+    assert_eq!(
+        js["backchannel"],
+        serde_json::json!({"my_url": "http://worker:8080/"})
+    );
     // An entry written by the Python runner (different spacing, extra precision) reads back.
     let python_written = r#"{"queue_id": 43, "id": "py-run", "codebase": "beta", "change_set": null, "campaign": "lintian-fixes", "command": "lintian-brush", "estimated_duration": null, "current_duration": 0.5, "start_time": "2026-11-23T11:00:00.123456", "worker": null, "worker_link": null, "vcs": {}, "backchannel": {}, "instigated_context": null, "resume_from": null}"#;
     let _: () = ::redis::cmd("HSET")

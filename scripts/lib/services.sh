@@ -132,3 +132,29 @@ stop_private_redis() {
   [ -n "${JR_REDIS_DIR:-}" ] && [ -f "$JR_REDIS_DIR/redis.pid" ] || return 0
   kill "$(cat "$JR_REDIS_DIR/redis.pid")" 2>/dev/null || true
 }
+
+# Test databases of runs that crashed before cleaning up (templates are kept: they are caches).
+drop_stale_test_databases() {
+  local psql bindir
+  bindir=$(pg_bindir 2>/dev/null) && psql="$bindir/psql" || psql=$(command -v psql) || return 0
+  "$psql" "$DATABASE_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'jrtest\_%'" 2>/dev/null |
+    while read -r name; do
+      "$psql" "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+}
+
+# A virtualenv in .venv with maturin and pytest.
+JR_VENV=${JR_VENV:-$JR_ROOT/.venv}
+python_env() {
+  command -v python3 >/dev/null 2>&1 || apt_install python3
+  if [ ! -x "$JR_VENV/bin/python" ]; then
+    python3 -m venv "$JR_VENV" 2>/dev/null || { apt_install python3-venv; rm -rf "$JR_VENV"; python3 -m venv "$JR_VENV"; }
+  fi
+  "$JR_VENV/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7" >&2
+}
+
+# Builds the extension into .venv (debug build, sharing cargo's target directory).
+maturin_develop() {
+  say "building the Python extension"
+  (cd "$JR_ROOT" && VIRTUAL_ENV="$JR_VENV" "$JR_VENV/bin/maturin" develop --quiet >&2)
+}

@@ -1,0 +1,9 @@
+"""janitor-runner: the Janitor runner in Rust, importable piece by piece.
+
+Each name here has the behaviour and JSON form of the Python runner's name of the same
+spelling, so ``from janitor_runner import committer_env`` can replace the Python original.
+"""
+
+from ._native import __version__, committer_env, is_log_filename, splitout_env
+
+__all__ = ["__version__", "committer_env", "is_log_filename", "splitout_env"]
