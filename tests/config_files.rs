@@ -11,7 +11,8 @@ async fn reference_example_loads() {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"));
     let path = dir.join("janitor.conf.example");
     if !path.is_file() {
-        eprintln!("SKIPPED: no reference example at {}", path.display());
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED: no reference example at {}", path.display());
         return;
     }
     let config = Config::load(&path).await.unwrap();

@@ -155,9 +155,9 @@ async fn load_reference(pool: &PgPool, dir: &std::path::Path) {
 #[tokio::test]
 async fn migrations_match_the_reference_schema() {
     let Some(dir) = common::reference_dir() else {
-        eprintln!(
-            "SKIPPED schema compatibility: no reference schema at JANITOR_REFERENCE_SCHEMA_DIR \
-             or ../shared/reference"
+        common::skip(
+            "schema compatibility: no reference schema at JANITOR_REFERENCE_SCHEMA_DIR or \
+             ../shared/reference",
         );
         return;
     };

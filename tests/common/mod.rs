@@ -311,3 +311,9 @@ pub fn reference_dir() -> Option<PathBuf> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"));
     dir.join("state.sql").is_file().then_some(dir)
 }
+
+/// Says a test was skipped, on the real stderr (libtest captures `eprintln!` of passing tests).
+pub fn skip(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
+}
