@@ -12,7 +12,11 @@ async fn reference_example_loads() {
     let path = dir.join("janitor.conf.example");
     if !path.is_file() {
         use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED: no reference example at {}", path.display());
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: no reference example at {}",
+            path.display()
+        );
         return;
     }
     let config = Config::load(&path).await.unwrap();

@@ -32,7 +32,9 @@ const SEED: &str = "
 #[tokio::test]
 async fn adoption_keeps_every_row() {
     let Some(dir) = common::reference_dir() else {
-        common::skip("adoption: no reference schema at JANITOR_REFERENCE_SCHEMA_DIR or ../shared/reference");
+        common::skip(
+            "adoption: no reference schema at JANITOR_REFERENCE_SCHEMA_DIR or ../shared/reference",
+        );
         return;
     };
     let db = common::empty_database().await;

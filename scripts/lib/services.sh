@@ -97,6 +97,15 @@ start_private_postgres() {
   JR_PG_DATA=$data
 }
 
+# Creates database $1 in the private cluster if needed; prints its URL.
+ensure_private_database() {
+  local psql; psql="$(pg_bindir)/psql"
+  if [ -z "$("$psql" "$DATABASE_URL" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$1'")" ]; then
+    "$psql" "$DATABASE_URL" -qc "CREATE DATABASE \"$1\"" >/dev/null
+  fi
+  echo "${DATABASE_URL/localhost\/postgres/localhost/$1}"
+}
+
 stop_private_postgres() {
   [ -n "${JR_PG_DATA:-}" ] || return 0
   local bindir; bindir=$(pg_bindir)
