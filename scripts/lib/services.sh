@@ -27,15 +27,15 @@ apt_install() {
 }
 
 require_rust() {
-  command -v cargo >/dev/null 2>&1 && return
-  [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return; }
+  command -v cargo >/dev/null 2>&1 && return 0
+  [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return 0; }
   die "cargo not found: install Rust (https://rustup.rs, or Debian's cargo and rustc packages)"
 }
 
 pg_bindir() {
   local v
   for v in $(ls /usr/lib/postgresql 2>/dev/null | sort -rn); do
-    [ -x "/usr/lib/postgresql/$v/bin/initdb" ] && { echo "/usr/lib/postgresql/$v/bin"; return; }
+    [ -x "/usr/lib/postgresql/$v/bin/initdb" ] && { echo "/usr/lib/postgresql/$v/bin"; return 0; }
   done
   return 1
 }

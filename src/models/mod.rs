@@ -6,6 +6,7 @@ mod builder_result;
 mod janitor_result;
 mod json;
 mod queue_item;
+mod resume_info;
 mod vcs;
 mod worker_result;
 
@@ -14,6 +15,7 @@ pub use backchannel::BackchannelInfo;
 pub use builder_result::{BuilderResult, DebianResult};
 pub use janitor_result::{Branch, JanitorResult, Tag};
 pub use queue_item::QueueItem;
+pub use resume_info::ResumeInfo;
 pub use vcs::{VCS_TYPES, VcsInfo, is_vcs_type};
 pub use worker_result::WorkerResult;
 
