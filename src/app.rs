@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::state::{ActiveRunStore, PostgresStore, RedisKeys, RedisStore};
+use crate::vcs_store::{VcsLocationError, VcsStores};
 
 /// Runner settings that come from the command line rather than the config file.
 #[derive(Debug, Clone)]
@@ -53,6 +54,10 @@ pub struct AppState {
     pub settings: Settings,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
+    /// The public VCS store, from `--public-vcs-location`.
+    pub vcs_stores: VcsStores,
+    /// `dpkg-vendor --query vendor` of this host.
+    pub host_vendor: String,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -79,6 +84,8 @@ pub enum StartupError {
     },
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    VcsLocation(#[from] VcsLocationError),
 }
 
 impl AppState {
@@ -106,6 +113,10 @@ impl AppState {
                 )
             }
         };
+        let vcs_stores = match settings.public_vcs_location.as_deref() {
+            Some(location) => VcsStores::parse(location)?,
+            None => VcsStores::default(),
+        };
         Ok(Self {
             pool,
             store,
@@ -114,6 +125,8 @@ impl AppState {
             settings,
             metrics: Metrics::new()?,
             clock,
+            vcs_stores,
+            host_vendor: crate::builder::host_vendor().await,
         })
     }
 

@@ -14,6 +14,9 @@ pub enum Error {
     /// The request contradicts what is stored (HTTP 409).
     #[error("{0}")]
     Conflict(String),
+    /// A run with this id is already stored.
+    #[error("{0}")]
+    RunExists(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("active-run store error: {0}")]

@@ -4,7 +4,9 @@
 //! extension are two thin faces over it.
 
 pub mod app;
+pub mod assign;
 pub mod branch_url;
+pub mod builder;
 pub mod candidate;
 pub mod cli;
 pub mod clock;
@@ -15,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod finish;
 pub mod logs;
 pub mod metrics;
 pub mod models;
@@ -24,7 +27,9 @@ pub mod runs;
 pub mod state;
 pub mod status;
 pub mod time;
+pub mod vcs_store;
 pub mod web;
+pub mod worker_auth;
 
 #[cfg(feature = "python")]
 mod python;

@@ -94,3 +94,22 @@ pub async fn active_run(
         }
     }
 }
+
+/// Announces the status on the `queue` channel (when Redis is configured).
+pub async fn publish(state: &crate::app::AppState, now: NaiveDateTime) -> Result<()> {
+    if !state.events.is_enabled() {
+        return Ok(());
+    }
+    let status = status_json(
+        state.store.as_ref(),
+        &state.settings.avoid_hosts,
+        state.settings.run_timeout_minutes,
+        now,
+    )
+    .await?;
+    state
+        .events
+        .publish(crate::events::QUEUE_CHANNEL, &status)
+        .await;
+    Ok(())
+}

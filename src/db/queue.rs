@@ -39,3 +39,65 @@ pub async fn position(
     .fetch_optional(pool)
     .await
 }
+
+/// The next queue item to hand out, with its codebase's VCS facts, locked (`FOR UPDATE SKIP
+/// LOCKED`) for the caller's transaction so concurrent assigners pick different items.
+/// Skips `assigned` ids and items whose branch host is in `exclude_hosts`; `codebase` and
+/// `campaign` filter when given. Order: bucket, priority, id.
+pub async fn next_item(
+    conn: &mut sqlx::PgConnection,
+    exclude_hosts: &[String],
+    assigned: &[i64],
+    codebase: Option<&str>,
+    campaign: Option<&str>,
+) -> Result<Option<NextItem>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT queue.id::int8 AS id, queue.context, queue.command,
+                (extract(epoch FROM queue.estimated_duration) * 1000000)::int8 AS estimated_micros,
+                queue.suite::text AS campaign, coalesce(queue.refresh, false) AS refresh,
+                queue.requester, queue.change_set, queue.codebase,
+                codebase.branch_url, codebase.subpath, codebase.vcs_type::text AS vcs_type
+         FROM queue
+         LEFT JOIN codebase ON codebase.name = queue.codebase
+         WHERE NOT (queue.id::int8 = ANY($2))
+           AND ($3::text IS NULL OR queue.codebase = $3)
+           AND ($4::text IS NULL OR queue.suite = $4)
+           AND (codebase.branch_url IS NULL
+                OR substring(codebase.branch_url, '.*://(?:[^/@]*@)?([^/]*)') IS NULL
+                OR NOT (substring(codebase.branch_url, '.*://(?:[^/@]*@)?([^/]*)') = ANY($1)))
+         ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC
+         LIMIT 1
+         FOR UPDATE OF queue SKIP LOCKED",
+    )
+    .bind(exclude_hosts)
+    .bind(assigned)
+    .bind(codebase)
+    .bind(campaign)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A queue row joined with its codebase, as `next_item` returns it.
+#[derive(Debug, Clone, FromRow)]
+pub struct NextItem {
+    pub id: i64,
+    pub context: Option<String>,
+    pub command: Option<String>,
+    pub estimated_micros: Option<i64>,
+    pub campaign: String,
+    pub refresh: bool,
+    pub requester: Option<String>,
+    pub change_set: Option<String>,
+    pub codebase: String,
+    pub branch_url: Option<String>,
+    pub subpath: Option<String>,
+    pub vcs_type: Option<String>,
+}
+
+pub async fn delete(conn: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM queue WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

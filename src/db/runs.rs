@@ -35,3 +35,171 @@ pub async fn set_publish_status(
     .fetch_optional(pool)
     .await
 }
+
+/// The highest Debian version built for this codebase and build distribution.
+pub async fn last_build_version(
+    conn: &mut sqlx::PgConnection,
+    codebase: &str,
+    distribution: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT max(debian_build.version)::text FROM run
+         JOIN debian_build ON debian_build.run_id = run.id
+         WHERE run.codebase = $1 AND debian_build.distribution = $2",
+    )
+    .bind(codebase)
+    .bind(distribution)
+    .fetch_one(conn)
+    .await
+}
+
+/// Creates the change set if it does not exist.
+pub async fn ensure_change_set(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+    campaign: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO change_set (id, campaign) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(id)
+        .bind(campaign)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Every column of a `run` row the runner writes.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub command: &'a str,
+    pub description: Option<&'a str>,
+    pub result_code: &'a str,
+    pub start_time: chrono::NaiveDateTime,
+    pub finish_time: chrono::NaiveDateTime,
+    pub instigated_context: Option<String>,
+    pub context: Option<&'a str>,
+    pub main_branch_revision: Option<&'a str>,
+    pub revision: Option<&'a str>,
+    pub result: Option<&'a serde_json::Value>,
+    pub campaign: &'a str,
+    pub vcs_type: Option<&'a str>,
+    pub branch_url: Option<&'a str>,
+    pub logfilenames: &'a [String],
+    pub value: Option<i64>,
+    pub worker: Option<&'a str>,
+    pub worker_link: Option<&'a str>,
+    pub tags: Option<(Vec<String>, Vec<String>)>,
+    pub subpath: Option<&'a str>,
+    pub failure_stage: Option<&'a str>,
+    pub failure_details: Option<&'a serde_json::Value>,
+    pub target_branch_url: Option<&'a str>,
+    pub failure_transient: Option<bool>,
+    pub resume_from: Option<&'a str>,
+    pub change_set: &'a str,
+    pub codebase: &'a str,
+}
+
+pub async fn insert(conn: &mut sqlx::PgConnection, run: &NewRun<'_>) -> Result<(), sqlx::Error> {
+    let (tag_names, tag_revisions) = match &run.tags {
+        Some((names, revisions)) => (Some(names.clone()), Some(revisions.clone())),
+        None => (None, None),
+    };
+    sqlx::query(
+        "INSERT INTO run (
+             id, command, description, result_code, start_time, finish_time, instigated_context,
+             context, main_branch_revision, revision, result, suite, vcs_type, branch_url,
+             logfilenames, value, worker, worker_link, result_tags, subpath, failure_stage,
+             failure_details, target_branch_url, failure_transient, resume_from, change_set,
+             codebase)
+         VALUES (
+             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::json, $12, $13::vcs_type, $14, $15,
+             $16, $17, $18,
+             CASE WHEN $19::text[] IS NULL THEN NULL ELSE
+                 ARRAY(SELECT ROW(n, r)::result_tag FROM unnest($19::text[], $20::text[]) AS t(n, r))
+             END,
+             $21, $22, $23::json, $24, $25, $26, $27, $28)",
+    )
+    .bind(run.id)
+    .bind(run.command)
+    .bind(run.description)
+    .bind(run.result_code)
+    .bind(run.start_time)
+    .bind(run.finish_time)
+    .bind(&run.instigated_context)
+    .bind(run.context)
+    .bind(run.main_branch_revision)
+    .bind(run.revision)
+    .bind(run.result.map(|v| v.to_string()))
+    .bind(run.campaign)
+    .bind(run.vcs_type)
+    .bind(run.branch_url)
+    .bind(run.logfilenames)
+    .bind(run.value.and_then(|v| i32::try_from(v).ok()))
+    .bind(run.worker)
+    .bind(run.worker_link)
+    .bind(tag_names)
+    .bind(tag_revisions)
+    .bind(run.subpath)
+    .bind(run.failure_stage)
+    .bind(run.failure_details.map(|v| v.to_string()))
+    .bind(run.target_branch_url)
+    .bind(run.failure_transient)
+    .bind(run.resume_from)
+    .bind(run.change_set)
+    .bind(run.codebase)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One `new_result_branch` row per result branch.
+pub async fn insert_result_branches(
+    conn: &mut sqlx::PgConnection,
+    run_id: &str,
+    branches: &[crate::models::Branch],
+) -> Result<(), sqlx::Error> {
+    if branches.is_empty() {
+        return Ok(());
+    }
+    let column = |get: fn(&crate::models::Branch) -> Option<String>| -> Vec<Option<String>> {
+        branches.iter().map(get).collect()
+    };
+    sqlx::query(
+        "INSERT INTO new_result_branch (run_id, role, remote_name, base_revision, revision)
+         SELECT $1, role, remote_name, base_revision, revision
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
+              AS b(role, remote_name, base_revision, revision)",
+    )
+    .bind(run_id)
+    .bind(column(|b| Some(b.role.clone())))
+    .bind(column(|b| b.remote_name.clone()))
+    .bind(column(|b| b.base_revision.clone()))
+    .bind(column(|b| b.revision.clone()))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The `debian_build` row of a Debian build with a version.
+pub async fn insert_debian_build(
+    conn: &mut sqlx::PgConnection,
+    run_id: &str,
+    result: &crate::models::DebianResult,
+) -> Result<(), sqlx::Error> {
+    let Some(version) = result.build_version.as_deref().filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO debian_build (run_id, source, version, distribution, lintian_result, binary_packages)
+         VALUES ($1, $2, $3::debversion, $4, $5::json, $6)",
+    )
+    .bind(run_id)
+    .bind(result.source.as_deref().unwrap_or_default())
+    .bind(version)
+    .bind(result.build_distribution.as_deref().unwrap_or_default())
+    .bind((!result.lintian_result.is_null()).then(|| result.lintian_result.to_string()))
+    .bind(&result.binary_packages)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -3,9 +3,10 @@ use serde_json::{Map, Value, json};
 use super::ModelError;
 
 /// How the runner reaches a worker while it runs, as persisted inside the ActiveRun JSON.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum BackchannelInfo {
     /// No way to reach the worker.
+    #[default]
     None,
     /// The worker serves `/log-id`, `/logs` and `/kill` under `my_url`.
     Polling { my_url: String },

@@ -19,6 +19,11 @@ pub use resume_info::ResumeInfo;
 pub use vcs::{VCS_TYPES, VcsInfo, is_vcs_type};
 pub use worker_result::WorkerResult;
 
+/// Python truthiness of a JSON value (`null`, `false`, `0`, `""`, `[]`, `{}` are false).
+pub fn is_truthy(value: &serde_json::Value) -> bool {
+    json::truthy(value)
+}
+
 /// JSON that does not have the shape a model needs. The message names the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -58,6 +58,7 @@ impl From<Error> for ApiError {
             Error::BadRequest(reason) => Self::new(StatusCode::BAD_REQUEST, reason),
             Error::NotFound(reason) => Self::new(StatusCode::NOT_FOUND, reason),
             Error::Conflict(reason) => Self::new(StatusCode::CONFLICT, reason),
+            Error::RunExists(id) => Self::new(StatusCode::CONFLICT, id),
             Error::Database(db) => Self::from_database(&db),
             Error::Store(StoreError::Database(db)) => Self::from_database(&db),
             Error::Store(store) => {

@@ -37,6 +37,28 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// A JSON object body, where an empty body counts as `{}`.
+#[derive(Debug)]
+pub struct OptionalJsonObject(pub serde_json::Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for OptionalJsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(serde_json::Map::new()));
+        }
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(obj)) => Ok(Self(obj)),
+            Ok(_) => Err(ApiError::bad_request("expected a JSON object")),
+            Err(error) => Err(ApiError::bad_request(format!("invalid JSON body: {error}"))),
+        }
+    }
+}
+
 /// A JSON object body.
 #[derive(Debug)]
 pub struct JsonObject(pub serde_json::Map<String, Value>);

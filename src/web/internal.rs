@@ -10,8 +10,10 @@ use axum::routing::{delete, get};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{JsonBody, JsonObject};
+use super::extract::{JsonBody, JsonObject, OptionalJsonObject};
 use crate::app::SharedState;
+use crate::assign::{self, AssignError, AssignRequest, Assignment, Mode};
+use crate::metrics::Metrics;
 use crate::{candidate, codebase, db, queue, runs, status};
 
 pub fn routes() -> axum::Router<SharedState> {
@@ -29,7 +31,8 @@ pub fn routes() -> axum::Router<SharedState> {
         )
         .route("/candidates/{id}", delete(delete_candidate))
         .route("/runs/{run_id}", get(get_run).post(update_run))
-        .route("/active-runs", get(get_active_runs))
+        .route("/active-runs", get(get_active_runs).post(assign_run))
+        .route("/active-runs/+peek", get(peek))
         .route("/active-runs/{run_id}", get(get_active_run))
 }
 
@@ -207,4 +210,51 @@ async fn get_active_run(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no such run {run_id}")))
+}
+
+async fn assign_run(
+    State(state): State<SharedState>,
+    OptionalJsonObject(body): OptionalJsonObject,
+) -> ApiResult<axum::response::Response> {
+    let request = AssignRequest::from_json(&body)?;
+    state
+        .metrics
+        .assignments
+        .with_label_values(&[Metrics::label(request.worker.as_deref())])
+        .inc();
+    assignment_response(
+        assign::assign(&state, &request, Mode::Assign).await,
+        "/active-runs",
+    )
+}
+
+async fn peek(State(state): State<SharedState>) -> ApiResult<axum::response::Response> {
+    let request = AssignRequest::default();
+    assignment_response(
+        assign::assign(&state, &request, Mode::Peek).await,
+        "/active-runs",
+    )
+}
+
+/// 201 with the assignment and a `Location` under `prefix`; 503 `queue empty`.
+pub(super) fn assignment_response(
+    outcome: Result<Assignment, AssignError>,
+    prefix: &str,
+) -> ApiResult<axum::response::Response> {
+    match outcome {
+        Ok(assignment) => {
+            let location = format!("{prefix}/{}", assignment.run.log_id);
+            Ok((
+                axum::http::StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(assignment.json),
+            )
+                .into_response())
+        }
+        Err(AssignError::QueueEmpty) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "queue empty",
+        )),
+        Err(AssignError::Failed(error)) => Err(error.into()),
+    }
 }

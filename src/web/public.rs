@@ -1,22 +1,80 @@
-//! Routes of the public worker app.
+//! Routes of the public worker app. Credentials are checked before anything else.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
+use super::extract::OptionalJsonObject;
+use super::internal::assignment_response;
 use crate::app::SharedState;
+use crate::assign::{self, AssignRequest, Mode};
 use crate::status;
+use crate::worker_auth::authenticate;
 
 pub fn routes() -> axum::Router<SharedState> {
     axum::Router::new()
         .route("/", get(root))
+        .route("/runner/active-runs", post(assign_run))
         .route("/runner/active-runs/{run_id}", get(get_active_run))
 }
 
 async fn root() -> &'static str {
     ""
+}
+
+/// The authenticated worker's login, or a 401 asking for Basic credentials.
+async fn require_worker(
+    state: &SharedState,
+    authorization: Option<String>,
+) -> Result<String, Response> {
+    match authenticate(&state.pool, authorization.as_deref()).await {
+        Ok(Ok(login)) => Ok(login),
+        Ok(Err(error)) => {
+            let mut response =
+                ApiError::new(StatusCode::UNAUTHORIZED, error.to_string()).into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic Realm=\"Janitor\""),
+            );
+            Err(response)
+        }
+        Err(error) => Err(ApiError::from(error).into_response()),
+    }
+}
+
+async fn assign_run(State(state): State<SharedState>, request: Request) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let worker = match require_worker(&state, authorization).await {
+        Ok(worker) => worker,
+        Err(response) => return response,
+    };
+    let outcome = async {
+        let OptionalJsonObject(body) = <OptionalJsonObject as axum::extract::FromRequest<
+            SharedState,
+        >>::from_request(request, &state)
+        .await?;
+        let mut assign_request = AssignRequest::from_json(&body)?;
+        assign_request.worker = Some(worker.clone());
+        state
+            .metrics
+            .assignments
+            .with_label_values(&[worker.as_str()])
+            .inc();
+        assignment_response(
+            assign::assign(&state, &assign_request, Mode::Assign).await,
+            "/runner/active-runs",
+        )
+    }
+    .await;
+    outcome.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn get_active_run(

@@ -193,6 +193,8 @@ pub fn test_config() -> Config {
         }
         campaign { name: "nocommand" branch_name: "x" generic_build {} }
         campaign { name: "generic" command: "true" branch_name: "main" generic_build {} }
+        campaign { name: "empty-ok" command: "debianize" default_empty: true generic_build { chroot: "sid" } }
+        campaign { name: "broken" command: "x" debian_build { base_distribution: "no-such-dist" } }
         "#,
         std::path::Path::new("test.conf"),
     )
@@ -237,6 +239,8 @@ impl TestServer {
         let settings = Settings {
             avoid_hosts: ["avoided.example.org".to_string()].into_iter().collect(),
             max_json_body: 1024 * 1024,
+            public_vcs_location: Some("https://janitor.example.org/".to_string()),
+            public_apt_archive_location: Some("https://apt.example.org/".to_string()),
             ..Settings::default()
         };
         let state = Arc::new(

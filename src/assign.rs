@@ -1,0 +1,350 @@
+//! Assignment: choose the next queue item, claim it atomically, and describe the work to the
+//! worker in the JSON `janitor-worker` accepts.
+//!
+//! Items that cannot yield a valid assignment (unknown campaign, no VCS URL, a VCS the
+//! worker does not support, no store for it, a broken build configuration or command) are
+//! finished with a result code inside the claiming transaction, before any active run is
+//! registered, and the next item is tried.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::app::AppState;
+use crate::builder::{BuildLocations, get_builder};
+use crate::db::queue::NextItem;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::models::{ActiveRun, BackchannelInfo, JanitorResult, QueueItem, VcsInfo};
+use crate::state::StoreError;
+
+/// What a worker asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssignRequest {
+    pub worker: Option<String>,
+    pub worker_link: Option<String>,
+    pub backchannel: BackchannelInfo,
+    pub codebase: Option<String>,
+    pub campaign: Option<String>,
+}
+
+impl AssignRequest {
+    /// The assign request body. Keys the worker sends that the runner does not use (`node`,
+    /// `archs`) are ignored.
+    pub fn from_json(body: &Map<String, Value>) -> Result<Self> {
+        let text = |key: &str| match body.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(Error::BadRequest(format!("{key} must be a string or null"))),
+        };
+        let backchannel = match body.get("backchannel") {
+            None | Some(Value::Null) => BackchannelInfo::None,
+            Some(Value::Object(spec)) => {
+                let kind = match spec.get("kind") {
+                    Some(Value::String(kind)) => kind.as_str(),
+                    _ => return Err(Error::bad_request("backchannel.kind must be a string")),
+                };
+                let url = || match spec.get("url") {
+                    Some(Value::String(url)) if url::Url::parse(url).is_ok() => Ok(url.clone()),
+                    _ => Err(Error::BadRequest(format!(
+                        "backchannel.url must be an absolute URL for kind {kind:?}"
+                    ))),
+                };
+                match kind {
+                    "http" => BackchannelInfo::Polling { my_url: url()? },
+                    "jenkins" => BackchannelInfo::Jenkins {
+                        my_url: url()?,
+                        metadata: Value::Null,
+                    },
+                    _ => BackchannelInfo::None,
+                }
+            }
+            Some(_) => return Err(Error::bad_request("backchannel must be an object or null")),
+        };
+        Ok(Self {
+            worker: text("worker")?,
+            worker_link: text("worker_link")?,
+            backchannel,
+            codebase: text("codebase")?,
+            campaign: text("campaign")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Claim the item and hand it out.
+    Assign,
+    /// Show what would be handed out, changing nothing.
+    Peek,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssignError {
+    #[error("queue empty")]
+    QueueEmpty,
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+impl From<sqlx::Error> for AssignError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+impl From<StoreError> for AssignError {
+    fn from(error: StoreError) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+/// A handed-out run and the assignment JSON for the worker.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub run: ActiveRun,
+    pub json: Value,
+}
+
+/// Why an item cannot be handed out: a result code and a description.
+struct Unassignable {
+    code: &'static str,
+    description: String,
+}
+
+fn unassignable(code: &'static str, description: impl Into<String>) -> Unassignable {
+    Unassignable {
+        code,
+        description: description.into(),
+    }
+}
+
+/// Everything the assignment needs, computed before the claim so that a bad item is
+/// finished rather than handed out.
+struct Plan {
+    vcs_type: String,
+    command: String,
+    command_env: BTreeMap<String, String>,
+}
+
+pub async fn assign(
+    state: &AppState,
+    request: &AssignRequest,
+    mode: Mode,
+) -> Result<Assignment, AssignError> {
+    // Items peek passed over: peek may not abort them, so it steps around them instead.
+    let mut passed_over: Vec<i64> = Vec::new();
+    loop {
+        let now = state.clock.now();
+        let mut exclude_hosts: Vec<String> = state.settings.avoid_hosts.iter().cloned().collect();
+        exclude_hosts.extend(
+            state
+                .store
+                .rate_limited_hosts(now)
+                .await?
+                .into_iter()
+                .map(|(host, _)| host),
+        );
+        let mut assigned = state.store.assigned_queue_ids().await?;
+        assigned.extend(&passed_over);
+        let mut tx = state.pool.begin().await?;
+        let Some(row) = crate::db::queue::next_item(
+            &mut tx,
+            &exclude_hosts,
+            &assigned,
+            request.codebase.as_deref(),
+            request.campaign.as_deref(),
+        )
+        .await?
+        else {
+            if mode == Mode::Assign {
+                state.metrics.queue_empty.inc();
+            }
+            return Err(AssignError::QueueEmpty);
+        };
+        let (item, vcs_info) = queue_item(row);
+        let run = ActiveRun::from_queue_item(
+            &item,
+            uuid::Uuid::new_v4().to_string(),
+            now,
+            vcs_info,
+            request.backchannel.clone(),
+            request.worker.clone(),
+            request.worker_link.clone(),
+        );
+        let plan = match plan(state, &run) {
+            Ok(plan) => plan,
+            Err(bad) => {
+                if mode == Mode::Peek {
+                    passed_over.push(item.id);
+                    continue;
+                }
+                tracing::info!(queue_id = item.id, code = bad.code, reason = %bad.description, "finishing unassignable queue item");
+                let mut result =
+                    JanitorResult::aborted(&run, bad.code, &bad.description, None, now);
+                crate::finish::store_result(&mut tx, &run, &mut result).await?;
+                tx.commit().await?;
+                crate::finish::announce(state, &run, &result, false).await?;
+                continue;
+            }
+        };
+        if mode == Mode::Assign {
+            let data = run.to_json(now);
+            match state
+                .store
+                .register_run(&run.log_id, run.queue_id, &data, now)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::AlreadyClaimed { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+            tx.commit().await?;
+            let worker = Metrics::label(run.worker_name.as_deref());
+            state.metrics.run_count.inc();
+            state.metrics.active_runs.with_label_values(&[worker]).inc();
+            crate::status::publish(state, now)
+                .await
+                .map_err(AssignError::Failed)?;
+        } else {
+            tx.rollback().await?;
+        }
+        return match describe(state, &run, &plan).await {
+            Ok(json) => Ok(Assignment { run, json }),
+            Err(error) => {
+                // Never leave a phantom claim behind a failed assignment.
+                if mode == Mode::Assign {
+                    crate::finish::release(state, &run).await?;
+                }
+                Err(error.into())
+            }
+        };
+    }
+}
+
+fn queue_item(row: NextItem) -> (QueueItem, VcsInfo) {
+    let vcs = VcsInfo::from_codebase(row.branch_url, row.subpath, row.vcs_type);
+    let item = QueueItem {
+        id: row.id,
+        context: row.context,
+        command: row.command.unwrap_or_default(),
+        estimated_duration: row.estimated_micros.map(chrono::TimeDelta::microseconds),
+        campaign: row.campaign,
+        refresh: row.refresh,
+        requester: row.requester,
+        change_set: row.change_set,
+        codebase: row.codebase,
+    };
+    (item, vcs)
+}
+
+fn plan(state: &AppState, run: &ActiveRun) -> Result<Plan, Unassignable> {
+    let Some(campaign) = state.config.campaign(&run.campaign) else {
+        return Err(unassignable(
+            "unknown-campaign",
+            format!("Campaign {} unknown", run.campaign),
+        ));
+    };
+    if !campaign.default_empty() && run.main_branch_url().is_none() {
+        return Err(unassignable("not-in-vcs", "No VCS URL known for codebase."));
+    }
+    get_builder(&state.config, campaign)
+        .map_err(|e| unassignable("invalid-build-config", e.to_string()))?;
+    let vcs_type = match (run.main_branch_url(), run.vcs_type()) {
+        (_, Some(vcs)) => vcs.to_lowercase(),
+        (None, None) => "git".to_string(),
+        (Some(url), None) => {
+            return Err(unassignable(
+                "unsupported-vcs",
+                format!("VCS type of {url} is not known"),
+            ));
+        }
+    };
+    if vcs_type != "git" && vcs_type != "bzr" {
+        return Err(unassignable(
+            "unsupported-vcs",
+            format!("workers support git and bzr, not {vcs_type}"),
+        ));
+    }
+    if state.vcs_stores.get(&vcs_type).is_none() {
+        return Err(unassignable(
+            "unsupported-vcs",
+            format!("no public VCS store for {vcs_type} (see --public-vcs-location)"),
+        ));
+    }
+    if run.command.trim().is_empty() {
+        return Err(unassignable("invalid-command", "queue item has no command"));
+    }
+    let (command_env, command) = crate::command::splitout_env(&run.command)
+        .map_err(|e| unassignable("invalid-command", e.to_string()))?;
+    Ok(Plan {
+        vcs_type,
+        command,
+        command_env,
+    })
+}
+
+/// The assignment JSON (models spec 7.4, with the DECISIONS rulings on the worker contract).
+async fn describe(state: &AppState, run: &ActiveRun, plan: &Plan) -> Result<Value> {
+    let campaign = state
+        .config
+        .campaign(&run.campaign)
+        .ok_or_else(|| Error::BadRequest(format!("Campaign {} unknown", run.campaign)))?;
+    let builder =
+        get_builder(&state.config, campaign).map_err(|e| Error::BadRequest(e.to_string()))?;
+    let locations = BuildLocations {
+        apt_archive_url: state.settings.public_apt_archive_location.as_deref(),
+        dep_server_url: state.settings.public_dep_server_url.as_deref(),
+        host_vendor: &state.host_vendor,
+    };
+    let build_env = builder.build_env(&locations);
+    let mut conn = state.pool.acquire().await?;
+    let build_config = builder
+        .config(
+            &mut conn,
+            &locations,
+            run.codebase(),
+            run.change_set.as_deref(),
+        )
+        .await?;
+    drop(conn);
+    let store = state
+        .vcs_stores
+        .get(&plan.vcs_type)
+        .ok_or_else(|| Error::BadRequest(format!("no public VCS store for {}", plan.vcs_type)))?;
+    let cached_url = store.branch_url(run.codebase(), &builder.cache_branch_name(&locations));
+    let target_url = store.repository_url(run.codebase());
+    let mut env: BTreeMap<String, String> = build_env.clone();
+    if let Some(committer) = state.config.committer() {
+        env.extend(crate::committer_env(Some(committer)));
+    }
+    env.extend(plan.command_env.clone());
+    Ok(json!({
+        "id": run.log_id,
+        "description": format!("{} on {}", run.campaign, run.codebase()),
+        "queue_id": run.queue_id,
+        "branch": {
+            "default-empty": campaign.default_empty(),
+            "url": run.main_branch_url(),
+            "subpath": run.subpath().unwrap_or(""),
+            "vcs_type": plan.vcs_type,
+            "cached_url": cached_url,
+            "additional_colocated_branches": Value::Null,
+        },
+        "resume": Value::Null,
+        "build": {
+            "target": builder.kind(),
+            "environment": build_env,
+            "config": build_config,
+        },
+        "command": plan.command,
+        "codebase": run.codebase(),
+        "codemod": {"command": plan.command, "environment": {}},
+        "env": env,
+        "campaign": run.campaign,
+        "force-build": campaign.force_build(),
+        "skip-setup-validation": campaign.skip_setup_validation(),
+        "target_repository": {"url": target_url, "vcs_type": plan.vcs_type},
+    }))
+}

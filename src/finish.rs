@@ -1,0 +1,165 @@
+//! Ending a run: storing its result, releasing its queue item and announcing it. Shared by
+//! the worker's finish upload, assignment aborts and the watchdog.
+
+use chrono::TimeDelta;
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use crate::app::AppState;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::events::RESULT_CHANNEL;
+use crate::metrics::Metrics;
+use crate::models::{ActiveRun, BuilderResult, JanitorResult};
+
+/// Writes the run row and everything hanging off it, and removes the queue item, inside the
+/// caller's transaction. A run id that is already stored gives `Error::RunExists`.
+pub async fn store_result(
+    conn: &mut PgConnection,
+    run: &ActiveRun,
+    result: &mut JanitorResult,
+) -> Result<()> {
+    let change_set = match result.change_set.clone().filter(|c| !c.is_empty()) {
+        Some(existing) => existing,
+        None => {
+            db::runs::ensure_change_set(conn, &result.log_id, &run.campaign).await?;
+            result.change_set = Some(result.log_id.clone());
+            result.log_id.clone()
+        }
+    };
+    let tags = result.tags.as_ref().map(|tags| {
+        (
+            tags.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+            tags.iter().map(|t| t.revision.clone()).collect::<Vec<_>>(),
+        )
+    });
+    let instigated_context = match &run.instigated_context {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    };
+    let codemod = Some(&result.codemod_result).filter(|v| crate::models::is_truthy(v));
+    let details = Some(&result.failure_details).filter(|v| !v.is_null());
+    let new_run = db::runs::NewRun {
+        id: &result.log_id,
+        command: &run.command,
+        description: result.description.as_deref(),
+        result_code: &result.code,
+        start_time: result.start_time,
+        finish_time: result.finish_time,
+        instigated_context,
+        context: result.context.as_deref(),
+        main_branch_revision: result.main_branch_revision.as_deref(),
+        revision: result.revision.as_deref(),
+        result: codemod,
+        campaign: &run.campaign,
+        vcs_type: result.vcs_type.as_deref(),
+        branch_url: result.branch_url.as_deref(),
+        logfilenames: &result.logfilenames,
+        value: result.value,
+        worker: result.worker_name.as_deref(),
+        worker_link: run.worker_link.as_deref(),
+        tags,
+        subpath: result.subpath.as_deref(),
+        failure_stage: result.failure_stage.as_deref(),
+        failure_details: details,
+        target_branch_url: result.target_branch_url.as_deref(),
+        failure_transient: result.transient,
+        resume_from: result.resume_from.as_deref(),
+        change_set: &change_set,
+        codebase: &result.codebase,
+    };
+    db::runs::insert(conn, &new_run).await.map_err(|error| {
+        match db::constraint(&error).as_deref() {
+            Some("run_pkey") => Error::RunExists(result.log_id.clone()),
+            Some("run_worker_fkey") => Error::BadRequest(format!(
+                "worker {:?} is not a registered worker",
+                result.worker_name.as_deref().unwrap_or_default()
+            )),
+            Some("run_check") => Error::BadRequest("finish_time is before start_time".into()),
+            Some("run_check1") => {
+                Error::BadRequest("nothing-new-to-do needs a run to resume from".into())
+            }
+            _ => Error::from(error),
+        }
+    })?;
+    if let Some(branches) = &result.branches {
+        db::runs::insert_result_branches(conn, &result.log_id, branches).await?;
+    }
+    if let Some(BuilderResult::Debian(debian)) = &result.builder_result
+        && debian.changes_filenames.is_some()
+    {
+        db::runs::insert_debian_build(conn, &result.log_id, debian).await?;
+    }
+    db::queue::delete(conn, run.queue_id).await?;
+    Ok(())
+}
+
+/// After the result is committed: metrics, the `result` message, the run released, and the
+/// `queue` status message. `registered` says whether the run was in the active-run store.
+pub async fn announce(
+    state: &AppState,
+    run: &ActiveRun,
+    result: &JanitorResult,
+    registered: bool,
+) -> Result<()> {
+    record_result_metrics(&state.metrics, result);
+    state
+        .events
+        .publish(RESULT_CHANNEL, &result.to_json())
+        .await;
+    if registered {
+        release(state, run).await?;
+    }
+    crate::status::publish(state, state.clock.now()).await?;
+    state
+        .metrics
+        .job_last_success_unixtime
+        .set(chrono::Utc::now().timestamp() as f64);
+    Ok(())
+}
+
+/// Removes a run from the active-run store and the `active_runs` gauge.
+pub async fn release(state: &AppState, run: &ActiveRun) -> Result<()> {
+    if state.store.unclaim_run(&run.log_id).await?.is_some() {
+        state
+            .metrics
+            .active_runs
+            .with_label_values(&[Metrics::label(run.worker_name.as_deref())])
+            .dec();
+    }
+    Ok(())
+}
+
+fn record_result_metrics(metrics: &Metrics, result: &JanitorResult) {
+    metrics
+        .result
+        .with_label_values(&[result.campaign.as_str(), result.code.as_str()])
+        .inc();
+    let duration: TimeDelta = result.duration();
+    metrics
+        .build_duration
+        .with_label_values(&[result.campaign.as_str()])
+        .observe(crate::time::seconds(&duration));
+}
+
+/// Stores a result and announces it: the whole of finishing a registered run. A run already
+/// stored is released from the store and reported as `Error::RunExists`.
+pub async fn finish_run(
+    state: &AppState,
+    run: &ActiveRun,
+    result: &mut JanitorResult,
+) -> Result<()> {
+    let mut tx = state.pool.begin().await?;
+    match store_result(&mut tx, run, result).await {
+        Ok(()) => {}
+        Err(Error::RunExists(id)) => {
+            drop(tx);
+            release(state, run).await?;
+            return Err(Error::RunExists(id));
+        }
+        Err(other) => return Err(other),
+    }
+    tx.commit().await?;
+    announce(state, run, result, true).await
+}

@@ -1,0 +1,161 @@
+//! The janitor's own public VCS store (`--public-vcs-location`): where workers find cached
+//! copies of branches and push their results.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::branch_url::escape;
+
+/// One VCS's store: a remote base URL, or a local directory served as `file://`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VcsStore {
+    Remote { vcs: String, base: String },
+    Local { vcs: String, path: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid --public-vcs-location {location:?}: {reason}")]
+pub struct VcsLocationError {
+    pub location: String,
+    pub reason: String,
+}
+
+/// The stores by VCS type (`git`, `bzr`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VcsStores {
+    stores: BTreeMap<String, VcsStore>,
+}
+
+impl VcsStores {
+    /// A single base (`https://host/`) means `<base>/git` and `<base>/bzr`; otherwise a comma
+    /// list of `vcs=location`. A location with a `:` is a URL, anything else a directory.
+    pub fn parse(location: &str) -> Result<Self, VcsLocationError> {
+        let error = |reason: &str| VcsLocationError {
+            location: location.to_string(),
+            reason: reason.to_string(),
+        };
+        let mut stores = BTreeMap::new();
+        if !location.contains('=') {
+            let base = location.trim_end_matches('/');
+            if base.is_empty() {
+                return Err(error("empty location"));
+            }
+            for vcs in ["bzr", "git"] {
+                stores.insert(
+                    vcs.to_string(),
+                    VcsStore::new(vcs, &format!("{base}/{vcs}")),
+                );
+            }
+        } else {
+            for pair in location.split(',') {
+                let (vcs, place) = pair
+                    .split_once('=')
+                    .ok_or_else(|| error("expected vcs=location pairs separated by commas"))?;
+                if vcs != "git" && vcs != "bzr" {
+                    return Err(error(&format!("unsupported VCS {vcs:?}")));
+                }
+                if place.is_empty() {
+                    return Err(error(&format!("empty location for {vcs}")));
+                }
+                stores.insert(vcs.to_string(), VcsStore::new(vcs, place));
+            }
+        }
+        Ok(Self { stores })
+    }
+
+    pub fn get(&self, vcs: &str) -> Option<&VcsStore> {
+        self.stores.get(vcs)
+    }
+}
+
+impl VcsStore {
+    fn new(vcs: &str, place: &str) -> Self {
+        if place.contains(':') {
+            Self::Remote {
+                vcs: vcs.to_string(),
+                base: place.trim_end_matches('/').to_string(),
+            }
+        } else {
+            Self::Local {
+                vcs: vcs.to_string(),
+                path: PathBuf::from(place),
+            }
+        }
+    }
+
+    fn base_url(&self) -> String {
+        match self {
+            Self::Remote { base, .. } => base.clone(),
+            Self::Local { path, .. } => {
+                let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                format!(
+                    "file://{}",
+                    absolute.display().to_string().trim_end_matches('/')
+                )
+            }
+        }
+    }
+
+    fn vcs(&self) -> &str {
+        match self {
+            Self::Remote { vcs, .. } | Self::Local { vcs, .. } => vcs,
+        }
+    }
+
+    /// The codebase's repository in the store.
+    pub fn repository_url(&self, codebase: &str) -> String {
+        format!("{}/{}", self.base_url(), escape(codebase))
+    }
+
+    /// A branch of the codebase: git names it with a `branch` segment parameter (with `/`
+    /// escaped, so the parameter stays in the last path segment), bzr as a path.
+    pub fn branch_url(&self, codebase: &str, branch: &str) -> String {
+        let repository = self.repository_url(codebase);
+        if self.vcs() == "git" {
+            format!("{repository},branch={}", escape(branch).replace('/', "%2F"))
+        } else {
+            format!("{repository}/{}", escape(branch))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_base() {
+        let stores = VcsStores::parse("https://janitor.example.org/").unwrap();
+        let git = stores.get("git").unwrap();
+        assert_eq!(
+            git.repository_url("alpha"),
+            "https://janitor.example.org/git/alpha"
+        );
+        assert_eq!(
+            git.branch_url("alpha", "debian/latest"),
+            "https://janitor.example.org/git/alpha,branch=debian%2Flatest"
+        );
+        let bzr = stores.get("bzr").unwrap();
+        assert_eq!(
+            bzr.branch_url("alpha", "main"),
+            "https://janitor.example.org/bzr/alpha/main"
+        );
+    }
+
+    #[test]
+    fn pairs_and_local_directories() {
+        let stores = VcsStores::parse("git=/srv/git,bzr=https://bzr.example.org/b/").unwrap();
+        assert_eq!(
+            stores.get("git").unwrap().repository_url("alpha"),
+            "file:///srv/git/alpha"
+        );
+        assert_eq!(
+            stores.get("bzr").unwrap().repository_url("alpha"),
+            "https://bzr.example.org/b/alpha"
+        );
+        assert!(VcsStores::parse("hg=/srv/hg").is_err());
+        assert!(VcsStores::parse("git").is_ok());
+        assert!(VcsStores::parse("git=/x,bzr").is_err());
+        assert!(VcsStores::parse("").is_err());
+    }
+}
