@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::state::{ActiveRunStore, PostgresStore, RedisKeys, RedisStore};
+use crate::storage::{Storage, StorageError};
 use crate::vcs_store::{VcsLocationError, VcsStores};
 
 /// Runner settings that come from the command line rather than the config file.
@@ -29,6 +30,8 @@ pub struct Settings {
     pub backup_directory: Option<PathBuf>,
     /// Largest JSON request body accepted, in bytes.
     pub max_json_body: usize,
+    /// Largest finish upload accepted, in bytes.
+    pub max_upload_size: usize,
 }
 
 impl Default for Settings {
@@ -41,6 +44,7 @@ impl Default for Settings {
             public_dep_server_url: None,
             backup_directory: None,
             max_json_body: 32 * 1024 * 1024,
+            max_upload_size: 1024 * 1024 * 1024,
         }
     }
 }
@@ -58,6 +62,8 @@ pub struct AppState {
     pub vcs_stores: VcsStores,
     /// `dpkg-vendor --query vendor` of this host.
     pub host_vendor: String,
+    /// Where logs and artifacts of finished runs go.
+    pub storage: Storage,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -86,6 +92,8 @@ pub enum StartupError {
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
     VcsLocation(#[from] VcsLocationError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 impl AppState {
@@ -117,6 +125,11 @@ impl AppState {
             Some(location) => VcsStores::parse(location)?,
             None => VcsStores::default(),
         };
+        let storage = Storage::new(
+            config.logs_location(),
+            config.artifact_location(),
+            settings.backup_directory.as_deref(),
+        )?;
         Ok(Self {
             pool,
             store,
@@ -127,6 +140,7 @@ impl AppState {
             clock,
             vcs_stores,
             host_vendor: crate::builder::host_vendor().await,
+            storage,
         })
     }
 

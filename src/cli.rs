@@ -93,6 +93,9 @@ pub struct ServeArgs {
     /// Largest JSON request body, in bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub max_json_body: usize,
+    /// Largest finish upload (logs, packages), in bytes; larger ones get 413.
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    pub max_upload_size: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +142,7 @@ impl ServeArgs {
             public_dep_server_url: self.public_dep_server_url.clone(),
             backup_directory: self.backup_directory.clone(),
             max_json_body: self.max_json_body,
+            max_upload_size: self.max_upload_size,
         }
     }
 

@@ -17,6 +17,9 @@ pub enum Error {
     /// A run with this id is already stored.
     #[error("{0}")]
     RunExists(String),
+    /// Logs or artifacts could not be written (HTTP 503: the worker retries).
+    #[error("storage error: {0}")]
+    Storage(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("active-run store error: {0}")]

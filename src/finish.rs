@@ -163,3 +163,200 @@ pub async fn finish_run(
     tx.commit().await?;
     announce(state, run, result, true).await
 }
+
+/// A received finish upload: the files in a temporary directory (removed on drop), their
+/// names in upload order, and the worker's `result.json`.
+#[derive(Debug)]
+pub struct Upload {
+    pub dir: tempfile::TempDir,
+    pub filenames: Vec<String>,
+    pub result: Value,
+}
+
+/// Upload part names must be plain file names: not empty, not `.`/`..`, no `/`, `\` or NUL,
+/// at most 255 bytes.
+pub fn check_upload_filename(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.len() > 255
+        || name.contains(['/', '\\', '\0']);
+    if bad {
+        return Err(Error::BadRequest(format!("Invalid filename {name:?}")));
+    }
+    Ok(())
+}
+
+/// What the finish routes answer.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub id: String,
+    pub filenames: Vec<String>,
+    pub logs: Vec<String>,
+    pub artifacts: Option<Vec<String>>,
+    pub result: JanitorResult,
+}
+
+impl Finished {
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "filenames": self.filenames,
+            "logs": self.logs,
+            "artifacts": self.artifacts,
+            "result": self.result.to_json(),
+        })
+    }
+}
+
+/// The worker's finish upload: validate everything, then store logs, artifacts and the run.
+pub async fn finish_upload(state: &AppState, run_id: &str, upload: Upload) -> Result<Finished> {
+    let data = state
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no such run {run_id}")))?;
+    let run = ActiveRun::from_json(&data)
+        .map_err(|e| Error::Conflict(format!("stored run {run_id} is unreadable: {e}")))?;
+    let worker = crate::models::WorkerResult::from_json(&upload.result)
+        .map_err(|e| Error::BadRequest(format!("result.json: {e}")))?;
+    let logs: Vec<String> = upload
+        .filenames
+        .iter()
+        .filter(|name| crate::is_log_filename(name))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let now = state.clock.now();
+    let mut result = JanitorResult::from_worker_result(&run, worker, logs.clone(), now);
+    if result.finish_time < result.start_time {
+        return Err(Error::bad_request(
+            "result.json: finish_time is before start_time",
+        ));
+    }
+    if result.code == "nothing-new-to-do" && result.resume_from.is_none() {
+        return Err(Error::bad_request(
+            "result.json: nothing-new-to-do needs a run to resume from",
+        ));
+    }
+    if let Some(worker_name) = result.worker_name.clone()
+        && !db::runs::worker_exists(&state.pool, &worker_name).await?
+    {
+        tracing::warn!(%run_id, worker = %worker_name, "finishing run of an unregistered worker; storing it without a worker");
+        result.worker_name = None;
+    }
+    if let Some(BuilderResult::Debian(debian)) = &mut result.builder_result {
+        crate::debian_changes::complete_from_directory(debian, upload.dir.path())
+            .await
+            .map_err(|e| Error::BadRequest(e.to_string()))?;
+    }
+    import_logs(state, &run, &result, upload.dir.path()).await?;
+    let artifacts = match &result.builder_result {
+        None => None,
+        Some(builder) => {
+            let names = builder.artifact_filenames();
+            match store_artifacts(state, run_id, upload.dir.path(), &names).await {
+                Ok(()) => Some(names),
+                Err(error) => {
+                    state.metrics.artifact_upload_failed.inc();
+                    result.code = "artifact-upload-failed".to_string();
+                    result.description = Some(error.to_string());
+                    None
+                }
+            }
+        }
+    };
+    finish_run(state, &run, &mut result).await?;
+    Ok(Finished {
+        id: run_id.to_string(),
+        filenames: upload.filenames,
+        logs,
+        artifacts,
+        result,
+    })
+}
+
+/// Stores each log under the active run's codebase; a failed primary write goes to the
+/// backup directory when there is one.
+async fn import_logs(
+    state: &AppState,
+    run: &ActiveRun,
+    result: &JanitorResult,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let imports = result.logfilenames.iter().map(|name| async move {
+        let source = dir.join(name);
+        let primary = state
+            .storage
+            .logs
+            .import_log(
+                run.codebase(),
+                &run.log_id,
+                &source,
+                name,
+                result.finish_time,
+            )
+            .await;
+        match primary {
+            Ok(_) => {
+                state.metrics.logfile_uploads.inc();
+                Ok(())
+            }
+            Err(error) => {
+                state.metrics.primary_logfile_upload_failed.inc();
+                match &state.storage.backup_logs {
+                    Some(backup) => backup
+                        .import_log(
+                            run.codebase(),
+                            &run.log_id,
+                            &source,
+                            name,
+                            result.finish_time,
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|backup_error| {
+                            Error::Storage(format!("{error}; backup also failed: {backup_error}"))
+                        }),
+                    None => Err(Error::Storage(error.to_string())),
+                }
+            }
+        }
+    });
+    futures::future::try_join_all(imports).await?;
+    Ok(())
+}
+
+/// Stores artifacts; a successful write to the backup directory counts as stored
+/// (DECISIONS 6), to be moved to the primary later.
+async fn store_artifacts(
+    state: &AppState,
+    run_id: &str,
+    dir: &std::path::Path,
+    names: &[String],
+) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    match state
+        .storage
+        .artifacts
+        .store_artifacts(run_id, dir, names)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(error) => match &state.storage.backup_artifacts {
+            Some(backup) => {
+                tracing::warn!(%run_id, %error, "primary artifact store failed; storing in the backup directory");
+                backup
+                    .store_artifacts(run_id, dir, names)
+                    .await
+                    .map_err(|backup_error| {
+                        Error::Storage(format!("{error}; backup also failed: {backup_error}"))
+                    })
+            }
+            None => Err(Error::Storage(error.to_string())),
+        },
+    }
+}

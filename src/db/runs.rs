@@ -203,3 +203,10 @@ pub async fn insert_debian_build(
     .await?;
     Ok(())
 }
+
+pub async fn worker_exists(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT FROM worker WHERE name = $1)")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+}

@@ -59,6 +59,10 @@ impl From<Error> for ApiError {
             Error::NotFound(reason) => Self::new(StatusCode::NOT_FOUND, reason),
             Error::Conflict(reason) => Self::new(StatusCode::CONFLICT, reason),
             Error::RunExists(id) => Self::new(StatusCode::CONFLICT, id),
+            Error::Storage(reason) => {
+                tracing::error!(%reason, "storage failure");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, reason)
+            }
             Error::Database(db) => Self::from_database(&db),
             Error::Store(StoreError::Database(db)) => Self::from_database(&db),
             Error::Store(store) => {

@@ -16,7 +16,7 @@ use crate::assign::{self, AssignError, AssignRequest, Assignment, Mode};
 use crate::metrics::Metrics;
 use crate::{candidate, codebase, db, queue, runs, status};
 
-pub fn routes() -> axum::Router<SharedState> {
+pub fn routes(max_upload_size: usize) -> axum::Router<SharedState> {
     axum::Router::new()
         .route("/health", get(health))
         .route("/ready", get(health))
@@ -34,6 +34,11 @@ pub fn routes() -> axum::Router<SharedState> {
         .route("/active-runs", get(get_active_runs).post(assign_run))
         .route("/active-runs/+peek", get(peek))
         .route("/active-runs/{run_id}", get(get_active_run))
+        .route(
+            "/active-runs/{run_id}/finish",
+            axum::routing::post(finish)
+                .layer(axum::extract::DefaultBodyLimit::max(max_upload_size)),
+        )
 }
 
 async fn health() -> &'static str {
@@ -257,4 +262,18 @@ pub(super) fn assignment_response(
         )),
         Err(AssignError::Failed(error)) => Err(error.into()),
     }
+}
+
+async fn finish(
+    State(state): State<SharedState>,
+    Path(run_id): Path<String>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let mut response = super::finish_run(&state, &run_id, request).await;
+    if response.status() == axum::http::StatusCode::CREATED
+        && let Ok(location) = axum::http::HeaderValue::from_str(&format!("/runs/{run_id}"))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }

@@ -6,6 +6,7 @@ mod extract;
 mod internal;
 mod observe;
 mod public;
+mod upload;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,10 +20,53 @@ use crate::app::SharedState;
 
 pub use error::{ApiError, ApiResult};
 
+/// Receives a finish upload for `run_id` and finishes the run. 404 before the body is read.
+async fn finish_run(
+    state: &SharedState,
+    run_id: &str,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let outcome = async {
+        let declared = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > state.settings.max_upload_size as u64) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "upload too large",
+            ));
+        }
+        if state.store.get_run(run_id).await?.is_none() {
+            return Err(ApiError::not_found(format!("no such run {run_id}")));
+        }
+        let upload = upload::receive(request, state).await?;
+        match crate::finish::finish_upload(state, run_id, upload).await {
+            Ok(finished) => Ok((
+                axum::http::StatusCode::CREATED,
+                axum::Json(finished.to_json()),
+            )
+                .into_response()),
+            Err(crate::Error::RunExists(id)) => Ok((
+                axum::http::StatusCode::CONFLICT,
+                axum::Json(
+                    serde_json::json!({"id": id, "reason": format!("run {id} already exists")}),
+                ),
+            )
+                .into_response()),
+            Err(other) => Err(ApiError::from(other)),
+        }
+    }
+    .await;
+    outcome.unwrap_or_else(IntoResponse::into_response)
+}
+
 /// The internal app (`--port`, default 9911).
 pub fn internal_router(state: SharedState) -> Router {
     let limit = state.settings.max_json_body;
-    internal::routes()
+    internal::routes(state.settings.max_upload_size)
         .fallback(observe::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(middleware::from_fn_with_state(
@@ -36,7 +80,7 @@ pub fn internal_router(state: SharedState) -> Router {
 /// The public worker app (`--public-port`, default 9919).
 pub fn public_router(state: SharedState) -> Router {
     let limit = state.settings.max_json_body;
-    public::routes()
+    public::routes(state.settings.max_upload_size)
         .fallback(observe::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(middleware::from_fn_with_state(

@@ -15,11 +15,15 @@ use crate::assign::{self, AssignRequest, Mode};
 use crate::status;
 use crate::worker_auth::authenticate;
 
-pub fn routes() -> axum::Router<SharedState> {
+pub fn routes(max_upload_size: usize) -> axum::Router<SharedState> {
     axum::Router::new()
         .route("/", get(root))
         .route("/runner/active-runs", post(assign_run))
         .route("/runner/active-runs/{run_id}", get(get_active_run))
+        .route(
+            "/runner/active-runs/{run_id}/finish",
+            post(finish).layer(axum::extract::DefaultBodyLimit::max(max_upload_size)),
+        )
 }
 
 async fn root() -> &'static str {
@@ -86,4 +90,20 @@ async fn get_active_run(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no such run {run_id}")))
+}
+
+async fn finish(
+    State(state): State<SharedState>,
+    Path(run_id): Path<String>,
+    request: Request,
+) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Err(response) = require_worker(&state, authorization).await {
+        return response;
+    }
+    super::finish_run(&state, &run_id, request).await
 }

@@ -181,10 +181,18 @@ pub fn fixed_now() -> NaiveDateTime {
     janitor_runner::time::parse_timestamp("2026-11-23T12:00:00").unwrap()
 }
 
-/// The configuration the HTTP tests run with.
-pub fn test_config() -> Config {
-    Config::parse(
-        r#"
+/// The configuration the HTTP tests run with; logs and artifacts go below `storage`.
+pub fn test_config(storage: &std::path::Path) -> Config {
+    let text = format!(
+        "logs_location: \"{}/logs\"\nartifact_location: \"{}/artifacts\"\n{}",
+        storage.display(),
+        storage.display(),
+        CONFIG_BODY
+    );
+    Config::parse(&text, std::path::Path::new("test.conf")).expect("test config parses")
+}
+
+const CONFIG_BODY: &str = r#"
         committer: "Janitor Bot <janitor@example.org>"
         distribution { name: "unstable" archive_mirror_uri: "http://deb.example.org/debian" component: "main" }
         campaign {
@@ -195,11 +203,7 @@ pub fn test_config() -> Config {
         campaign { name: "generic" command: "true" branch_name: "main" generic_build {} }
         campaign { name: "empty-ok" command: "debianize" default_empty: true generic_build { chroot: "sid" } }
         campaign { name: "broken" command: "x" debian_build { base_distribution: "no-such-dist" } }
-        "#,
-        std::path::Path::new("test.conf"),
-    )
-    .expect("test config parses")
-}
+        "#;
 
 /// A runner serving both apps on loopback ports, on its own database.
 pub struct TestServer {
@@ -209,6 +213,8 @@ pub struct TestServer {
     pub clock: Arc<FixedClock>,
     pub db: TestDb,
     pub redis_prefix: Option<String>,
+    /// Holds `logs/` and `artifacts/` of this server.
+    pub storage: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -239,15 +245,17 @@ impl TestServer {
         let settings = Settings {
             avoid_hosts: ["avoided.example.org".to_string()].into_iter().collect(),
             max_json_body: 1024 * 1024,
+            max_upload_size: 4 * 1024 * 1024,
             public_vcs_location: Some("https://janitor.example.org/".to_string()),
             public_apt_archive_location: Some("https://apt.example.org/".to_string()),
             ..Settings::default()
         };
+        let storage = tempfile::tempdir().expect("storage directory");
         let state = Arc::new(
             AppState::assemble(
                 db.pool.clone(),
                 location,
-                test_config(),
+                test_config(storage.path()),
                 settings,
                 clock.clone(),
             )
@@ -277,6 +285,7 @@ impl TestServer {
             clock,
             db,
             redis_prefix,
+            storage,
             stop: Some(stop),
             handle: Some(handle),
         }

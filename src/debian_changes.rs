@@ -1,0 +1,221 @@
+//! Debian `.changes` files of an uploaded build: what was built, and which files to keep.
+
+use std::path::Path;
+
+use crate::models::DebianResult;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangesError {
+    #[error("cannot read {name}: {source}")]
+    Read {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("{name}: missing field {field}")]
+    MissingField { name: String, field: &'static str },
+    #[error("changes files disagree on {field}: {first:?} and {second:?}")]
+    Inconsistent {
+        field: &'static str,
+        first: String,
+        second: String,
+    },
+}
+
+/// One parsed `.changes` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Changes {
+    name: String,
+    source: String,
+    version: String,
+    distribution: String,
+    files: Vec<String>,
+}
+
+/// Reads the deb822 fields of a changes file. Continuation lines start with white space;
+/// an OpenPGP signature wrapper is skipped.
+fn parse(name: &str, text: &str) -> Result<Changes, ChangesError> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut in_signature = false;
+    for line in text.lines() {
+        if line.starts_with("-----BEGIN PGP SIGNED MESSAGE") {
+            continue;
+        }
+        if line.starts_with("-----BEGIN PGP SIGNATURE") {
+            in_signature = true;
+            continue;
+        }
+        if in_signature || line.starts_with("Hash:") && fields.is_empty() {
+            continue;
+        }
+        if line.starts_with(' ') || line.starts_with('\t') {
+            if let Some((_, value)) = fields.last_mut() {
+                value.push('\n');
+                value.push_str(line.trim());
+            }
+        } else if let Some((key, value)) = line.split_once(':') {
+            fields.push((key.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    let get = |field: &'static str| {
+        fields
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(field))
+            .map(|(_, value)| value.clone())
+            .ok_or(ChangesError::MissingField {
+                name: name.to_string(),
+                field,
+            })
+    };
+    // Files: "<md5> <size> <section> <priority> <name>" per line.
+    let files = get("Files")?
+        .lines()
+        .filter_map(|line| line.split_whitespace().last().map(str::to_string))
+        .filter(|file| !file.is_empty())
+        .collect();
+    Ok(Changes {
+        name: name.to_string(),
+        source: get("Source")?
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        version: get("Version")?,
+        distribution: get("Distribution")?,
+        files,
+    })
+}
+
+/// Completes a Debian result from the `.changes` files in `dir`. Without any, the result stays
+/// empty (no `debian_build` row, no artifacts), as in the Python runner.
+pub async fn complete_from_directory(
+    result: &mut DebianResult,
+    dir: &Path,
+) -> Result<(), ChangesError> {
+    let read_error = |source| ChangesError::Read {
+        name: dir.display().to_string(),
+        source,
+    };
+    let mut names = Vec::new();
+    let mut entries = tokio::fs::read_dir(dir).await.map_err(read_error)?;
+    while let Some(entry) = entries.next_entry().await.map_err(read_error)? {
+        if let Some(name) = entry.file_name().to_str()
+            && name.ends_with(".changes")
+        {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    let mut parsed = Vec::new();
+    for name in &names {
+        let bytes = tokio::fs::read(dir.join(name))
+            .await
+            .map_err(|source| ChangesError::Read {
+                name: name.clone(),
+                source,
+            })?;
+        parsed.push(parse(name, &String::from_utf8_lossy(&bytes))?);
+    }
+    let Some(first) = parsed.first() else {
+        return Ok(());
+    };
+    for other in &parsed[1..] {
+        for (field, a, b) in [
+            ("Source", &first.source, &other.source),
+            ("Version", &first.version, &other.version),
+            ("Distribution", &first.distribution, &other.distribution),
+        ] {
+            if a != b {
+                return Err(ChangesError::Inconsistent {
+                    field,
+                    first: a.clone(),
+                    second: b.clone(),
+                });
+            }
+        }
+    }
+    result.source = Some(first.source.clone());
+    result.build_version = Some(first.version.clone());
+    result.build_distribution = Some(first.distribution.clone());
+    result.binary_packages = Some(
+        parsed
+            .iter()
+            .flat_map(|c| c.files.iter())
+            .filter(|file| file.ends_with(".deb"))
+            .map(|file| file.split('_').next().unwrap_or(file).to_string())
+            .collect(),
+    );
+    result.artifact_names = parsed
+        .iter()
+        .flat_map(|c| {
+            c.files
+                .iter()
+                .cloned()
+                .chain(std::iter::once(c.name.clone()))
+        })
+        .collect();
+    result.changes_filenames = Some(names);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHANGES: &str = "Format: 1.8\nDate: Mon, 23 Nov 2026 12:00:00 +0000\nSource: alpha (1.0-1)\n\
+Binary: alpha alpha-doc\nArchitecture: source amd64\nVersion: 1.0-1~jan+lint1\n\
+Distribution: lintian-fixes\nFiles:\n 0123 1000 misc optional alpha_1.0-1~jan+lint1.dsc\n \
+4567 2000 misc optional alpha_1.0-1~jan+lint1_amd64.deb\n 89ab 300 doc optional alpha-doc_1.0-1~jan+lint1_all.deb\n \
+cdef 10 debug optional alpha-dbgsym_1.0-1~jan+lint1_amd64.ddeb\n";
+
+    #[tokio::test]
+    async fn reads_changes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("alpha_1.0-1~jan+lint1_amd64.changes"),
+            CHANGES,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("build.log"), "log").unwrap();
+        let mut result = DebianResult::default();
+        complete_from_directory(&mut result, dir.path())
+            .await
+            .unwrap();
+        assert_eq!(result.source.as_deref(), Some("alpha"));
+        assert_eq!(result.build_version.as_deref(), Some("1.0-1~jan+lint1"));
+        assert_eq!(result.build_distribution.as_deref(), Some("lintian-fixes"));
+        assert_eq!(
+            result.binary_packages,
+            Some(vec!["alpha".to_string(), "alpha-doc".to_string()])
+        );
+        assert_eq!(result.artifact_names.len(), 5);
+        assert_eq!(
+            result.artifact_names[4],
+            "alpha_1.0-1~jan+lint1_amd64.changes"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_changes_leaves_the_result_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut result = DebianResult::default();
+        complete_from_directory(&mut result, dir.path())
+            .await
+            .unwrap();
+        assert_eq!(result, DebianResult::default());
+    }
+
+    #[tokio::test]
+    async fn inconsistent_changes_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a_amd64.changes"), CHANGES).unwrap();
+        std::fs::write(
+            dir.path().join("a_arm64.changes"),
+            CHANGES.replace("Version: 1.0-1~jan+lint1", "Version: 1.0-2"),
+        )
+        .unwrap();
+        let err = complete_from_directory(&mut DebianResult::default(), dir.path())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("Version"), "{err}");
+    }
+}

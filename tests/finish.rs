@@ -1,0 +1,656 @@
+//! Finishing runs over HTTP, as `janitor-worker` does it, and upload attacks.
+
+mod common;
+
+use std::io::Read;
+
+use common::{Store, TestServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+#[derive(sqlx::FromRow)]
+struct StoredRun {
+    result_code: String,
+    start_time: String,
+    finish_time: String,
+    change_set: String,
+    worker_link: Option<String>,
+    instigated_context: String,
+    logfilenames: Vec<String>,
+    result_tags: Option<String>,
+}
+
+const BOUNDARY: &str = "janitor-test-boundary-7d1f";
+
+/// One multipart part: field name, filename, content type, body.
+type Part<'a> = (&'a str, Option<&'a str>, &'a str, Vec<u8>);
+
+/// A multipart/form-data body laid out as the worker's reqwest client writes it.
+fn multipart(parts: &[Part<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (field, filename, content_type, data) in parts {
+        body.extend(format!("--{BOUNDARY}\r\n").as_bytes());
+        match filename {
+            Some(name) => body.extend(
+                format!(
+                    "Content-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body
+                .extend(format!("Content-Disposition: form-data; name=\"{field}\"\r\n").as_bytes()),
+        }
+        body.extend(format!("Content-Type: {content_type}\r\n\r\n").as_bytes());
+        body.extend(data);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+async fn post_finish(url: &str, body: Vec<u8>) -> (StatusCode, Value, Option<String>) {
+    let response = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+        .post(url)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, json, location)
+}
+
+async fn sql(server: &TestServer, statement: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
+        .execute(&server.db.pool)
+        .await
+        .unwrap();
+}
+
+async fn assign(server: &TestServer, campaign: &str) -> Value {
+    let response = reqwest::Client::new()
+        .post(server.url("/active-runs"))
+        .json(
+            &json!({"node": "n1", "archs": ["amd64"], "worker_link": "http://10.0.0.5:8080/",
+                      "codebase": null, "campaign": campaign,
+                      "backchannel": {"kind": "http", "url": "http://10.0.0.5:8080/"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.unwrap()
+}
+
+async fn seed(server: &TestServer) {
+    sql(
+        server,
+        "INSERT INTO codebase (name, url, branch_url, vcs_type, subpath) VALUES
+             ('alpha', 'https://git.example.org/alpha', 'https://git.example.org/alpha', 'git', '');
+         INSERT INTO queue (codebase, suite, command, context) VALUES
+             ('alpha', 'generic', 'true', 'ctx'), ('alpha', 'lintian-fixes', 'lintian-brush', NULL);",
+    )
+    .await;
+}
+
+/// The worker's Metadata on success: no `code`, `Z` times with nanoseconds.
+fn worker_metadata(queue_id: &Value, target: Value) -> Vec<u8> {
+    json!({
+        "description": "Ran true", "command": "true", "codebase": "alpha", "vcs_type": "git",
+        "branch_url": "https://git.example.org/alpha", "subpath": "", "main_branch_revision": "m1",
+        "revision": "r1", "codemod": {"ok": true}, "remotes": {"origin": {"url": "https://git.example.org/alpha"}},
+        "refreshed": false, "value": 10, "target_branch_url": "https://git.example.org/alpha",
+        "branches": [["main", null, "m1", "r1"]], "tags": [["v1", "r1"]],
+        "queue_id": queue_id, "campaign": "generic",
+        "start_time": "2026-11-23T12:00:01.123456789Z", "finish_time": "2026-11-23T12:04:00Z",
+        "target": target
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn gunzip(path: &std::path::Path) -> (u32, String) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut decoder = flate2::read::GzDecoder::new(file);
+    let mut text = String::new();
+    decoder.read_to_string(&mut text).unwrap();
+    let mtime = decoder.header().unwrap().mtime();
+    (mtime, text)
+}
+
+#[tokio::test]
+async fn finish_like_janitor_worker() {
+    for store in [Store::Postgres, Store::Redis] {
+        let server = TestServer::start(store).await;
+        seed(&server).await;
+        let assignment = assign(&server, "generic").await;
+        let id = assignment["id"].as_str().unwrap().to_string();
+        let body = multipart(&[
+            (
+                "metadata",
+                Some("result.json"),
+                "application/json",
+                worker_metadata(
+                    &assignment["queue_id"],
+                    json!({"name": "generic", "details": {}}),
+                ),
+            ),
+            (
+                "file",
+                Some("worker.log"),
+                "application/octet-stream",
+                b"worker says hi\n".to_vec(),
+            ),
+            (
+                "file",
+                Some("codemod.log"),
+                "application/octet-stream",
+                b"codemod output\n".to_vec(),
+            ),
+            (
+                "file",
+                Some("notes.txt"),
+                "application/octet-stream",
+                b"not a log".to_vec(),
+            ),
+        ]);
+        let (status, response, location) =
+            post_finish(&server.url(&format!("/active-runs/{id}/finish")), body).await;
+        assert_eq!(status, StatusCode::CREATED, "{response}");
+        assert_eq!(location.as_deref(), Some(format!("/runs/{id}").as_str()));
+        assert_eq!(response["id"], id.as_str());
+        assert_eq!(
+            response["filenames"],
+            json!(["worker.log", "codemod.log", "notes.txt"])
+        );
+        assert_eq!(response["logs"], json!(["codemod.log", "worker.log"]));
+        assert_eq!(response["artifacts"], json!([]));
+        let result = &response["result"];
+        assert_eq!(result["code"], "success");
+        assert_eq!(result["start_time"], "2026-11-23T12:00:01.123456");
+        assert_eq!(result["finish_time"], "2026-11-23T12:04:00");
+        assert_eq!(result["change_set"], id.as_str());
+        assert_eq!(result["target"], json!({"name": "generic", "details": {}}));
+
+        let row: StoredRun = sqlx::query_as(
+            "SELECT result_code, start_time::text AS start_time, finish_time::text AS finish_time,
+                    change_set, worker_link, instigated_context, logfilenames,
+                    result_tags::text AS result_tags
+             FROM run WHERE id = $1",
+        )
+        .bind(&id)
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(row.result_code, "success");
+        assert_eq!(
+            (row.start_time.as_str(), row.finish_time.as_str()),
+            ("2026-11-23 12:00:01.123456", "2026-11-23 12:04:00")
+        );
+        assert_eq!(row.change_set, id);
+        assert_eq!(row.worker_link.as_deref(), Some("http://10.0.0.5:8080/"));
+        assert_eq!(row.instigated_context, "ctx");
+        assert_eq!(row.logfilenames, ["codemod.log", "worker.log"]);
+        assert_eq!(row.result_tags.as_deref(), Some("{\"(v1,r1)\"}"));
+        let branches: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM new_result_branch WHERE run_id = $1")
+                .bind(&id)
+                .fetch_one(&server.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(branches, 1);
+        let queued: Vec<String> = sqlx::query_scalar("SELECT suite::text FROM queue")
+            .fetch_all(&server.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            queued,
+            ["lintian-fixes"],
+            "the finished item left the queue"
+        );
+        assert_eq!(
+            server.state.store.get_run(&id).await.unwrap(),
+            None,
+            "the run was released"
+        );
+
+        let log = server
+            .storage
+            .path()
+            .join("logs/alpha")
+            .join(&id)
+            .join("worker.log.gz");
+        let (mtime, text) = gunzip(&log);
+        assert_eq!(text, "worker says hi\n");
+        assert_eq!(
+            mtime as i64,
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
+                .unwrap()
+                .and_hms_opt(12, 4, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp()
+        );
+
+        // The worker retries after a lost response: the run is gone, so 404 with a reason.
+        let again = multipart(&[(
+            "metadata",
+            Some("result.json"),
+            "application/json",
+            b"{}".to_vec(),
+        )]);
+        let (status, body, _) =
+            post_finish(&server.url(&format!("/active-runs/{id}/finish")), again).await;
+        assert_eq!(
+            (status, body),
+            (
+                StatusCode::NOT_FOUND,
+                json!({"reason": format!("no such run {id}")})
+            )
+        );
+        let metrics = server.state.metrics.render();
+        assert!(
+            metrics.contains("result_total{campaign=\"generic\",result_code=\"success\"} 1"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("logfile_uploads_total 2"), "{metrics}");
+        server.stop().await;
+    }
+}
+
+const CHANGES: &str = "Source: alpha\nVersion: 1.0-1~jan+lint1\nDistribution: lintian-fixes\nFiles:\n \
+0123 10 misc optional alpha_1.0-1~jan+lint1.dsc\n 4567 20 misc optional alpha_1.0-1~jan+lint1_amd64.deb\n";
+
+#[tokio::test]
+async fn debian_build_results_and_artifacts() {
+    let server = TestServer::start(Store::Postgres).await;
+    seed(&server).await;
+    let assignment = assign(&server, "lintian-fixes").await;
+    let id = assignment["id"].as_str().unwrap().to_string();
+    let mut metadata: Value = serde_json::from_slice(&worker_metadata(
+        &assignment["queue_id"],
+        json!({"name": "debian", "details": {"lintian": {"version": "2.116"}}}),
+    ))
+    .unwrap();
+    metadata["campaign"] = json!("lintian-fixes");
+    let body = multipart(&[
+        (
+            "metadata",
+            Some("result.json"),
+            "application/json",
+            metadata.to_string().into_bytes(),
+        ),
+        (
+            "file",
+            Some("build.log"),
+            "application/octet-stream",
+            b"dpkg-buildpackage\n".to_vec(),
+        ),
+        (
+            "file",
+            Some("alpha_1.0-1~jan+lint1_amd64.changes"),
+            "application/octet-stream",
+            CHANGES.as_bytes().to_vec(),
+        ),
+        (
+            "file",
+            Some("alpha_1.0-1~jan+lint1.dsc"),
+            "application/octet-stream",
+            b"dsc".to_vec(),
+        ),
+        (
+            "file",
+            Some("alpha_1.0-1~jan+lint1_amd64.deb"),
+            "application/octet-stream",
+            b"deb".to_vec(),
+        ),
+    ]);
+    let (status, response, _) =
+        post_finish(&server.url(&format!("/active-runs/{id}/finish")), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{response}");
+    assert_eq!(
+        response["artifacts"],
+        json!([
+            "alpha_1.0-1~jan+lint1.dsc",
+            "alpha_1.0-1~jan+lint1_amd64.deb",
+            "alpha_1.0-1~jan+lint1_amd64.changes"
+        ])
+    );
+    assert_eq!(
+        response["result"]["target"],
+        json!({"name": "debian", "details": {"build_distribution": "lintian-fixes",
+               "build_version": "1.0-1~jan+lint1", "changes_filenames": ["alpha_1.0-1~jan+lint1_amd64.changes"],
+               "lintian": {"version": "2.116"}, "binary_packages": ["alpha"]}})
+    );
+    let build: (String, String, String, Vec<String>) = sqlx::query_as(
+        "SELECT version::text, distribution, source, binary_packages FROM debian_build WHERE run_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&server.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        build,
+        (
+            "1.0-1~jan+lint1".into(),
+            "lintian-fixes".into(),
+            "alpha".into(),
+            vec!["alpha".into()]
+        )
+    );
+    let stored = server
+        .storage
+        .path()
+        .join("artifacts")
+        .join(&id)
+        .join("alpha_1.0-1~jan+lint1_amd64.deb");
+    assert_eq!(std::fs::read(stored).unwrap(), b"deb");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stored_run_id_is_a_conflict() {
+    let server = TestServer::start(Store::Postgres).await;
+    seed(&server).await;
+    let assignment = assign(&server, "generic").await;
+    let id = assignment["id"].as_str().unwrap().to_string();
+    sql(&server, &format!(
+        "INSERT INTO change_set (id, campaign) VALUES ('cs-x', 'generic');
+         INSERT INTO run (id, command, start_time, finish_time, result_code, suite, logfilenames, change_set, codebase)
+         VALUES ('{id}', 'x', now(), now(), 'success', 'generic', '{{}}', 'cs-x', 'alpha');"
+    ))
+    .await;
+    let body = multipart(&[(
+        "metadata",
+        Some("result.json"),
+        "application/json",
+        worker_metadata(
+            &assignment["queue_id"],
+            json!({"name": "generic", "details": {}}),
+        ),
+    )]);
+    let (status, response, _) =
+        post_finish(&server.url(&format!("/active-runs/{id}/finish")), body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{response}");
+    assert_eq!(response["id"], id.as_str());
+    assert!(response["reason"].is_string());
+    assert_eq!(server.state.store.get_run(&id).await.unwrap(), None);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn upload_attacks_are_refused_and_write_nothing() {
+    let server = TestServer::start(Store::Postgres).await;
+    seed(&server).await;
+    sql(
+        &server,
+        "INSERT INTO worker (name, password) VALUES ('w1', crypt('pw', gen_salt('bf', 4)));",
+    )
+    .await;
+    let assignment = assign(&server, "generic").await;
+    let id = assignment["id"].as_str().unwrap().to_string();
+    let url = server.url(&format!("/active-runs/{id}/finish"));
+    let marker = format!("escape-{}", uuid::Uuid::new_v4().simple());
+    let result = || {
+        (
+            "metadata",
+            Some("result.json"),
+            "application/json",
+            b"{}".to_vec(),
+        )
+    };
+    let nested = "--inner\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.log\"\r\n\r\nx\r\n--inner--\r\n".to_string();
+    let traversal = format!("../{marker}");
+    let absolute = format!("/tmp/{marker}");
+    let backslash = format!("..\\{marker}");
+    let nul = "a\0b.log".to_string();
+    let long = "a".repeat(300);
+    let cases: Vec<(Vec<Part<'_>>, StatusCode)> = vec![
+        (
+            vec![
+                result(),
+                (
+                    "file",
+                    Some(traversal.as_str()),
+                    "application/octet-stream",
+                    b"x".to_vec(),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
+                result(),
+                (
+                    "file",
+                    Some(absolute.as_str()),
+                    "application/octet-stream",
+                    b"x".to_vec(),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
+                result(),
+                (
+                    "file",
+                    Some("a/b.log"),
+                    "application/octet-stream",
+                    b"x".to_vec(),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
+                result(),
+                (
+                    "file",
+                    Some(backslash.as_str()),
+                    "application/octet-stream",
+                    b"x".to_vec(),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
+                result(),
+                (
+                    "file",
+                    Some(nul.as_str()),
+                    "application/octet-stream",
+                    b"x".to_vec(),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
+                result(),
+                ("file", Some(""), "application/octet-stream", b"x".to_vec()),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
+                result(),
+                (
+                    "file",
+                    Some(".."),
+                    "application/octet-stream",
+                    b"x".to_vec(),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
+                result(),
+                (
+                    "file",
+                    Some(long.as_str()),
+                    "application/octet-stream",
+                    b"x".to_vec(),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
+                result(),
+                ("file", None, "application/octet-stream", b"x".to_vec()),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
+                result(),
+                (
+                    "file",
+                    Some("inner"),
+                    "multipart/mixed; boundary=inner",
+                    nested.into_bytes(),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![(
+                "file",
+                Some("worker.log"),
+                "application/octet-stream",
+                b"x".to_vec(),
+            )],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![(
+                "metadata",
+                Some("result.json"),
+                "application/json",
+                b"{not json".to_vec(),
+            )],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![(
+                "metadata",
+                Some("result.json"),
+                "application/json",
+                br#"{"target": {"name": "rpm", "details": {}}}"#.to_vec(),
+            )],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![(
+                "metadata",
+                Some("result.json"),
+                "application/json",
+                br#"{"start_time": "2026-11-23T12:00:00Z", "finish_time": "2026-11-23T11:00:00Z"}"#
+                    .to_vec(),
+            )],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
+                result(),
+                (
+                    "file",
+                    Some("big.log"),
+                    "application/octet-stream",
+                    vec![b'x'; 5 * 1024 * 1024],
+                ),
+            ],
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (parts, expected) in cases {
+        let names: Vec<String> = parts.iter().map(|p| format!("{:?}", p.1)).collect();
+        let (status, body, _) = post_finish(&url, multipart(&parts)).await;
+        assert_eq!(status, expected, "{names:?}: {body}");
+        assert!(body["reason"].is_string(), "{names:?}: {body}");
+    }
+    // Not multipart at all.
+    let response = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // A declared 2 GiB body is refused before it is read (raw HTTP: the client sends 1 KiB).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(server.internal)
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /active-runs/{id}/finish HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; \
+             boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
+            2_u64 << 30
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[b'x'; 1024]).await.unwrap();
+        let mut response = vec![0; 4096];
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read(&mut response),
+        )
+        .await
+        .expect("an answer without the body")
+        .unwrap();
+        let text = String::from_utf8_lossy(&response[..n]);
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    }
+    // Nothing escaped, nothing was stored, and the run is still waiting for a good upload.
+    assert!(!std::path::Path::new(&format!("/tmp/{marker}")).exists());
+    assert!(!std::env::temp_dir().join(&marker).exists());
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM run")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 0);
+    assert!(!server.storage.path().join("logs").exists());
+    assert!(server.state.store.get_run(&id).await.unwrap().is_some());
+
+    // Public finish: credentials are checked before the run is looked up.
+    let public = server.public_url("/runner/active-runs/no-such-run/finish");
+    let (status, _, _) = post_finish(&public, multipart(&[result()])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let response = reqwest::Client::new()
+        .post(server.public_url(&format!("/runner/active-runs/{id}/finish")))
+        .basic_auth("w1", Some("pw"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(multipart(&[(
+            "metadata",
+            Some("result.json"),
+            "application/json",
+            worker_metadata(
+                &assignment["queue_id"],
+                json!({"name": "generic", "details": {}}),
+            ),
+        )]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert!(response.headers().get("location").is_none());
+    server.stop().await;
+}
