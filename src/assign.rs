@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
 use crate::builder::{BuildLocations, get_builder};
-use crate::db::queue::NextItem;
+use crate::db::queue::{Claimed, NextItem};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::models::{ActiveRun, BackchannelInfo, JanitorResult, QueueItem, VcsInfo};
@@ -146,13 +146,26 @@ pub async fn assign(
                 .into_iter()
                 .map(|(host, _)| host),
         );
-        let mut assigned = state.store.assigned_queue_ids().await?;
-        assigned.extend(&passed_over);
+        let mut claimed_ids = if state.store.claims_in_database() {
+            Vec::new()
+        } else {
+            state.store.assigned_queue_ids().await?
+        };
+        claimed_ids.extend(&passed_over);
+        let claimed = if state.store.claims_in_database() && passed_over.is_empty() {
+            Claimed::ActiveRunTable
+        } else if state.store.claims_in_database() {
+            // Peek with passed-over items on the PostgreSQL store: list every claim.
+            claimed_ids.extend(state.store.assigned_queue_ids().await?);
+            Claimed::Ids(&claimed_ids)
+        } else {
+            Claimed::Ids(&claimed_ids)
+        };
         let mut tx = state.pool.begin().await?;
         let Some(row) = crate::db::queue::next_item(
             &mut tx,
             &exclude_hosts,
-            &assigned,
+            claimed,
             request.codebase.as_deref(),
             request.campaign.as_deref(),
         )
@@ -193,7 +206,7 @@ pub async fn assign(
             let data = run.to_json(now);
             match state
                 .store
-                .register_run(&run.log_id, run.queue_id, &data, now)
+                .register_run_in(&mut tx, &run.log_id, run.queue_id, &data, now)
                 .await
             {
                 Ok(()) => {}

@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// either, active runs are kept in PostgreSQL.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Put before every Redis key and channel, to keep several instances apart on one server.
+    /// Empty (the default) gives the Python runner's key names.
+    #[arg(long, default_value = "")]
+    pub redis_prefix: String,
     /// Largest JSON request body, in bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub max_json_body: usize,
@@ -155,7 +159,7 @@ impl ServeArgs {
         {
             Some(url) => StoreLocation::Redis {
                 url,
-                prefix: String::new(),
+                prefix: self.redis_prefix.clone(),
             },
             None => StoreLocation::Postgres,
         }

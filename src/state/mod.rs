@@ -51,6 +51,21 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
         now: NaiveDateTime,
     ) -> Result<(), StoreError>;
 
+    /// `register_run` as part of the caller's database transaction (the assignment's, which
+    /// holds the queue row). The PostgreSQL store writes through `conn`, so the claim commits
+    /// with the transaction and needs no second connection; others ignore `conn`.
+    async fn register_run_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        id: &str,
+        queue_id: i64,
+        data: &Value,
+        now: NaiveDateTime,
+    ) -> Result<(), StoreError> {
+        let _ = conn;
+        self.register_run(id, queue_id, data, now).await
+    }
+
     /// Replaces the stored JSON of a registered run. Unknown runs are left alone.
     async fn update_run(&self, id: &str, data: &Value) -> Result<(), StoreError>;
 
@@ -65,6 +80,12 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
 
     /// Queue ids currently held by active runs.
     async fn assigned_queue_ids(&self) -> Result<Vec<i64>, StoreError>;
+
+    /// Whether claims live in the runner's own database (`runner_active_run`), so queue
+    /// queries can exclude claimed items by joining rather than by listing their ids.
+    fn claims_in_database(&self) -> bool {
+        false
+    }
 
     async fn keepalive(&self, id: &str, at: NaiveDateTime) -> Result<(), StoreError>;
 

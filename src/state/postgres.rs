@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::{ActiveRunStore, StoreError, StoredRun};
 
@@ -16,6 +16,42 @@ pub struct PostgresStore {
 impl PostgresStore {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
+    }
+}
+
+/// Inserts the claim; the unique queue id makes a second claim fail, even across processes.
+async fn insert_claim(
+    conn: &mut PgConnection,
+    id: &str,
+    queue_id: i64,
+    data: &Value,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    let worker = data.get("worker").and_then(Value::as_str);
+    let inserted = sqlx::query(
+        "INSERT INTO runner_active_run (id, queue_id, worker, data, last_keepalive)
+         VALUES ($1, $2, $3, $4::json, $5)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(queue_id)
+    .bind(worker)
+    .bind(data.to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(());
+    }
+    let holder: Option<String> =
+        sqlx::query_scalar("SELECT id FROM runner_active_run WHERE queue_id = $1")
+            .bind(queue_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match holder {
+        Some(run_id) if run_id != id => Err(StoreError::AlreadyClaimed { queue_id, run_id }),
+        _ => Err(StoreError::RunExists(id.to_string())),
     }
 }
 
@@ -32,32 +68,19 @@ impl ActiveRunStore for PostgresStore {
         data: &Value,
         now: NaiveDateTime,
     ) -> Result<(), StoreError> {
-        let worker = data.get("worker").and_then(Value::as_str);
-        let inserted = sqlx::query(
-            "INSERT INTO runner_active_run (id, queue_id, worker, data, last_keepalive)
-             VALUES ($1, $2, $3, $4::json, $5)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(queue_id)
-        .bind(worker)
-        .bind(data.to_string())
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            return Ok(());
-        }
-        let holder: Option<String> =
-            sqlx::query_scalar("SELECT id FROM runner_active_run WHERE queue_id = $1")
-                .bind(queue_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        match holder {
-            Some(run_id) if run_id != id => Err(StoreError::AlreadyClaimed { queue_id, run_id }),
-            _ => Err(StoreError::RunExists(id.to_string())),
-        }
+        let mut conn = self.pool.acquire().await?;
+        insert_claim(&mut conn, id, queue_id, data, now).await
+    }
+
+    async fn register_run_in(
+        &self,
+        conn: &mut PgConnection,
+        id: &str,
+        queue_id: i64,
+        data: &Value,
+        now: NaiveDateTime,
+    ) -> Result<(), StoreError> {
+        insert_claim(conn, id, queue_id, data, now).await
     }
 
     async fn update_run(&self, id: &str, data: &Value) -> Result<(), StoreError> {
@@ -115,6 +138,10 @@ impl ActiveRunStore for PostgresStore {
         Ok(sqlx::query_scalar("SELECT queue_id FROM runner_active_run")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    fn claims_in_database(&self) -> bool {
+        true
     }
 
     async fn keepalive(&self, id: &str, at: NaiveDateTime) -> Result<(), StoreError> {
