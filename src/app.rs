@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::state::{ActiveRunStore, PostgresStore, RedisKeys, RedisStore};
+use crate::status::{AnnouncerParts, StatusAnnouncer};
 use crate::storage::{Storage, StorageError};
 use crate::vcs_store::{VcsLocationError, VcsStores};
 
@@ -64,6 +65,8 @@ pub struct AppState {
     pub host_vendor: String,
     /// Where logs and artifacts of finished runs go.
     pub storage: Storage,
+    /// Publishes the status on the `queue` channel after changes, coalesced.
+    pub status_announcer: StatusAnnouncer,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -130,6 +133,16 @@ impl AppState {
             config.artifact_location(),
             settings.backup_directory.as_deref(),
         )?;
+        let status_announcer = StatusAnnouncer::spawn(
+            AnnouncerParts {
+                store: store.clone(),
+                events: events.clone(),
+                avoid_hosts: settings.avoid_hosts.clone(),
+                run_timeout_minutes: settings.run_timeout_minutes,
+                clock: clock.clone(),
+            },
+            Duration::from_millis(250),
+        );
         Ok(Self {
             pool,
             store,
@@ -141,6 +154,7 @@ impl AppState {
             vcs_stores,
             host_vendor: crate::builder::host_vendor().await,
             storage,
+            status_announcer,
         })
     }
 

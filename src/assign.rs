@@ -217,9 +217,7 @@ pub async fn assign(
             let worker = Metrics::label(run.worker_name.as_deref());
             state.metrics.run_count.inc();
             state.metrics.active_runs.with_label_values(&[worker]).inc();
-            crate::status::publish(state, now)
-                .await
-                .map_err(AssignError::Failed)?;
+            state.status_announcer.announce();
         } else {
             tx.rollback().await?;
         }

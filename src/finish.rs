@@ -111,7 +111,7 @@ pub async fn announce(
     if registered {
         release(state, run).await?;
     }
-    crate::status::publish(state, state.clock.now()).await?;
+    state.status_announcer.announce();
     state
         .metrics
         .job_last_success_unixtime

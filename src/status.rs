@@ -95,21 +95,67 @@ pub async fn active_run(
     }
 }
 
-/// Announces the status on the `queue` channel (when Redis is configured).
-pub async fn publish(state: &crate::app::AppState, now: NaiveDateTime) -> Result<()> {
-    if !state.events.is_enabled() {
-        return Ok(());
+/// Announces the status on the `queue` channel from a background task, at most once per
+/// `interval` and always ending with the latest state. Building the status reads every
+/// active run, so doing it on each registration (as the Python runner does) costs
+/// O(active runs) per assignment; subscribers only need the current picture.
+#[derive(Debug, Clone)]
+pub struct StatusAnnouncer {
+    wake: Option<tokio::sync::mpsc::Sender<()>>,
+}
+
+/// What the announcer needs to build the status, cloned out of the application state.
+pub struct AnnouncerParts {
+    pub store: std::sync::Arc<dyn ActiveRunStore>,
+    pub events: crate::events::Events,
+    pub avoid_hosts: BTreeSet<String>,
+    pub run_timeout_minutes: i64,
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+}
+
+impl StatusAnnouncer {
+    /// Does nothing (no Redis, so nobody listens).
+    pub fn disabled() -> Self {
+        Self { wake: None }
     }
-    let status = status_json(
-        state.store.as_ref(),
-        &state.settings.avoid_hosts,
-        state.settings.run_timeout_minutes,
-        now,
-    )
-    .await?;
-    state
-        .events
-        .publish(crate::events::QUEUE_CHANNEL, &status)
-        .await;
-    Ok(())
+
+    /// Starts the background task; it ends when the last announcer handle is dropped.
+    pub fn spawn(parts: AnnouncerParts, interval: std::time::Duration) -> Self {
+        if !parts.events.is_enabled() {
+            return Self::disabled();
+        }
+        let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            while woken.recv().await.is_some() {
+                let now = parts.clock.now();
+                match status_json(
+                    parts.store.as_ref(),
+                    &parts.avoid_hosts,
+                    parts.run_timeout_minutes,
+                    now,
+                )
+                .await
+                {
+                    Ok(status) => {
+                        parts
+                            .events
+                            .publish(crate::events::QUEUE_CHANNEL, &status)
+                            .await
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot build the status for the queue channel")
+                    }
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+        Self { wake: Some(wake) }
+    }
+
+    /// Asks for an announcement; requests made while one is pending are merged into it.
+    pub fn announce(&self) {
+        if let Some(wake) = &self.wake {
+            let _ = wake.try_send(());
+        }
+    }
 }

@@ -429,3 +429,34 @@ async fn bad_assign_requests() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn assignment_is_announced_on_the_queue_channel() {
+    let server = TestServer::start(Store::Redis).await;
+    seed(&server).await;
+    sql(
+        &server,
+        "INSERT INTO queue (codebase, suite, command) VALUES ('alpha', 'generic', 'true')",
+    )
+    .await;
+    let client = redis::Client::open(common::redis_url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe(format!("{}queue", server.redis_prefix.as_deref().unwrap()))
+        .await
+        .unwrap();
+    let (status, _, body) = assign(&server, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    use futures::StreamExt;
+    let message = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        pubsub.on_message().next(),
+    )
+    .await
+    .expect("a queue message")
+    .unwrap();
+    let status: Value = serde_json::from_str(&message.get_payload::<String>().unwrap()).unwrap();
+    assert_eq!(status["processing"][0]["id"], body["id"]);
+    assert_eq!(status["avoid_hosts"], json!(["avoided.example.org"]));
+    server.stop().await;
+}

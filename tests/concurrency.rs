@@ -88,6 +88,11 @@ async fn hand_out_everything(redis: bool) {
     .execute(&db.pool)
     .await
     .unwrap();
+    // A live queue has statistics (autovacuum); a freshly seeded one must be analysed.
+    sqlx::query("ANALYZE queue, codebase, runner_active_run")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("janitor.conf");
     std::fs::write(
