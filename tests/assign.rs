@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Store, TestServer};
+use common::{Store, TestServer, sql};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -26,13 +26,6 @@ fn assert_worker_accepts(assignment: &Value) {
         errors.is_empty(),
         "the worker would reject this assignment: {errors:?}\n{assignment:#}"
     );
-}
-
-async fn sql(server: &TestServer, statement: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
-        .execute(&server.db.pool)
-        .await
-        .unwrap();
 }
 
 async fn assign(server: &TestServer, body: Value) -> (StatusCode, Option<String>, Value) {

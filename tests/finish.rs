@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Read;
 
-use common::{Store, TestServer};
+use common::{Store, TestServer, sql};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -70,13 +70,6 @@ async fn post_finish(url: &str, body: Vec<u8>) -> (StatusCode, Value, Option<Str
     let text = response.text().await.unwrap();
     let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (status, json, location)
-}
-
-async fn sql(server: &TestServer, statement: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
-        .execute(&server.db.pool)
-        .await
-        .unwrap();
 }
 
 async fn assign(server: &TestServer, campaign: &str) -> Value {

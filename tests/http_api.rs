@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Store, TestServer};
+use common::{Store, TestServer, sql};
 use janitor_runner::models::{ActiveRun, BackchannelInfo, QueueItem, VcsInfo};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -22,13 +22,6 @@ async fn post(server: &TestServer, path: &str, body: Value) -> (StatusCode, Valu
         .unwrap();
     let status = response.status();
     (status, response.json().await.unwrap())
-}
-
-async fn sql(server: &TestServer, statement: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
-        .execute(&server.db.pool)
-        .await
-        .unwrap();
 }
 
 async fn register(server: &TestServer, id: &str, queue_id: i64) {

@@ -206,7 +206,7 @@ async fn get_active_runs(State(state): State<SharedState>) -> ApiResult<Json<Vec
     ))
 }
 
-async fn get_active_run(
+pub(super) async fn get_active_run(
     State(state): State<SharedState>,
     Path(run_id): Path<String>,
 ) -> ApiResult<Json<Value>> {

@@ -1,25 +1,26 @@
 //! Routes of the public worker app. Credentials are checked before anything else.
 
-use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::Value;
 
-use super::error::{ApiError, ApiResult};
+use super::error::ApiError;
 use super::extract::OptionalJsonObject;
 use super::internal::assignment_response;
 use crate::app::SharedState;
 use crate::assign::{self, AssignRequest, Mode};
-use crate::status;
+
 use crate::worker_auth::authenticate;
 
 pub fn routes(max_upload_size: usize) -> axum::Router<SharedState> {
     axum::Router::new()
         .route("/", get(root))
         .route("/runner/active-runs", post(assign_run))
-        .route("/runner/active-runs/{run_id}", get(get_active_run))
+        .route(
+            "/runner/active-runs/{run_id}",
+            get(super::internal::get_active_run),
+        )
         .route(
             "/runner/active-runs/{run_id}/finish",
             post(finish).layer(axum::extract::DefaultBodyLimit::max(max_upload_size)),
@@ -79,17 +80,6 @@ async fn assign_run(State(state): State<SharedState>, request: Request) -> Respo
     }
     .await;
     outcome.unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn get_active_run(
-    State(state): State<SharedState>,
-    Path(run_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let now = state.clock.now();
-    status::active_run(state.store.as_ref(), &run_id, now)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no such run {run_id}")))
 }
 
 async fn finish(

@@ -330,3 +330,11 @@ pub fn skip(message: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
 }
+
+/// Runs SQL statements on the server's database.
+pub async fn sql(server: &TestServer, statement: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
+        .execute(&server.db.pool)
+        .await
+        .unwrap();
+}
