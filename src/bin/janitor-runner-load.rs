@@ -1,0 +1,296 @@
+//! Load tool for a running runner: `seed` fills a database with codebases and queue items;
+//! `run` drives N simulated workers through assign → finish (with a small log) and reports
+//! cycles per second and p50/p95/p99 latency of each call. Bounded in time and count.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "janitor-runner-load",
+    about = "Seed a runner database and measure assign/finish cycles"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Insert K codebases and Q queue items (campaign `--campaign`, command `true`).
+    Seed {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 20_000)]
+        codebases: u32,
+        #[arg(long, default_value_t = 400_000)]
+        items: u32,
+        #[arg(long, default_value = "generic")]
+        campaign: String,
+    },
+    /// Simulate workers against a runner's internal app.
+    Run {
+        #[arg(long, default_value = "http://127.0.0.1:9911")]
+        runner_url: String,
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Stop after this many cycles in all.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_cycles: usize,
+        /// Size of the log file each finish uploads, in bytes.
+        #[arg(long, default_value_t = 4096)]
+        log_size: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Seed {
+            database_url,
+            codebases,
+            items,
+            campaign,
+        } => seed(&database_url, codebases, items, &campaign).await,
+        Command::Run {
+            runner_url,
+            workers,
+            seconds,
+            max_cycles,
+            log_size,
+        } => {
+            run(
+                &runner_url,
+                workers,
+                Duration::from_secs(seconds),
+                max_cycles,
+                log_size,
+            )
+            .await
+        }
+    }
+}
+
+async fn seed(
+    database_url: &str,
+    codebases: u32,
+    items: u32,
+    campaign: &str,
+) -> anyhow::Result<()> {
+    if codebases == 0 {
+        bail!("--codebases must be at least 1");
+    }
+    let pool = janitor_runner::db::connect(database_url, 2)
+        .await
+        .context("connect")?;
+    janitor_runner::db::migrate(&pool)
+        .await
+        .context("migrate")?;
+    let started = Instant::now();
+    sqlx::query(
+        "INSERT INTO codebase (name, url, branch_url, vcs_type, value)
+         SELECT 'load' || i, 'https://git.example.org/load' || i, 'https://git.example.org/load' || i,
+                'git', 1 + i % 100
+         FROM generate_series(1, $1) AS i
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(codebases as i32)
+    .execute(&pool)
+    .await?;
+    // Items spread over the codebases with one change set each, so (codebase, campaign,
+    // change set) stays unique.
+    sqlx::query(
+        "INSERT INTO change_set (id, campaign)
+         SELECT 'load-' || i, $2 FROM generate_series(1, $1) AS i ON CONFLICT DO NOTHING",
+    )
+    .bind(items as i32)
+    .bind(campaign)
+    .execute(&pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO queue (codebase, suite, command, priority, change_set, estimated_duration)
+         SELECT 'load' || (1 + i % $2), $3, 'true', (i * 7919) % 100000, 'load-' || i,
+                interval '1 second' * (30 + i % 600)
+         FROM generate_series(1, $1) AS i
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(items as i32)
+    .bind(codebases as i32)
+    .bind(campaign)
+    .execute(&pool)
+    .await?;
+    sqlx::query("ANALYZE codebase, change_set, queue")
+        .execute(&pool)
+        .await?;
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM queue")
+        .fetch_one(&pool)
+        .await?;
+    println!(
+        "seeded {codebases} codebases and {items} items in {:.1} s; queue holds {queued}",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+const BOUNDARY: &str = "janitor-runner-load-boundary";
+
+fn finish_body(log: &[u8]) -> Vec<u8> {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    let result = format!(
+        r#"{{"description": "load test", "codemod": {{}}, "start_time": "{now}", "finish_time": "{now}", "target": {{"name": "generic", "details": {{}}}}}}"#
+    );
+    let mut body = Vec::with_capacity(log.len() + 1024);
+    body.extend(format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"result.json\"\r\n\
+         Content-Type: application/json\r\n\r\n{result}\r\n"
+    ).as_bytes());
+    body.extend(format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"worker.log\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    ).as_bytes());
+    body.extend(log);
+    body.extend(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+#[derive(Default)]
+struct Samples {
+    assign: Vec<Duration>,
+    finish: Vec<Duration>,
+    empty: usize,
+}
+
+async fn worker(
+    client: reqwest::Client,
+    base: String,
+    deadline: Instant,
+    budget: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    log: Vec<u8>,
+) -> anyhow::Result<Samples> {
+    let mut samples = Samples::default();
+    while Instant::now() < deadline {
+        if budget
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_err()
+        {
+            break;
+        }
+        let started = Instant::now();
+        let response = client
+            .post(format!("{base}/active-runs"))
+            .json(&serde_json::json!({"node": "load", "archs": ["amd64"]}))
+            .send()
+            .await?;
+        let status = response.status();
+        if status.as_u16() == 503 {
+            samples.empty += 1;
+            break;
+        }
+        if status.as_u16() != 201 {
+            bail!(
+                "assign answered {status}: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
+        let assignment: serde_json::Value = response.json().await?;
+        samples.assign.push(started.elapsed());
+        let id = assignment["id"].as_str().context("assignment without id")?;
+        let started = Instant::now();
+        let response = client
+            .post(format!("{base}/active-runs/{id}/finish"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(finish_body(&log))
+            .send()
+            .await?;
+        if response.status().as_u16() != 201 {
+            bail!(
+                "finish answered {}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+        }
+        samples.finish.push(started.elapsed());
+    }
+    Ok(samples)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+async fn run(
+    runner_url: &str,
+    workers: usize,
+    duration: Duration,
+    max_cycles: usize,
+    log_size: usize,
+) -> anyhow::Result<()> {
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let base = runner_url.trim_end_matches('/').to_string();
+    let log: Vec<u8> = (0..log_size)
+        .map(|i| b"janitor load test log line\n"[i % 27])
+        .collect();
+    let budget = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(max_cycles));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            tokio::spawn(worker(
+                client.clone(),
+                base.clone(),
+                deadline,
+                budget.clone(),
+                log.clone(),
+            ))
+        })
+        .collect();
+    let mut all = Samples::default();
+    for task in tasks {
+        let samples = task.await??;
+        all.assign.extend(samples.assign);
+        all.finish.extend(samples.finish);
+        all.empty += samples.empty;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.assign.sort();
+    all.finish.sort();
+    println!(
+        "workers: {workers}, elapsed: {elapsed:.1} s, cycles: {}",
+        all.finish.len()
+    );
+    println!("cycles/s: {:.1}", all.finish.len() as f64 / elapsed);
+    for (name, samples) in [("assign", &all.assign), ("finish", &all.finish)] {
+        println!(
+            "{name}: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms ({} calls)",
+            percentile(samples, 50.0),
+            percentile(samples, 95.0),
+            percentile(samples, 99.0),
+            samples.len()
+        );
+    }
+    if all.empty > 0 {
+        println!("queue ran empty for {} workers", all.empty);
+    }
+    Ok(())
+}
