@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::events::RESULT_CHANNEL;
 use crate::metrics::Metrics;
 use crate::models::{ActiveRun, BuilderResult, JanitorResult};
+use crate::storage::Stored;
 
 /// Writes the run row and everything hanging off it, and removes the queue item, inside the
 /// caller's transaction. A run id that is already stored gives `Error::RunExists`.
@@ -256,8 +257,16 @@ pub async fn finish_upload(state: &AppState, run_id: &str, upload: Upload) -> Re
         None => None,
         Some(builder) => {
             let names = builder.artifact_filenames();
-            match store_artifacts(state, run_id, upload.dir.path(), &names).await {
-                Ok(()) => Some(names),
+            let stored = if names.is_empty() {
+                Ok(Stored::Primary)
+            } else {
+                state
+                    .storage
+                    .store_artifacts(run_id, upload.dir.path(), &names)
+                    .await
+            };
+            match stored {
+                Ok(_) => Some(names),
                 Err(error) => {
                     state.metrics.artifact_upload_failed.inc();
                     result.code = "artifact-upload-failed".to_string();
@@ -277,8 +286,8 @@ pub async fn finish_upload(state: &AppState, run_id: &str, upload: Upload) -> Re
     })
 }
 
-/// Stores each log under the active run's codebase; a failed primary write goes to the
-/// backup directory when there is one.
+/// Stores each log under the active run's codebase (the backup directory takes over when
+/// the primary store fails).
 async fn import_logs(
     state: &AppState,
     run: &ActiveRun,
@@ -286,77 +295,26 @@ async fn import_logs(
     dir: &std::path::Path,
 ) -> Result<()> {
     let imports = result.logfilenames.iter().map(|name| async move {
-        let source = dir.join(name);
-        let primary = state
+        let stored = state
             .storage
-            .logs
             .import_log(
                 run.codebase(),
                 &run.log_id,
-                &source,
+                &dir.join(name),
                 name,
                 result.finish_time,
             )
             .await;
-        match primary {
-            Ok(_) => {
-                state.metrics.logfile_uploads.inc();
-                Ok(())
-            }
+        match stored {
+            Ok(Stored::Primary) => state.metrics.logfile_uploads.inc(),
+            Ok(Stored::Backup) => state.metrics.primary_logfile_upload_failed.inc(),
             Err(error) => {
                 state.metrics.primary_logfile_upload_failed.inc();
-                match &state.storage.backup_logs {
-                    Some(backup) => backup
-                        .import_log(
-                            run.codebase(),
-                            &run.log_id,
-                            &source,
-                            name,
-                            result.finish_time,
-                        )
-                        .await
-                        .map(|_| ())
-                        .map_err(|backup_error| {
-                            Error::Storage(format!("{error}; backup also failed: {backup_error}"))
-                        }),
-                    None => Err(Error::Storage(error.to_string())),
-                }
+                return Err(Error::Storage(error.to_string()));
             }
         }
+        Ok(())
     });
     futures::future::try_join_all(imports).await?;
     Ok(())
-}
-
-/// Stores artifacts; a successful write to the backup directory counts as stored
-/// (DECISIONS 6), to be moved to the primary later.
-async fn store_artifacts(
-    state: &AppState,
-    run_id: &str,
-    dir: &std::path::Path,
-    names: &[String],
-) -> Result<()> {
-    if names.is_empty() {
-        return Ok(());
-    }
-    match state
-        .storage
-        .artifacts
-        .store_artifacts(run_id, dir, names)
-        .await
-    {
-        Ok(()) => Ok(()),
-        Err(error) => match &state.storage.backup_artifacts {
-            Some(backup) => {
-                tracing::warn!(%run_id, %error, "primary artifact store failed; storing in the backup directory");
-                backup
-                    .store_artifacts(run_id, dir, names)
-                    .await
-                    .map_err(|backup_error| {
-                        Error::Storage(format!("{error}; backup also failed: {backup_error}"))
-                    })
-            }
-            None => Err(Error::Storage(error.to_string())),
-        },
-    }
 }

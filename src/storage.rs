@@ -23,6 +23,46 @@ pub enum StorageError {
     },
     #[error("storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("{primary}; backup also failed: {backup}")]
+    BothFailed {
+        primary: Box<StorageError>,
+        backup: Box<StorageError>,
+    },
+}
+
+/// Where a write landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Primary,
+    /// The primary failed; the backup directory holds it.
+    Backup,
+}
+
+/// Runs `write` against the primary store, then against the backup if the primary failed.
+async fn with_backup<'a, F, Fut>(
+    primary: &'a LocalStore,
+    backup: Option<&'a LocalStore>,
+    write: F,
+) -> Result<Stored, StorageError>
+where
+    F: Fn(&'a LocalStore) -> Fut,
+    Fut: std::future::Future<Output = Result<(), StorageError>>,
+{
+    let primary_error = match write(primary).await {
+        Ok(()) => return Ok(Stored::Primary),
+        Err(error) => error,
+    };
+    let Some(backup) = backup else {
+        return Err(primary_error);
+    };
+    tracing::warn!(error = %primary_error, "primary storage failed; writing to the backup directory");
+    match write(backup).await {
+        Ok(()) => Ok(Stored::Backup),
+        Err(backup_error) => Err(StorageError::BothFailed {
+            primary: Box::new(primary_error),
+            backup: Box::new(backup_error),
+        }),
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -131,5 +171,110 @@ impl Storage {
             backup_logs: backup("logs"),
             backup_artifacts: backup("artifacts"),
         })
+    }
+}
+
+impl Storage {
+    /// Stores one log, falling back to the backup directory.
+    pub async fn import_log(
+        &self,
+        codebase: &str,
+        run_id: &str,
+        source: &Path,
+        name: &str,
+        finish_time: NaiveDateTime,
+    ) -> Result<Stored, StorageError> {
+        with_backup(&self.logs, self.backup_logs.as_ref(), |store| async move {
+            store
+                .import_log(codebase, run_id, source, name, finish_time)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Stores a run's artifacts, falling back to the backup directory; a backup write counts
+    /// as stored (DECISIONS 6).
+    pub async fn store_artifacts(
+        &self,
+        run_id: &str,
+        dir: &Path,
+        names: &[String],
+    ) -> Result<Stored, StorageError> {
+        with_backup(&self.artifacts, self.backup_artifacts.as_ref(), |store| {
+            store.store_artifacts(run_id, dir, names)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn falls_back_to_the_backup_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        // A regular file where the primary directory should be: every write there fails.
+        let blocked = dir.path().join("blocked");
+        std::fs::write(&blocked, "not a directory").unwrap();
+        std::fs::write(dir.path().join("a.deb"), "deb").unwrap();
+        let storage = Storage {
+            logs: LocalStore {
+                root: blocked.clone(),
+            },
+            artifacts: LocalStore {
+                root: blocked.clone(),
+            },
+            backup_logs: Some(LocalStore {
+                root: dir.path().join("backup/logs"),
+            }),
+            backup_artifacts: Some(LocalStore {
+                root: dir.path().join("backup/artifacts"),
+            }),
+        };
+        let names = vec!["a.deb".to_string()];
+        assert_eq!(
+            storage
+                .store_artifacts("run-1", dir.path(), &names)
+                .await
+                .unwrap(),
+            Stored::Backup
+        );
+        assert!(dir.path().join("backup/artifacts/run-1/a.deb").is_file());
+        let now = chrono::NaiveDateTime::default();
+        let log = dir.path().join("a.deb");
+        assert_eq!(
+            storage
+                .import_log("alpha", "run-1", &log, "build.log", now)
+                .await
+                .unwrap(),
+            Stored::Backup
+        );
+        assert!(
+            dir.path()
+                .join("backup/logs/alpha/run-1/build.log.gz")
+                .is_file()
+        );
+
+        let no_backup = Storage {
+            backup_artifacts: None,
+            ..storage.clone()
+        };
+        assert!(
+            no_backup
+                .store_artifacts("run-2", dir.path(), &names)
+                .await
+                .is_err()
+        );
+        let both = Storage {
+            backup_artifacts: Some(LocalStore { root: blocked }),
+            ..storage
+        };
+        let error = both
+            .store_artifacts("run-3", dir.path(), &names)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("backup also failed"), "{error}");
     }
 }
