@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::state::{ActiveRunStore, PostgresStore, RedisKeys, RedisStore};
 use crate::status::{AnnouncerParts, StatusAnnouncer};
 use crate::storage::{Storage, StorageError};
+use crate::upstream::{BranchOpener, REMOTE_BRANCH_OPEN_TIMEOUT};
 use crate::vcs_store::{VcsLocationError, VcsStores};
 
 /// Runner settings that come from the command line rather than the config file.
@@ -67,6 +68,8 @@ pub struct AppState {
     pub storage: Storage,
     /// Publishes the status on the `queue` channel after changes, coalesced.
     pub status_announcer: StatusAnnouncer,
+    /// Opens upstream and VCS-store branches while assigning.
+    pub branch_opener: BranchOpener,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -97,6 +100,8 @@ pub enum StartupError {
     VcsLocation(#[from] VcsLocationError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("cannot set up the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 impl AppState {
@@ -155,6 +160,7 @@ impl AppState {
             host_vendor: crate::builder::host_vendor().await,
             storage,
             status_announcer,
+            branch_opener: BranchOpener::new(REMOTE_BRANCH_OPEN_TIMEOUT)?,
         })
     }
 

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
@@ -15,8 +16,11 @@ use crate::builder::{BuildLocations, get_builder};
 use crate::db::queue::{Claimed, NextItem};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::models::{ActiveRun, BackchannelInfo, JanitorResult, QueueItem, VcsInfo};
+use crate::models::{
+    ActiveRun, BackchannelInfo, Branch, JanitorResult, QueueItem, ResumeInfo, VcsInfo,
+};
 use crate::state::StoreError;
+use crate::upstream::{OpenError, RateLimited, VCS_STORE_BRANCH_OPEN_TIMEOUT};
 
 /// What a worker asks for.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -84,6 +88,13 @@ pub enum Mode {
 pub enum AssignError {
     #[error("queue empty")]
     QueueEmpty,
+    /// A forge or the VCS store answered 429: the item was aborted as `*-rate-limited` and its
+    /// host is blocked until `until`.
+    #[error("{limited}")]
+    RateLimited {
+        limited: RateLimited,
+        until: NaiveDateTime,
+    },
     #[error(transparent)]
     Failed(#[from] Error),
 }
@@ -123,9 +134,41 @@ fn unassignable(code: &'static str, description: impl Into<String>) -> Unassigna
 /// Everything the assignment needs, computed before the claim so that a bad item is
 /// finished rather than handed out.
 struct Plan {
-    vcs_type: String,
     command: String,
     command_env: BTreeMap<String, String>,
+}
+
+/// What probing the upstream branch and the VCS store found.
+struct Probed {
+    /// The effective VCS type: detected, else the database's, else `git` without a URL.
+    vcs_type: String,
+    /// `None` unless the upstream branch opened.
+    colocated_branches: Option<Vec<String>>,
+    resume: Option<ResumeInfo>,
+}
+
+/// Why probing cannot lead to an assignment.
+enum ProbeFailure {
+    /// Finish the item with this code and try the next one.
+    Unassignable(Unassignable),
+    /// A 429: finish the item with `code` and answer 429.
+    RateLimited {
+        code: &'static str,
+        limited: RateLimited,
+    },
+    Failed(Error),
+}
+
+impl From<Error> for ProbeFailure {
+    fn from(error: Error) -> Self {
+        Self::Failed(error)
+    }
+}
+
+impl From<sqlx::Error> for ProbeFailure {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Failed(error.into())
+    }
 }
 
 pub async fn assign(
@@ -177,7 +220,7 @@ pub async fn assign(
             return Err(AssignError::QueueEmpty);
         };
         let (item, vcs_info) = queue_item(row);
-        let run = ActiveRun::from_queue_item(
+        let mut run = ActiveRun::from_queue_item(
             &item,
             uuid::Uuid::new_v4().to_string(),
             now,
@@ -202,6 +245,9 @@ pub async fn assign(
                 continue;
             }
         };
+        // Claim now, so that no connection is held while the upstream is probed (up to
+        // 15 s): other assigners skip the claimed item, and finishing runs keep their
+        // connections.
         if mode == Mode::Assign {
             let data = run.to_json(now);
             match state
@@ -221,7 +267,28 @@ pub async fn assign(
         } else {
             tx.rollback().await?;
         }
-        return match describe(state, &run, &plan).await {
+        let listed_url = run.main_branch_url().map(str::to_string);
+        let probed = match probe(state, &mut run, item.refresh).await {
+            Ok(probed) => probed,
+            Err(failure) => match turn_down(state, &run, mode, failure, now).await? {
+                TurnedDown::TryNext => {
+                    if mode == Mode::Peek {
+                        passed_over.push(item.id);
+                    }
+                    continue;
+                }
+                TurnedDown::Answer(error) => return Err(error),
+            },
+        };
+        let changed = run.resume_from.is_some() || run.main_branch_url() != listed_url.as_deref();
+        if mode == Mode::Assign && changed {
+            // The stored run names the canonical URL and what it resumes, as Python's.
+            state
+                .store
+                .update_run(&run.log_id, &run.to_json(now))
+                .await?;
+        }
+        return match describe(state, &run, &plan, probed).await {
             Ok(json) => Ok(Assignment { run, json }),
             Err(error) => {
                 // Never leave a phantom claim behind a failed assignment.
@@ -232,6 +299,68 @@ pub async fn assign(
             }
         };
     }
+}
+
+enum TurnedDown {
+    /// The item was finished (or, for peek, stepped over): try the next one.
+    TryNext,
+    Answer(AssignError),
+}
+
+/// Ends a claimed item the probe turned down: finished with its result code and released
+/// before anything reaches the worker. Peek records nothing.
+async fn turn_down(
+    state: &AppState,
+    run: &ActiveRun,
+    mode: Mode,
+    failure: ProbeFailure,
+    now: NaiveDateTime,
+) -> Result<TurnedDown, AssignError> {
+    let (code, description, transient, answer) = match failure {
+        ProbeFailure::Failed(error) => {
+            if mode == Mode::Assign {
+                crate::finish::release(state, run).await?;
+            }
+            return Err(error.into());
+        }
+        ProbeFailure::Unassignable(bad) => (bad.code, bad.description, None, None),
+        ProbeFailure::RateLimited { code, limited } => {
+            let until = limited.until(now);
+            let description = limited.to_string();
+            (
+                code,
+                description,
+                Some(true),
+                Some(AssignError::RateLimited { limited, until }),
+            )
+        }
+    };
+    if mode == Mode::Peek {
+        return Ok(match answer {
+            Some(answer) => TurnedDown::Answer(answer),
+            None => TurnedDown::TryNext,
+        });
+    }
+    if let Some(AssignError::RateLimited { limited, until }) = &answer {
+        tracing::warn!(queue_id = run.queue_id, host = %limited.host, %until, "rate limited");
+        state.store.rate_limit_host(&limited.host, *until).await?;
+        state
+            .metrics
+            .rate_limited_host
+            .with_label_values(&[limited.host.as_str()])
+            .inc();
+    } else {
+        tracing::info!(queue_id = run.queue_id, code, reason = %description, "finishing unassignable queue item");
+    }
+    let mut result = JanitorResult::aborted(run, code, &description, transient, now);
+    match crate::finish::finish_run(state, run, &mut result).await {
+        Ok(()) | Err(Error::RunExists(_)) => {}
+        Err(other) => return Err(other.into()),
+    }
+    Ok(match answer {
+        Some(answer) => TurnedDown::Answer(answer),
+        None => TurnedDown::TryNext,
+    })
 }
 
 fn queue_item(row: NextItem) -> (QueueItem, VcsInfo) {
@@ -262,48 +391,175 @@ fn plan(state: &AppState, run: &ActiveRun) -> Result<Plan, Unassignable> {
     }
     get_builder(&state.config, campaign)
         .map_err(|e| unassignable("invalid-build-config", e.to_string()))?;
-    let vcs_type = match (run.main_branch_url(), run.vcs_type()) {
-        (_, Some(vcs)) => vcs.to_lowercase(),
-        (None, None) => "git".to_string(),
-        (Some(url), None) => {
-            return Err(unassignable(
-                "unsupported-vcs",
-                format!("VCS type of {url} is not known"),
-            ));
-        }
-    };
-    if vcs_type != "git" && vcs_type != "bzr" {
-        return Err(unassignable(
-            "unsupported-vcs",
-            format!("workers support git and bzr, not {vcs_type}"),
-        ));
-    }
-    if state.vcs_stores.get(&vcs_type).is_none() {
-        return Err(unassignable(
-            "unsupported-vcs",
-            format!("no public VCS store for {vcs_type} (see --public-vcs-location)"),
-        ));
-    }
     if run.command.trim().is_empty() {
         return Err(unassignable("invalid-command", "queue item has no command"));
     }
     let (command_env, command) = crate::command::splitout_env(&run.command)
         .map_err(|e| unassignable("invalid-command", e.to_string()))?;
     Ok(Plan {
-        vcs_type,
         command,
         command_env,
     })
 }
 
-/// The assignment JSON (models spec 7.4, with the DECISIONS rulings on the worker contract).
-async fn describe(state: &AppState, run: &ActiveRun, plan: &Plan) -> Result<Value> {
+/// The campaign and builder `plan` has already checked.
+fn campaign_builder<'a>(
+    state: &'a AppState,
+    run: &ActiveRun,
+) -> Result<(&'a crate::config::Campaign, crate::builder::Builder<'a>)> {
     let campaign = state
         .config
         .campaign(&run.campaign)
         .ok_or_else(|| Error::BadRequest(format!("Campaign {} unknown", run.campaign)))?;
     let builder =
         get_builder(&state.config, campaign).map_err(|e| Error::BadRequest(e.to_string()))?;
+    Ok((campaign, builder))
+}
+
+/// Opens the upstream branch (canonical URL, VCS, colocated branches) and looks for a run to
+/// resume from in the janitor's VCS store, then settles the VCS type the worker gets.
+async fn probe(
+    state: &AppState,
+    run: &mut ActiveRun,
+    refresh: bool,
+) -> Result<Probed, ProbeFailure> {
+    let (_, builder) = campaign_builder(state, run)?;
+    let mut colocated_branches = None;
+    let detected = match run.main_branch_url().map(str::to_string) {
+        None => run
+            .vcs_type()
+            .map(str::to_string)
+            .or(Some("git".to_string())),
+        Some(url) => match state.branch_opener.open(&url, run.vcs_type()).await {
+            Ok(opened) => {
+                colocated_branches = Some(builder.additional_colocated_branches(&opened));
+                run.vcs_info.branch_url = Some(opened.url.clone());
+                Some(opened.vcs_type.to_string())
+            }
+            Err(OpenError::RateLimited(limited)) => {
+                return Err(ProbeFailure::RateLimited {
+                    code: "pull-rate-limited",
+                    limited,
+                });
+            }
+            Err(OpenError::Unavailable(reason)) => {
+                tracing::debug!(%url, %reason, "cannot open upstream branch");
+                run.vcs_type().map(str::to_string)
+            }
+        },
+    };
+    let Some(vcs_type) = detected.map(|vcs| vcs.to_lowercase()) else {
+        let url = run.main_branch_url().unwrap_or_default();
+        return Err(ProbeFailure::Unassignable(unassignable(
+            "unsupported-vcs",
+            format!("VCS type of {url} is not known and the branch cannot be opened"),
+        )));
+    };
+    if vcs_type != "git" && vcs_type != "bzr" {
+        return Err(ProbeFailure::Unassignable(unassignable(
+            "unsupported-vcs",
+            format!("workers support git and bzr, not {vcs_type}"),
+        )));
+    }
+    let Some(store) = state.vcs_stores.get(&vcs_type) else {
+        return Err(ProbeFailure::Unassignable(unassignable(
+            "unsupported-vcs",
+            format!("no public VCS store for {vcs_type} (see --public-vcs-location)"),
+        )));
+    };
+    let resume = if refresh {
+        None
+    } else {
+        let branch = format!("{}/main", run.campaign);
+        let tip = tokio::time::timeout(
+            VCS_STORE_BRANCH_OPEN_TIMEOUT,
+            store.branch_tip(&state.branch_opener, run.codebase(), &branch),
+        )
+        .await;
+        match tip {
+            Ok(Ok(Some(tip))) => {
+                let url = store.branch_url(run.codebase(), &branch);
+                let mut conn = state.pool.acquire().await?;
+                check_resume_result(&mut conn, &run.campaign, &tip, url).await?
+            }
+            Ok(Ok(None)) => None,
+            Ok(Err(OpenError::RateLimited(limited))) => {
+                return Err(ProbeFailure::RateLimited {
+                    code: "resume-rate-limited",
+                    limited,
+                });
+            }
+            Ok(Err(OpenError::Unavailable(reason))) => {
+                tracing::warn!(codebase = run.codebase(), %reason, "cannot open resume branch");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(codebase = run.codebase(), "timeout opening resume branch");
+                None
+            }
+        }
+    };
+    run.resume_from = resume.as_ref().map(|resume| resume.run_id.clone());
+    Ok(Probed {
+        vcs_type,
+        colocated_branches,
+        resume,
+    })
+}
+
+/// The earlier run whose result the resume branch holds: the newest successful run of the
+/// campaign at that revision, unless its publication was rejected. A run with a result branch
+/// that has no remote name cannot be described to the worker, so it is not resumed.
+async fn check_resume_result(
+    conn: &mut sqlx::PgConnection,
+    campaign: &str,
+    tip: &str,
+    branch_url: String,
+) -> Result<Option<ResumeInfo>, sqlx::Error> {
+    let Some(found) = crate::db::runs::resume_candidate(conn, campaign, tip).await? else {
+        tracing::warn!(%branch_url, revision = tip, "resume branch tip matches no run");
+        return Ok(None);
+    };
+    if found.publish_status == "rejected" {
+        tracing::info!(run_id = %found.id, "not resuming: the last run was rejected");
+        return Ok(None);
+    }
+    if found
+        .branches
+        .iter()
+        .any(|branch| branch.remote_name.is_none())
+    {
+        tracing::warn!(run_id = %found.id, "not resuming: a result branch has no remote name");
+        return Ok(None);
+    }
+    if is_authenticated_url(&branch_url) {
+        tracing::warn!(%branch_url, "not resuming from an authenticated URL");
+        return Ok(None);
+    }
+    Ok(Some(ResumeInfo {
+        run_id: found.id,
+        result: found.result.unwrap_or(Value::Null),
+        branch_url,
+        branches: found
+            .branches
+            .into_iter()
+            .map(|row| Branch {
+                role: row.role,
+                remote_name: row.remote_name,
+                base_revision: row.base_revision,
+                revision: row.revision,
+            })
+            .collect(),
+    }))
+}
+
+fn is_authenticated_url(url: &str) -> bool {
+    url.starts_with("git+ssh:") || url.starts_with("bzr+ssh:")
+}
+
+/// The assignment JSON (models spec 7.4, with the DECISIONS rulings on the worker contract).
+async fn describe(state: &AppState, run: &ActiveRun, plan: &Plan, probed: Probed) -> Result<Value> {
+    let (campaign, builder) = campaign_builder(state, run)?;
     let locations = BuildLocations {
         apt_archive_url: state.settings.public_apt_archive_location.as_deref(),
         dep_server_url: state.settings.public_dep_server_url.as_deref(),
@@ -322,8 +578,8 @@ async fn describe(state: &AppState, run: &ActiveRun, plan: &Plan) -> Result<Valu
     drop(conn);
     let store = state
         .vcs_stores
-        .get(&plan.vcs_type)
-        .ok_or_else(|| Error::BadRequest(format!("no public VCS store for {}", plan.vcs_type)))?;
+        .get(&probed.vcs_type)
+        .ok_or_else(|| Error::BadRequest(format!("no public VCS store for {}", probed.vcs_type)))?;
     let cached_url = store.branch_url(run.codebase(), &builder.cache_branch_name(&locations));
     let target_url = store.repository_url(run.codebase());
     let mut env: BTreeMap<String, String> = build_env.clone();
@@ -339,11 +595,11 @@ async fn describe(state: &AppState, run: &ActiveRun, plan: &Plan) -> Result<Valu
             "default-empty": campaign.default_empty(),
             "url": run.main_branch_url(),
             "subpath": run.subpath().unwrap_or(""),
-            "vcs_type": plan.vcs_type,
+            "vcs_type": probed.vcs_type,
             "cached_url": cached_url,
-            "additional_colocated_branches": Value::Null,
+            "additional_colocated_branches": probed.colocated_branches,
         },
-        "resume": Value::Null,
+        "resume": probed.resume.as_ref().map(ResumeInfo::to_json),
         "build": {
             "target": builder.kind(),
             "environment": build_env,
@@ -356,6 +612,6 @@ async fn describe(state: &AppState, run: &ActiveRun, plan: &Plan) -> Result<Valu
         "campaign": run.campaign,
         "force-build": campaign.force_build(),
         "skip-setup-validation": campaign.skip_setup_validation(),
-        "target_repository": {"url": target_url, "vcs_type": plan.vcs_type},
+        "target_repository": {"url": target_url, "vcs_type": probed.vcs_type},
     }))
 }

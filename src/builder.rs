@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use sqlx::PgConnection;
 
 use crate::config::{Campaign, CampaignBuild, Config, DebianBuild, Distribution};
+use crate::upstream::OpenedBranch;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuilderError {
@@ -113,6 +114,30 @@ impl Builder<'_> {
     }
 
     /// `build.environment` of the assignment.
+    /// Branches of the upstream repository the worker should fetch beside the main one.
+    /// Debian: silver-platter's pick (`pristine-tar`, `pristine-lfs`, `upstream`,
+    /// `patch-queue/<main>`, and `upstream/<rest>` for a `debian/<rest>` main branch), kept to
+    /// those that exist, as a list of names (the worker's form). Generic: none.
+    pub fn additional_colocated_branches(&self, main: &OpenedBranch) -> Vec<String> {
+        let Self::Debian { .. } = self else {
+            return Vec::new();
+        };
+        let Some(name) = main.name.as_deref() else {
+            return Vec::new();
+        };
+        let mut wanted = vec![
+            "pristine-tar".to_string(),
+            "pristine-lfs".to_string(),
+            "upstream".to_string(),
+            format!("patch-queue/{name}"),
+        ];
+        if let Some(rest) = name.strip_prefix("debian/") {
+            wanted.push(format!("upstream/{rest}"));
+        }
+        wanted.retain(|branch| main.branch_names.contains(branch));
+        wanted
+    }
+
     pub fn build_env(&self, locations: &BuildLocations<'_>) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         let Self::Debian { distribution, .. } = self else {

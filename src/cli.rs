@@ -210,7 +210,13 @@ pub async fn run_server(
         .transpose()
         .map_err(ServeError::Bind)?;
     on_listening(internal_addr, public_addr);
-    crate::web::serve(std::sync::Arc::new(state), listeners, shutdown)
-        .await
-        .map_err(ServeError::Serve)
+    let mover = crate::storage::spawn_backup_mover(state.storage.clone(), BACKUP_MOVE_INTERVAL);
+    let served = crate::web::serve(std::sync::Arc::new(state), listeners, shutdown).await;
+    if let Some(mover) = mover {
+        mover.abort();
+    }
+    served.map_err(ServeError::Serve)
 }
+
+/// How often logs and artifacts written to `--backup-directory` are moved to the primary.
+const BACKUP_MOVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);

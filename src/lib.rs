@@ -29,6 +29,7 @@ pub mod state;
 pub mod status;
 pub mod storage;
 pub mod time;
+pub mod upstream;
 pub mod vcs_store;
 pub mod web;
 pub mod worker_auth;

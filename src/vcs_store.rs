@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::branch_url::escape;
+use crate::upstream::{BranchOpener, OpenError};
 
 /// One VCS's store: a remote base URL, or a local directory served as `file://`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +118,75 @@ impl VcsStore {
             format!("{repository}/{}", escape(branch))
         }
     }
+}
+
+impl VcsStore {
+    /// The tip revision of `branch` of the codebase's repository in the store; `None` when the
+    /// repository or the branch does not exist. Names that could leave the store directory
+    /// (`..`, absolute paths, `/` in a codebase name) find nothing.
+    pub async fn branch_tip(
+        &self,
+        opener: &BranchOpener,
+        codebase: &str,
+        branch: &str,
+    ) -> Result<Option<String>, OpenError> {
+        if !is_plain_name(codebase) || !branch.split('/').all(is_plain_name) {
+            return Ok(None);
+        }
+        match self {
+            Self::Remote { vcs, .. } if vcs == "git" => {
+                opener
+                    .git_branch_tip(&self.repository_url(codebase), branch)
+                    .await
+            }
+            Self::Remote { .. } => {
+                opener
+                    .bzr_branch_tip(&self.branch_url(codebase, branch))
+                    .await
+            }
+            Self::Local { vcs, path } if vcs == "git" => {
+                Ok(local_git_tip(&path.join(codebase), branch).await)
+            }
+            Self::Local { path, .. } => {
+                let file = path
+                    .join(codebase)
+                    .join(branch)
+                    .join(".bzr/branch/last-revision");
+                Ok(tokio::fs::read_to_string(file)
+                    .await
+                    .ok()
+                    .and_then(|text| crate::upstream::parse_bzr_last_revision(&text)))
+            }
+        }
+    }
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+/// A branch tip in a local git repository (bare, or with a `.git` directory): the loose ref
+/// file, else the `packed-refs` line.
+async fn local_git_tip(repository: &std::path::Path, branch: &str) -> Option<String> {
+    let git_dir = if tokio::fs::metadata(repository.join(".git")).await.is_ok() {
+        repository.join(".git")
+    } else {
+        repository.to_path_buf()
+    };
+    let reference = format!("refs/heads/{branch}");
+    if let Ok(text) = tokio::fs::read_to_string(git_dir.join(&reference)).await {
+        let id = text.trim();
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Some(id.to_string());
+        }
+    }
+    let packed = tokio::fs::read_to_string(git_dir.join("packed-refs"))
+        .await
+        .ok()?;
+    packed.lines().find_map(|line| {
+        let (id, name) = line.split_once(' ')?;
+        (name == reference && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+    })
 }
 
 #[cfg(test)]

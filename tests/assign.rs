@@ -99,12 +99,12 @@ async fn worker_gets_a_valid_generic_assignment() {
         assert_eq!(
             body["branch"],
             json!({"default-empty": false, "url": "https://git.example.org/alpha", "subpath": "",
-                   "vcs_type": "git", "cached_url": "https://janitor.example.org/git/alpha,branch=main",
+                   "vcs_type": "git", "cached_url": "http://127.0.0.1:1/vcs/git/alpha,branch=main",
                    "additional_colocated_branches": null})
         );
         assert_eq!(
             body["target_repository"],
-            json!({"url": "https://janitor.example.org/git/alpha", "vcs_type": "git"})
+            json!({"url": "http://127.0.0.1:1/vcs/git/alpha", "vcs_type": "git"})
         );
         assert_eq!(
             body["build"],
@@ -232,7 +232,7 @@ async fn peek_changes_nothing() {
     assert_eq!(body["branch"]["subpath"], "");
     assert_eq!(
         body["branch"]["cached_url"],
-        "https://janitor.example.org/bzr/beta/main"
+        "http://127.0.0.1:1/vcs/bzr/beta/main"
     );
     assert_worker_accepts(&body);
     let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM run")
@@ -288,7 +288,7 @@ async fn debian_build_configuration() {
     assert_eq!(
         body["branch"]["cached_url"],
         format!(
-            "https://janitor.example.org/git/alpha,branch={}%2Flatest",
+            "http://127.0.0.1:1/vcs/git/alpha,branch={}%2Flatest",
             server.state.host_vendor.to_lowercase()
         )
     );

@@ -41,7 +41,7 @@ fn start_runner(
             "--public-port",
             "0",
         ])
-        .args(["--public-vcs-location", "https://janitor.example.org/"])
+        .args(["--public-vcs-location", "http://127.0.0.1:1/vcs/"])
         .env_remove("REDIS_URL")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -73,7 +73,7 @@ async fn hand_out_everything(redis: bool) {
     let db = common::migrated_database().await;
     sqlx::query(
         "INSERT INTO codebase (name, url, branch_url, vcs_type)
-         SELECT 'cb' || i, 'https://git.example.org/cb' || i, 'https://git.example.org/cb' || i, 'git'
+         SELECT 'cb' || i, 'http://127.0.0.1:1/cb' || i, 'http://127.0.0.1:1/cb' || i, 'git'
          FROM generate_series(1, $1) AS i",
     )
     .bind(items as i32)

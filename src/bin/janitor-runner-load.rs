@@ -29,6 +29,12 @@ enum Command {
         items: u32,
         #[arg(long, default_value = "generic")]
         campaign: String,
+        /// Base of the codebases' branch URLs (`<base>load<i>`). The runner opens each
+        /// upstream branch before assigning it; the default names a port nothing listens on,
+        /// so that probe fails at once and the figures measure the runner alone. Point it at a
+        /// git server to include probing.
+        #[arg(long, default_value = "http://127.0.0.1:9/")]
+        branch_base: String,
     },
     /// Simulate workers against a runner's internal app.
     Run {
@@ -56,7 +62,8 @@ async fn main() -> anyhow::Result<()> {
             codebases,
             items,
             campaign,
-        } => seed(&database_url, codebases, items, &campaign).await,
+            branch_base,
+        } => seed(&database_url, codebases, items, &campaign, &branch_base).await,
         Command::Run {
             runner_url,
             workers,
@@ -81,6 +88,7 @@ async fn seed(
     codebases: u32,
     items: u32,
     campaign: &str,
+    branch_base: &str,
 ) -> anyhow::Result<()> {
     if codebases == 0 {
         bail!("--codebases must be at least 1");
@@ -94,12 +102,12 @@ async fn seed(
     let started = Instant::now();
     sqlx::query(
         "INSERT INTO codebase (name, url, branch_url, vcs_type, value)
-         SELECT 'load' || i, 'https://git.example.org/load' || i, 'https://git.example.org/load' || i,
-                'git', 1 + i % 100
+         SELECT 'load' || i, $2 || 'load' || i, $2 || 'load' || i, 'git', 1 + i % 100
          FROM generate_series(1, $1) AS i
          ON CONFLICT (name) DO NOTHING",
     )
     .bind(codebases as i32)
+    .bind(branch_base)
     .execute(&pool)
     .await?;
     // Items spread over the codebases with one change set each, so (codebase, campaign,

@@ -210,3 +210,55 @@ pub async fn worker_exists(pool: &PgPool, name: &str) -> Result<bool, sqlx::Erro
         .fetch_one(pool)
         .await
 }
+
+/// The run a resume branch's tip came from, as `check_resume_result` reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumeCandidate {
+    pub id: String,
+    pub result: Option<serde_json::Value>,
+    pub publish_status: String,
+    pub branches: Vec<ResultBranchRow>,
+}
+
+/// A `new_result_branch` row.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ResultBranchRow {
+    pub role: String,
+    pub remote_name: Option<String>,
+    pub base_revision: Option<String>,
+    pub revision: Option<String>,
+}
+
+/// The newest successful run of `campaign` whose revision is `revision` (any codebase, as the
+/// Python query), with its result branches ordered by role.
+pub async fn resume_candidate(
+    conn: &mut sqlx::PgConnection,
+    campaign: &str,
+    revision: &str,
+) -> Result<Option<ResumeCandidate>, sqlx::Error> {
+    let row: Option<(String, Option<serde_json::Value>, String)> = sqlx::query_as(
+        "SELECT id, result, publish_status::text FROM run
+         WHERE suite = $1 AND revision = $2 AND result_code = 'success'
+         ORDER BY finish_time DESC LIMIT 1",
+    )
+    .bind(campaign)
+    .bind(revision)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((id, result, publish_status)) = row else {
+        return Ok(None);
+    };
+    let branches = sqlx::query_as(
+        "SELECT role, remote_name, base_revision, revision FROM new_result_branch
+         WHERE run_id = $1 ORDER BY role",
+    )
+    .bind(&id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(ResumeCandidate {
+        id,
+        result,
+        publish_status,
+        branches,
+    }))
+}

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, JsonObject, OptionalJsonObject};
-use crate::app::SharedState;
+use crate::app::{AppState, SharedState};
 use crate::assign::{self, AssignError, AssignRequest, Assignment, Mode};
 use crate::metrics::Metrics;
 use crate::{candidate, codebase, db, queue, runs, status};
@@ -228,6 +228,7 @@ async fn assign_run(
         .with_label_values(&[Metrics::label(request.worker.as_deref())])
         .inc();
     assignment_response(
+        &state,
         assign::assign(&state, &request, Mode::Assign).await,
         "/active-runs",
     )
@@ -236,13 +237,16 @@ async fn assign_run(
 async fn peek(State(state): State<SharedState>) -> ApiResult<axum::response::Response> {
     let request = AssignRequest::default();
     assignment_response(
+        &state,
         assign::assign(&state, &request, Mode::Peek).await,
         "/active-runs",
     )
 }
 
-/// 201 with the assignment and a `Location` under `prefix`; 503 `queue empty`.
+/// 201 with the assignment and a `Location` under `prefix`; 503 `queue empty`; 429 with
+/// `Retry-After` when the item's forge or the VCS store is rate limiting us.
 pub(super) fn assignment_response(
+    state: &AppState,
     outcome: Result<Assignment, AssignError>,
     prefix: &str,
 ) -> ApiResult<axum::response::Response> {
@@ -260,6 +264,20 @@ pub(super) fn assignment_response(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "queue empty",
         )),
+        Err(AssignError::RateLimited { limited, until }) => {
+            let seconds = (until - state.clock.now()).num_seconds().max(0);
+            let retry_after = seconds.to_string();
+            Ok((
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry_after)],
+                Json(serde_json::json!({
+                    "reason": limited.to_string(),
+                    "host": limited.host,
+                    "retry_after": seconds,
+                })),
+            )
+                .into_response())
+        }
         Err(AssignError::Failed(error)) => Err(error.into()),
     }
 }

@@ -74,6 +74,7 @@ async fn assign_run(State(state): State<SharedState>, request: Request) -> Respo
             .with_label_values(&[worker.as_str()])
             .inc();
         assignment_response(
+            &state,
             assign::assign(&state, &assign_request, Mode::Assign).await,
             "/runner/active-runs",
         )

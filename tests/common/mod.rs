@@ -227,6 +227,11 @@ pub enum Store {
 
 impl TestServer {
     pub async fn start(store: Store) -> Self {
+        Self::start_with(store, |_| {}).await
+    }
+
+    /// A server whose settings `adjust` changes first.
+    pub async fn start_with(store: Store, adjust: impl FnOnce(&mut Settings)) -> Self {
         let db = migrated_database().await;
         let clock = Arc::new(FixedClock::new(fixed_now()));
         let (location, redis_prefix) = match store {
@@ -242,14 +247,15 @@ impl TestServer {
                 )
             }
         };
-        let settings = Settings {
+        let mut settings = Settings {
             avoid_hosts: ["avoided.example.org".to_string()].into_iter().collect(),
             max_json_body: 1024 * 1024,
             max_upload_size: 4 * 1024 * 1024,
-            public_vcs_location: Some("https://janitor.example.org/".to_string()),
+            public_vcs_location: Some("http://127.0.0.1:1/vcs/".to_string()),
             public_apt_archive_location: Some("https://apt.example.org/".to_string()),
             ..Settings::default()
         };
+        adjust(&mut settings);
         let storage = tempfile::tempdir().expect("storage directory");
         let state = Arc::new(
             AppState::assemble(
