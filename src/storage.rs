@@ -123,6 +123,73 @@ pub struct ObjectBackend {
     pub prefix: Vec<String>,
     /// The configured location, for messages.
     pub location: String,
+    /// S3 only: makes each uploaded object public-read, as the Python runner's uploads are.
+    pub public_read: Option<S3PublicRead>,
+}
+
+/// Sets the `public-read` canned ACL on S3 objects (`PUT <key>?acl`), signed with the store's
+/// own credentials: the Python site reads logs anonymously. `object_store` writes objects but
+/// has no ACL call.
+#[derive(Debug, Clone)]
+pub struct S3PublicRead {
+    client: reqwest::Client,
+    bucket_url: String,
+    region: String,
+    credentials: object_store::aws::AwsCredentialProvider,
+}
+
+/// What S3 leaves unescaped in a key path: unreserved characters and `/`.
+const S3_KEY_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+impl S3PublicRead {
+    async fn apply(&self, key: &ObjectPath) -> Result<(), StorageError> {
+        let location = format!("{}/{key}", self.bucket_url);
+        let failed = |reason: String| StorageError::Unsupported {
+            location: location.clone(),
+            reason,
+        };
+        let credential =
+            self.credentials
+                .get_credential()
+                .await
+                .map_err(|source| StorageError::Object {
+                    location: location.clone(),
+                    source,
+                })?;
+        let url = format!(
+            "{}/{}?acl",
+            self.bucket_url,
+            percent_encoding::utf8_percent_encode(key.as_ref(), S3_KEY_ESCAPE)
+        );
+        let mut request = http::Request::builder()
+            .method(http::Method::PUT)
+            .uri(&url)
+            .header("x-amz-acl", "public-read")
+            .body(object_store::client::HttpRequestBody::empty())
+            .map_err(|e| failed(format!("cannot build the ACL request: {e}")))?;
+        object_store::aws::AwsAuthorizer::new(&credential, "s3", &self.region)
+            .authorize(&mut request, None);
+        let mut signed = self.client.put(&url);
+        for (name, value) in request.headers() {
+            signed = signed.header(name, value);
+        }
+        let response = signed
+            .send()
+            .await
+            .map_err(|e| failed(format!("setting the public-read ACL: {e}")))?;
+        if !response.status().is_success() {
+            return Err(failed(format!(
+                "setting the public-read ACL: HTTP {}",
+                response.status()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// One place logs or artifacts go.
@@ -178,6 +245,7 @@ impl Backend {
                     .map(str::to_string)
                     .collect(),
                 location: location.to_string(),
+                public_read: None,
             }));
         }
         if location.starts_with("http:") || location.starts_with("https:") {
@@ -188,18 +256,32 @@ impl Backend {
             }
             let url = url::Url::parse(location)
                 .map_err(|e| unsupported(format!("not a valid S3 endpoint URL: {e}")))?;
-            let store = object_store::aws::AmazonS3Builder::from_env()
+            // Client options first: they replace the whole set, `allow_http` included.
+            let builder = object_store::aws::AmazonS3Builder::from_env()
+                .with_client_options(object_client_options())
                 .with_endpoint(location.trim_end_matches('/'))
                 .with_bucket_name(S3_LOG_BUCKET)
                 .with_virtual_hosted_style_request(false)
-                .with_allow_http(url.scheme() == "http")
-                .with_client_options(object_client_options())
-                .build()
-                .map_err(object_error)?;
+                .with_allow_http(url.scheme() == "http");
+            let region = builder
+                .get_config_value(&object_store::aws::AmazonS3ConfigKey::Region)
+                .unwrap_or_else(|| "us-east-1".to_string());
+            let store = builder.build().map_err(object_error)?;
+            let public_read = S3PublicRead {
+                client: reqwest::Client::builder()
+                    .timeout(OBJECT_TIMEOUT)
+                    .connect_timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| unsupported(format!("cannot set up the HTTP client: {e}")))?,
+                bucket_url: format!("{}/{S3_LOG_BUCKET}", location.trim_end_matches('/')),
+                region,
+                credentials: store.credentials().clone(),
+            };
             return Ok(Self::Object(ObjectBackend {
                 store: Arc::new(store),
                 prefix: vec!["logs".to_string()],
                 location: location.to_string(),
+                public_read: Some(public_read),
             }));
         }
         Ok(Self::Local(LocalStore {
@@ -354,7 +436,11 @@ impl ObjectBackend {
             writer.abort().await.ok();
             return Err(object_error(error));
         }
-        writer.shutdown().await.map_err(object_error)
+        writer.shutdown().await.map_err(object_error)?;
+        match &self.public_read {
+            Some(public_read) => public_read.apply(key).await,
+            None => Ok(()),
+        }
     }
 }
 

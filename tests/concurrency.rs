@@ -4,66 +4,13 @@
 //! The suite uses 2,000 items; `JR_CONCURRENCY_ITEMS=10000` runs the full size.
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use tokio::sync::{Barrier, Mutex};
-
-struct Runner {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_runner(
-    database_url: &str,
-    config: &std::path::Path,
-    redis: Option<(&str, &str)>,
-) -> Runner {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_janitor-runner"));
-    command
-        .args(["--config", config.to_str().unwrap()])
-        .args(["--database-url", database_url])
-        .args([
-            "--listen-address",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--public-port",
-            "0",
-        ])
-        .args(["--public-vcs-location", "http://127.0.0.1:1/vcs/"])
-        .env_remove("REDIS_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if let Some((url, prefix)) = redis {
-        command.args(["--redis-url", url, "--redis-prefix", prefix]);
-    }
-    let mut child = command.spawn().expect("start janitor-runner");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("runner exited before listening")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("janitor-runner listening on ") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Runner { child, url }
-}
 
 async fn hand_out_everything(redis: bool) {
     let items: usize = std::env::var("JR_CONCURRENCY_ITEMS")
@@ -108,8 +55,8 @@ async fn hand_out_everything(redis: bool) {
     let redis_url = redis.then(common::redis_url);
     let redis_args = redis_url.as_deref().map(|url| (url, prefix.as_str()));
     let runners = [
-        start_runner(&db.url, &config, redis_args),
-        start_runner(&db.url, &config, redis_args),
+        process::start_runner(&db.url, &config, redis_args, &[]),
+        process::start_runner(&db.url, &config, redis_args, &[]),
     ];
     let urls: Vec<String> = runners
         .iter()
