@@ -25,6 +25,7 @@ pub mod models;
 pub mod names;
 pub mod queue;
 pub mod runs;
+pub mod schedule;
 pub mod state;
 pub mod status;
 pub mod storage;
