@@ -122,7 +122,7 @@ async fn seed(
     .await?;
     sqlx::query(
         "INSERT INTO queue (codebase, suite, command, priority, change_set, estimated_duration)
-         SELECT 'load' || (1 + i % $2), $3, 'true', (i * 7919) % 100000, 'load-' || i,
+         SELECT 'load' || (1 + i % $2), $3, 'true', (i::bigint * 7919) % 100000, 'load-' || i,
                 interval '1 second' * (30 + i % 600)
          FROM generate_series(1, $1) AS i
          ON CONFLICT DO NOTHING",
