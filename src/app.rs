@@ -13,6 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::events::Events;
 use crate::metrics::Metrics;
+use crate::schedule::after_run::Rescheduler;
 use crate::state::{ActiveRunStore, PostgresStore, RedisKeys, RedisStore};
 use crate::status::{AnnouncerParts, StatusAnnouncer};
 use crate::storage::{Storage, StorageError};
@@ -70,6 +71,8 @@ pub struct AppState {
     pub status_announcer: StatusAnnouncer,
     /// Opens upstream and VCS-store branches while assigning.
     pub branch_opener: BranchOpener,
+    /// Puts candidates back on the queue after their runs.
+    pub rescheduler: Rescheduler,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -148,6 +151,7 @@ impl AppState {
             },
             Duration::from_millis(250),
         );
+        let rescheduler = Rescheduler::new(pool.clone(), clock.clone());
         Ok(Self {
             pool,
             store,
@@ -161,6 +165,7 @@ impl AppState {
             storage,
             status_announcer,
             branch_opener: BranchOpener::new(REMOTE_BRANCH_OPEN_TIMEOUT)?,
+            rescheduler,
         })
     }
 

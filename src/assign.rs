@@ -6,7 +6,7 @@
 //! finished with a result code inside the claiming transaction, before any active run is
 //! registered, and the next item is tried.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
@@ -178,6 +178,9 @@ pub async fn assign(
 ) -> Result<Assignment, AssignError> {
     // Items peek passed over: peek may not abort them, so it steps around them instead.
     let mut passed_over: Vec<i64> = Vec::new();
+    // Candidates finished by this request: the post-run reschedule may queue them again at
+    // once, and they must not be picked (and finished) over and over.
+    let mut finished_here: HashSet<(String, String, Option<String>)> = HashSet::new();
     loop {
         let now = state.clock.now();
         let mut exclude_hosts: Vec<String> = state.settings.avoid_hosts.iter().cloned().collect();
@@ -220,6 +223,16 @@ pub async fn assign(
             return Err(AssignError::QueueEmpty);
         };
         let (item, vcs_info) = queue_item(row);
+        let key = (
+            item.codebase.clone(),
+            item.campaign.clone(),
+            item.change_set.clone(),
+        );
+        if finished_here.contains(&key) {
+            tx.rollback().await?;
+            passed_over.push(item.id);
+            continue;
+        }
         let mut run = ActiveRun::from_queue_item(
             &item,
             uuid::Uuid::new_v4().to_string(),
@@ -242,6 +255,7 @@ pub async fn assign(
                 crate::finish::store_result(&mut tx, &run, &mut result).await?;
                 tx.commit().await?;
                 crate::finish::announce(state, &run, &result, false).await?;
+                finished_here.insert(key);
                 continue;
             }
         };
@@ -490,7 +504,7 @@ async fn probe(
                 });
             }
             Ok(Err(OpenError::Unavailable(reason))) => {
-                tracing::warn!(codebase = run.codebase(), %reason, "cannot open resume branch");
+                tracing::debug!(codebase = run.codebase(), %reason, "cannot open resume branch");
                 None
             }
             Err(_) => {

@@ -7,14 +7,16 @@
 
 use std::collections::BTreeSet;
 
+use chrono::NaiveDateTime;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::{Acquire, PgConnection, PgPool};
+use sqlx::{Acquire, PgPool};
 
 use crate::config::Config;
 use crate::db::candidates::{self, NewCandidate};
 use crate::error::{Error, Result};
 use crate::names::{QUEUE_BUCKETS, is_valid_name};
+use crate::schedule::engine::{RegularRequest, ScheduleError, Scheduled, do_schedule_regular};
 
 /// One accepted candidate, and how it is to be queued.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,6 +30,11 @@ pub struct AcceptedCandidate {
     pub bucket: Option<String>,
     pub refresh: bool,
     pub requester: String,
+    /// Where `do_schedule_regular` put it; `None` with `schedule_error` when it could not.
+    #[serde(skip)]
+    pub scheduled: Option<Scheduled>,
+    /// Why the stored candidate is not on the queue (Python: a 500 for the whole upload).
+    pub schedule_error: Option<String>,
 }
 
 /// The outcome of an upload: the accepted candidates and, per reason, what was skipped.
@@ -39,14 +46,6 @@ pub struct UploadReport {
     pub unknown_campaigns: BTreeSet<String>,
     pub unknown_codebases: BTreeSet<String>,
     pub unknown_publish_policies: BTreeSet<Option<String>>,
-}
-
-/// Schedules an accepted candidate inside the upload's transaction. The scheduling engine
-/// implements this; the upload only decides bucket, refresh and requester. Without a
-/// scheduler, candidates are stored and not queued.
-#[async_trait::async_trait]
-pub trait ScheduleCandidate: Send + Sync {
-    async fn schedule(&self, conn: &mut PgConnection, candidate: &AcceptedCandidate) -> Result<()>;
 }
 
 /// A candidate as uploaded, validated.
@@ -61,7 +60,7 @@ pub async fn upload(
     pool: &PgPool,
     config: &Config,
     body: &Value,
-    scheduler: Option<&dyn ScheduleCandidate>,
+    now: NaiveDateTime,
 ) -> Result<UploadReport> {
     let entries = body
         .as_array()
@@ -131,6 +130,30 @@ pub async fn upload(
                     _ => Error::from(error),
                 })?;
         }
+        // The value, success chance and context are read back from the stored candidate.
+        let scheduled = do_schedule_regular(
+            &mut savepoint,
+            now,
+            RegularRequest {
+                codebase: &upload.row.codebase,
+                campaign: &upload.row.campaign,
+                change_set: upload.row.change_set.as_deref(),
+                command: Some(upload.row.command.clone()),
+                bucket: bucket.as_deref(),
+                requester: Some(&requester),
+                refresh,
+                ..RegularRequest::default()
+            },
+        )
+        .await;
+        let (scheduled, schedule_error) = match scheduled {
+            Ok(scheduled) => (Some(scheduled), None),
+            Err(ScheduleError::Database(error)) => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(%error, "candidate stored but not scheduled");
+                (None, Some(error.to_string()))
+            }
+        };
         let accepted = AcceptedCandidate {
             id,
             campaign: upload.row.campaign,
@@ -140,10 +163,9 @@ pub async fn upload(
             bucket,
             refresh,
             requester,
+            scheduled,
+            schedule_error,
         };
-        if let Some(scheduler) = scheduler {
-            scheduler.schedule(&mut savepoint, &accepted).await?;
-        }
         savepoint.commit().await?;
         report.accepted.push(accepted);
     }

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::events::RESULT_CHANNEL;
 use crate::metrics::Metrics;
 use crate::models::{ActiveRun, BuilderResult, JanitorResult};
+use crate::schedule::after_run::AfterRun;
 use crate::storage::Stored;
 
 /// Writes the run row and everything hanging off it, and removes the queue item, inside the
@@ -96,8 +97,9 @@ pub async fn store_result(
     Ok(())
 }
 
-/// After the result is committed: metrics, the `result` message, the run released, and the
-/// `queue` status message. `registered` says whether the run was in the active-run store.
+/// After the result is committed: metrics, the `result` message, the run released, the
+/// `queue` status message, and the candidate rescheduled in the background. `registered`
+/// says whether the run was in the active-run store.
 pub async fn announce(
     state: &AppState,
     run: &ActiveRun,
@@ -117,6 +119,12 @@ pub async fn announce(
         .metrics
         .job_last_success_unixtime
         .set(chrono::Utc::now().timestamp() as f64);
+    state.rescheduler.spawn(AfterRun {
+        codebase: result.codebase.clone(),
+        campaign: result.campaign.clone(),
+        change_set: run.change_set.clone(),
+        context: result.context.clone(),
+    });
     Ok(())
 }
 

@@ -2,24 +2,13 @@
 
 mod common;
 
-use common::{Store, TestServer, sql};
+use common::{Store, TestServer, post, sql};
 use janitor_runner::models::{ActiveRun, BackchannelInfo, QueueItem, VcsInfo};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn get(server: &TestServer, path: &str) -> (StatusCode, Value) {
     let response = reqwest::get(server.url(path)).await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap())
-}
-
-async fn post(server: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
     let status = response.status();
     (status, response.json().await.unwrap())
 }
@@ -172,8 +161,10 @@ async fn candidate_upload_reports_and_stores() {
     assert_eq!(report["success"].as_array().unwrap().len(), 2);
     assert_eq!(
         report["success"][0],
-        json!({"campaign": "lintian-fixes", "codebase": "alpha", "bucket": null,
-               "change_set": null, "refresh": false})
+        json!({"campaign": "lintian-fixes", "codebase": "alpha", "bucket": "default",
+               "change_set": null, "offset": 250.0, "estimated_duration": 15.0, "queue-id": 1,
+               "refresh": false}),
+        "value 40 + first-run bonus 100, no history: (20000 + 15000) / 140"
     );
     assert_eq!(report["unknown_campaigns"], json!(["no-such-campaign"]));
     assert_eq!(report["unknown_codebases"], json!(["nowhere"]));
@@ -218,12 +209,16 @@ async fn candidate_upload_reports_and_stores() {
         2
     );
 
-    // Deleting removes the candidate and its queue items.
-    sql(
-        &server,
-        "INSERT INTO queue (codebase, suite, command) VALUES ('alpha', 'lintian-fixes', 'x')",
-    )
-    .await;
+    // The upload queued both; deleting removes the candidate and its queue items.
+    let queued = |listing: Value| -> Vec<String> {
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["codebase"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(queued(get(&server, "/queue").await.1), ["alpha", "beta"]);
     let id = candidates[0]["id"].as_i64().unwrap();
     let response = reqwest::Client::new()
         .delete(server.url(&format!("/candidates/{id}")))
@@ -231,7 +226,7 @@ async fn candidate_upload_reports_and_stores() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(get(&server, "/queue").await.1, json!([]));
+    assert_eq!(queued(get(&server, "/queue").await.1), ["beta"]);
     let response = reqwest::Client::new()
         .delete(server.url(&format!("/candidates/{id}")))
         .send()

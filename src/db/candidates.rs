@@ -126,3 +126,46 @@ pub async fn delete(
     }
     Ok(deleted)
 }
+
+/// What `do_schedule_regular` reads from a candidate.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct ScheduleFacts {
+    pub value: Option<i32>,
+    pub success_chance: Option<f64>,
+    pub command: String,
+    pub context: Option<String>,
+}
+
+/// The candidate for (codebase, campaign, change set); no change set means the base one.
+pub async fn schedule_facts(
+    conn: &mut PgConnection,
+    codebase: &str,
+    campaign: &str,
+    change_set: Option<&str>,
+) -> Result<Option<ScheduleFacts>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT value, success_chance, command, context FROM candidate
+         WHERE codebase = $1 AND suite = $2 AND coalesce(change_set, '') = $3",
+    )
+    .bind(codebase)
+    .bind(campaign)
+    .bind(change_set.unwrap_or(""))
+    .fetch_optional(conn)
+    .await
+}
+
+/// A candidate command for (codebase, campaign), of any change set (Python picks whichever
+/// row comes first; this takes the lowest id, so the choice is stable).
+pub async fn any_command(
+    conn: &mut PgConnection,
+    codebase: &str,
+    campaign: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT command FROM candidate WHERE codebase = $1 AND suite = $2 ORDER BY id LIMIT 1",
+    )
+    .bind(codebase)
+    .bind(campaign)
+    .fetch_optional(conn)
+    .await
+}

@@ -64,3 +64,20 @@ pub async fn upsert_many(
     .await?;
     Ok(result.rows_affected())
 }
+
+/// The single-path normalised value: `least(value / max(value), 1)`, with NULL value or
+/// NULL maximum meaning 1.0, computed in SQL `numeric` as Python does (so the float is the
+/// same to the last bit). `Ok(None)`: no such codebase. A zero maximum is reported as
+/// `Err` by PostgreSQL (division by zero).
+pub async fn normalized_value(
+    conn: &mut PgConnection,
+    codebase: &str,
+) -> Result<Option<f64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(least(1.0 * value / (SELECT max(value) FROM codebase), 1.0), 1.0)::float8
+         FROM codebase WHERE name = $1",
+    )
+    .bind(codebase)
+    .fetch_optional(conn)
+    .await
+}

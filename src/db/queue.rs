@@ -129,3 +129,69 @@ pub async fn delete(conn: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::
         .await?;
     Ok(())
 }
+
+/// What `Queue.add` upserts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewQueueItem<'a> {
+    pub codebase: &'a str,
+    pub campaign: &'a str,
+    pub change_set: Option<&'a str>,
+    pub command: &'a str,
+    /// Truncated toward zero and added to the queue's lowest priority (queue spec 1.3).
+    pub offset: f64,
+    pub bucket: &'a str,
+    pub context: Option<&'a str>,
+    pub estimated_duration: Option<sqlx::postgres::types::PgInterval>,
+    pub refresh: bool,
+    pub requester: Option<&'a str>,
+}
+
+/// `Queue.add`: inserts the item, or overwrites the row for the same (codebase, campaign,
+/// change set) when the new bucket is as urgent or more; returns the row's id and the bucket
+/// it ends up in. Every call uses up a sequence value, as in Python.
+pub async fn add(
+    conn: &mut sqlx::PgConnection,
+    item: &NewQueueItem<'_>,
+) -> Result<(i32, String), sqlx::Error> {
+    // asyncpg encodes the float offset for an int8 parameter with int(): truncation.
+    let offset = item.offset.trunc() as i64;
+    let row: Option<(i32, String)> = sqlx::query_as(
+        "INSERT INTO queue (command, priority, bucket, context, estimated_duration, suite,
+                            refresh, requester, change_set, codebase)
+         VALUES ($1, (SELECT COALESCE(MIN(priority), 0) FROM queue) + $2::bigint,
+                 $3::queue_bucket, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (codebase, suite, coalesce(change_set, ''::text)) DO UPDATE SET
+           context = EXCLUDED.context, priority = EXCLUDED.priority, bucket = EXCLUDED.bucket,
+           estimated_duration = EXCLUDED.estimated_duration, refresh = EXCLUDED.refresh,
+           requester = EXCLUDED.requester, command = EXCLUDED.command,
+           codebase = EXCLUDED.codebase
+         WHERE queue.bucket >= EXCLUDED.bucket
+            OR (queue.bucket = EXCLUDED.bucket AND queue.priority >= EXCLUDED.priority)
+         RETURNING id, bucket::text",
+    )
+    .bind(item.command)
+    .bind(offset)
+    .bind(item.bucket)
+    .bind(item.context)
+    .bind(item.estimated_duration)
+    .bind(item.campaign)
+    .bind(item.refresh)
+    .bind(item.requester)
+    .bind(item.change_set)
+    .bind(item.codebase)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = row {
+        return Ok(row);
+    }
+    // The existing row is more urgent and stays as it is.
+    sqlx::query_as(
+        "SELECT id, bucket::text FROM queue
+         WHERE codebase = $1 AND suite = $2 AND coalesce(change_set, '') = $3",
+    )
+    .bind(item.codebase)
+    .bind(item.campaign)
+    .bind(item.change_set.unwrap_or(""))
+    .fetch_one(&mut *conn)
+    .await
+}

@@ -262,3 +262,52 @@ pub async fn resume_candidate(
         branches,
     }))
 }
+
+/// A non-transient run of a codebase in a campaign, for the estimator.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct HistoryRow {
+    pub result_code: String,
+    pub instigated_context: Option<String>,
+    pub context: Option<String>,
+    pub failure_details: Option<serde_json::Value>,
+    pub duration: Option<sqlx::postgres::types::PgInterval>,
+    pub start_time: Option<chrono::NaiveDateTime>,
+}
+
+/// The runs the estimator counts from, newest first.
+pub async fn history(
+    conn: &mut sqlx::PgConnection,
+    codebase: &str,
+    campaign: &str,
+) -> Result<Vec<HistoryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT result_code, instigated_context, context, failure_details,
+                finish_time - start_time AS duration, start_time
+         FROM run
+         WHERE codebase = $1 AND suite = $2 AND failure_transient IS NOT TRUE
+         ORDER BY start_time DESC",
+    )
+    .bind(codebase)
+    .bind(campaign)
+    .fetch_all(conn)
+    .await
+}
+
+/// `AVG(finish_time - start_time)` over non-transient runs, of a codebase, a campaign, or
+/// both (whichever are given).
+pub async fn average_duration(
+    conn: &mut sqlx::PgConnection,
+    codebase: Option<&str>,
+    campaign: Option<&str>,
+) -> Result<Option<sqlx::postgres::types::PgInterval>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT AVG(finish_time - start_time) FROM run
+         WHERE failure_transient IS NOT TRUE
+           AND ($1::text IS NULL OR codebase = $1)
+           AND ($2::text IS NULL OR suite = $2)",
+    )
+    .bind(codebase)
+    .bind(campaign)
+    .fetch_one(conn)
+    .await
+}

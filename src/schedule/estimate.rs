@@ -23,7 +23,7 @@ pub struct PastRun {
 
 impl PastRun {
     /// Worker failures older than a day say nothing about the candidate.
-    fn ignored(&self, now: NaiveDateTime) -> bool {
+    pub fn ignored_at(&self, now: NaiveDateTime) -> bool {
         self.result_code == "worker-failure" && now - self.start_time >= TimeDelta::days(1)
     }
 
@@ -60,7 +60,7 @@ pub fn estimate_from_history(
     let mut success: u32 = 0;
     let mut multiplier = if context.is_none() { 0.5 } else { 1.0 };
     let mut seconds_sum = 0.0_f64;
-    for run in history.iter().filter(|run| !run.ignored(now)) {
+    for run in history.iter().filter(|run| !run.ignored_at(now)) {
         seconds_sum += run.duration.total_seconds();
         total += 1;
         if run.result_code == "success" {
@@ -188,7 +188,7 @@ mod tests {
             "ties to even"
         );
         assert_eq!(
-            timedelta_from_seconds(1234.000_000_5),
+            timedelta_from_seconds(1_234.000_000_5),
             Micros(1_234_000_000)
         );
         // Values and results printed by CPython's `timedelta(seconds=x)`.

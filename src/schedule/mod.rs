@@ -3,7 +3,10 @@
 //! same inputs give the Python runner's numbers bit for bit (queue spec 2.4-2.5, DECISIONS
 //! Scheduling).
 
+pub mod after_run;
+pub mod engine;
 pub mod estimate;
+pub mod manual;
 pub mod offset;
 
 pub use estimate::{

@@ -38,6 +38,11 @@ pub struct OffsetInputs {
     pub total_previous_runs: u32,
 }
 
+/// `x > 0`, false for NaN, as the Python assertions test it.
+fn is_positive(x: f64) -> bool {
+    x > 0.0
+}
+
 /// `calculate_offset`: > 0 for valid inputs.
 pub fn calculate_offset(inputs: &OffsetInputs) -> Result<f64, OffsetError> {
     let ncv = inputs
@@ -49,8 +54,7 @@ pub fn calculate_offset(inputs: &OffsetInputs) -> Result<f64, OffsetError> {
         Some(value) if inputs.total_previous_runs == 0 => value as f64 + FIRST_RUN_BONUS,
         Some(value) => value as f64,
     };
-    // `!(x > 0)` also rejects NaN, as the Python assertions do.
-    if !(candidate_value > 0.0) {
+    if !is_positive(candidate_value) {
         return Err(OffsetError::CandidateValue(candidate_value));
     }
     let p = inputs.probability_of_success;
@@ -61,11 +65,11 @@ pub fn calculate_offset(inputs: &OffsetInputs) -> Result<f64, OffsetError> {
     // timedelta.total_seconds() plus the sub-second microseconds again (queue spec 9.3).
     let cost = MINIMUM_COST
         + (1000.0 * duration.total_seconds() + duration.subsecond_micros() as f64 / 1000.0);
-    if !(cost > 0.0) {
+    if !is_positive(cost) {
         return Err(OffsetError::Cost(cost));
     }
     let value = ncv * p * candidate_value;
-    if !(value > 0.0) {
+    if !is_positive(value) {
         return Err(OffsetError::Value(value));
     }
     Ok(cost / value)

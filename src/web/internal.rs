@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
@@ -30,6 +30,8 @@ pub fn routes(max_upload_size: usize) -> axum::Router<SharedState> {
             get(download_candidates).post(upload_candidates),
         )
         .route("/candidates/{id}", delete(delete_candidate))
+        .route("/schedule", post(schedule))
+        .route("/schedule-control", post(schedule_control))
         .route("/runs/{run_id}", get(get_run).post(update_run))
         .route("/active-runs", get(get_active_runs).post(assign_run))
         .route("/active-runs/+peek", get(peek))
@@ -137,25 +139,55 @@ async fn upload_candidates(
     State(state): State<SharedState>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let report = candidate::upload(&state.pool, &state.config, &body, None).await?;
+    let report = candidate::upload(&state.pool, &state.config, &body, state.clock.now()).await?;
     let success: Vec<Value> = report
         .accepted
         .iter()
-        .map(|c| {
-            json!({
-                "campaign": c.campaign, "codebase": c.codebase, "bucket": c.bucket,
-                "change_set": c.change_set, "refresh": c.refresh,
-            })
+        .filter_map(|c| {
+            let scheduled = c.scheduled.as_ref()?;
+            Some(json!({
+                "campaign": c.campaign, "codebase": c.codebase, "bucket": scheduled.bucket,
+                "change_set": c.change_set, "offset": scheduled.offset,
+                "estimated_duration": scheduled.estimated_duration.total_seconds(),
+                "queue-id": scheduled.queue_id, "refresh": c.refresh,
+            }))
+        })
+        .collect();
+    let unschedulable: Vec<Value> = report
+        .accepted
+        .iter()
+        .filter_map(|c| {
+            let reason = c.schedule_error.as_ref()?;
+            Some(json!({"campaign": c.campaign, "codebase": c.codebase, "reason": reason}))
         })
         .collect();
     Ok(Json(json!({
         "success": success,
+        "unschedulable": unschedulable,
         "invalid_command": report.invalid_command,
         "invalid_value": report.invalid_value,
         "unknown_campaigns": report.unknown_campaigns,
         "unknown_codebases": report.unknown_codebases,
         "unknown_publish_policies": report.unknown_publish_policies,
     })))
+}
+
+async fn schedule(
+    State(state): State<SharedState>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        crate::schedule::manual::schedule(&state.pool, &state.config, &body).await?,
+    ))
+}
+
+async fn schedule_control(
+    State(state): State<SharedState>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        crate::schedule::manual::schedule_control(&state.pool, &body).await?,
+    ))
 }
 
 async fn delete_candidate(

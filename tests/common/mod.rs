@@ -344,3 +344,18 @@ pub async fn sql(server: &TestServer, statement: &str) {
         .await
         .unwrap();
 }
+
+/// POSTs JSON to the internal app; the status and the JSON answer.
+pub async fn post(
+    server: &TestServer,
+    path: &str,
+    body: serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}

@@ -1,0 +1,461 @@
+//! The scheduling entry points (queue spec 2.3-2.6): read what the formulas need from the
+//! database, compute, and upsert the queue row. Where the Python raises, these return a typed
+//! error instead (DECISIONS, Scheduling).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::NaiveDateTime;
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use super::offset::{DEFAULT_SCHEDULE_OFFSET, OffsetError, OffsetInputs, calculate_offset};
+use super::{DEFAULT_ESTIMATED_DURATION, Estimate, Micros, PastRun, estimate_from_history};
+use crate::db;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// No candidate for the codebase and campaign (Python `CandidateUnavailable`).
+    #[error("Candidate {campaign}/{codebase} is not available")]
+    CandidateUnavailable { campaign: String, codebase: String },
+    /// The inputs cannot give a positive offset (a Python assertion).
+    #[error("During {campaign}/{codebase}: {source}")]
+    Offset {
+        campaign: String,
+        codebase: String,
+        source: OffsetError,
+    },
+    /// Every codebase value is zero or NULL, so values cannot be normalised.
+    #[error("cannot normalise codebase values: the largest is 0")]
+    ZeroMaximumValue,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Everything `do_schedule_regular` takes; `None` fields are read from the candidate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegularRequest<'a> {
+    pub codebase: &'a str,
+    pub campaign: &'a str,
+    pub command: Option<String>,
+    pub candidate_value: Option<i64>,
+    pub success_chance: Option<f64>,
+    pub normalized_codebase_value: Option<f64>,
+    pub requester: Option<&'a str>,
+    pub default_offset: f64,
+    pub context: Option<String>,
+    pub change_set: Option<&'a str>,
+    pub dry_run: bool,
+    pub refresh: bool,
+    pub bucket: Option<&'a str>,
+}
+
+/// What scheduling did: the offset (before truncation), the estimated duration, the queue
+/// row (`-1` on a dry run) and the bucket the row is in now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheduled {
+    pub offset: f64,
+    pub estimated_duration: Micros,
+    pub queue_id: i64,
+    pub bucket: String,
+}
+
+/// `do_schedule_regular`.
+pub async fn do_schedule_regular(
+    conn: &mut PgConnection,
+    now: NaiveDateTime,
+    request: RegularRequest<'_>,
+) -> Result<Scheduled, ScheduleError> {
+    let RegularRequest {
+        codebase,
+        campaign,
+        mut command,
+        mut candidate_value,
+        mut success_chance,
+        normalized_codebase_value,
+        requester,
+        default_offset,
+        mut context,
+        change_set,
+        dry_run,
+        refresh,
+        bucket,
+    } = request;
+    if candidate_value.is_none() || success_chance.is_none() || command.is_none() {
+        let Some(facts) =
+            db::candidates::schedule_facts(conn, codebase, campaign, change_set).await?
+        else {
+            return Err(ScheduleError::CandidateUnavailable {
+                campaign: campaign.to_string(),
+                codebase: codebase.to_string(),
+            });
+        };
+        candidate_value = candidate_value.or(facts.value.map(i64::from));
+        success_chance = success_chance.or(facts.success_chance);
+        if context.is_none() {
+            context = facts.context;
+        }
+        command = command.or(Some(facts.command));
+    }
+    // Only ever multiplied into a value nobody reads (queue spec 9.4).
+    let _ = success_chance;
+    let estimate = estimate_success_probability_and_duration(
+        conn,
+        codebase,
+        campaign,
+        context.as_deref(),
+        now,
+    )
+    .await?;
+    let normalized_codebase_value = match normalized_codebase_value {
+        Some(value) => Some(value),
+        None => normalized_value(conn, codebase).await?,
+    };
+    let offset = calculate_offset(&OffsetInputs {
+        estimated_duration: estimate.duration,
+        normalized_codebase_value,
+        probability_of_success: estimate.probability_of_success,
+        candidate_value,
+        total_previous_runs: estimate.total_previous_runs,
+    })
+    .map_err(|source| ScheduleError::Offset {
+        campaign: campaign.to_string(),
+        codebase: codebase.to_string(),
+        source,
+    })?;
+    let offset = default_offset + offset;
+    let bucket = bucket.unwrap_or("default");
+    let command = command.unwrap_or_default();
+    if dry_run {
+        return Ok(Scheduled {
+            offset,
+            estimated_duration: estimate.duration,
+            queue_id: -1,
+            bucket: bucket.to_string(),
+        });
+    }
+    let (queue_id, bucket) = db::queue::add(
+        conn,
+        &db::queue::NewQueueItem {
+            codebase,
+            campaign,
+            change_set,
+            command: &command,
+            offset,
+            bucket,
+            context: context.as_deref(),
+            estimated_duration: Some(estimate.duration.to_interval()),
+            refresh,
+            requester: Some(requester.unwrap_or("scheduler")),
+        },
+    )
+    .await?;
+    Ok(Scheduled {
+        offset,
+        estimated_duration: estimate.duration,
+        queue_id: i64::from(queue_id),
+        bucket,
+    })
+}
+
+/// The estimator's answer with the duration always known.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FullEstimate {
+    pub probability_of_success: f64,
+    pub duration: Micros,
+    pub total_previous_runs: u32,
+}
+
+/// `estimate_success_probability_and_duration`: the history of (codebase, campaign); with
+/// no counted run, the codebase's average duration, else the campaign's, else 15 s.
+pub async fn estimate_success_probability_and_duration(
+    conn: &mut PgConnection,
+    codebase: &str,
+    campaign: &str,
+    context: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<FullEstimate, ScheduleError> {
+    let history = db::runs::history(conn, codebase, campaign).await?;
+    let runs = past_runs(history);
+    // The dependency checks need the database; settle them before the pure estimate.
+    let mut satisfied = Vec::new();
+    for run in &runs {
+        if let Some(relations) = run.unsatisfied_relations()
+            && !run.ignored_at(now)
+        {
+            satisfied.push((relations.clone(), deps_satisfied(conn, relations).await?));
+        }
+    }
+    let Estimate {
+        probability_of_success,
+        duration,
+        total_previous_runs,
+    } = estimate_from_history(&runs, context, now, |relations| {
+        satisfied
+            .iter()
+            .find(|(r, _)| r == relations)
+            .is_some_and(|(_, ok)| *ok)
+    });
+    let duration = match duration {
+        Some(duration) => duration,
+        None => match db::runs::average_duration(conn, Some(codebase), None).await? {
+            Some(average) => Micros::from_interval(&average),
+            None => match db::runs::average_duration(conn, None, Some(campaign)).await? {
+                Some(average) => Micros::from_interval(&average),
+                None => DEFAULT_ESTIMATED_DURATION,
+            },
+        },
+    };
+    Ok(FullEstimate {
+        probability_of_success,
+        duration,
+        total_previous_runs,
+    })
+}
+
+/// History rows as the estimator's runs. A run without a start or finish time has no
+/// duration to average (Python: TypeError); it is left out.
+fn past_runs(rows: Vec<db::runs::HistoryRow>) -> Vec<PastRun> {
+    rows.into_iter()
+        .filter_map(|row| {
+            let (Some(duration), Some(start_time)) = (row.duration, row.start_time) else {
+                tracing::warn!(code = %row.result_code, "run without start or finish time left out of the estimate");
+                return None;
+            };
+            Some(PastRun {
+                result_code: row.result_code,
+                instigated_context: row.instigated_context,
+                context: row.context,
+                failure_details: row.failure_details,
+                duration: Micros::from_interval(&duration),
+                start_time,
+            })
+        })
+        .collect()
+}
+
+/// `estimate_duration`: the average over (codebase, campaign), else the codebase, else the
+/// campaign, else 15 s.
+pub async fn estimate_duration(
+    conn: &mut PgConnection,
+    codebase: &str,
+    campaign: &str,
+) -> Result<Micros, ScheduleError> {
+    for (codebase, campaign) in [
+        (Some(codebase), Some(campaign)),
+        (Some(codebase), None),
+        (None, Some(campaign)),
+    ] {
+        if let Some(average) = db::runs::average_duration(conn, codebase, campaign).await? {
+            return Ok(Micros::from_interval(&average));
+        }
+    }
+    Ok(DEFAULT_ESTIMATED_DURATION)
+}
+
+/// The single path's normalised codebase value; a zero maximum is reported, not crashed on.
+async fn normalized_value(
+    conn: &mut PgConnection,
+    codebase: &str,
+) -> Result<Option<f64>, ScheduleError> {
+    match db::codebases::normalized_value(conn, codebase).await {
+        Ok(value) => Ok(value),
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("22012") => {
+            Err(ScheduleError::ZeroMaximumValue)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// What `do_schedule` takes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScheduleRequest<'a> {
+    pub campaign: &'a str,
+    pub codebase: &'a str,
+    pub bucket: Option<&'a str>,
+    pub change_set: Option<&'a str>,
+    pub offset: Option<f64>,
+    pub refresh: bool,
+    pub requester: Option<&'a str>,
+    pub estimated_duration: Option<Micros>,
+    pub command: Option<String>,
+}
+
+/// `do_schedule`: to the head of its bucket (offset −1 unless given), context cleared.
+pub async fn do_schedule(
+    conn: &mut PgConnection,
+    request: ScheduleRequest<'_>,
+) -> Result<Scheduled, ScheduleError> {
+    let offset = request.offset.unwrap_or(DEFAULT_SCHEDULE_OFFSET);
+    let bucket = request.bucket.unwrap_or("default");
+    let command = match request.command {
+        Some(command) => command,
+        None => db::candidates::any_command(conn, request.codebase, request.campaign)
+            .await?
+            .ok_or_else(|| ScheduleError::CandidateUnavailable {
+                campaign: request.campaign.to_string(),
+                codebase: request.codebase.to_string(),
+            })?,
+    };
+    let estimated_duration = match request.estimated_duration {
+        Some(duration) => duration,
+        None => estimate_duration(conn, request.codebase, request.campaign).await?,
+    };
+    let (queue_id, bucket) = db::queue::add(
+        conn,
+        &db::queue::NewQueueItem {
+            codebase: request.codebase,
+            campaign: request.campaign,
+            change_set: request.change_set,
+            command: &command,
+            offset,
+            bucket,
+            context: None,
+            estimated_duration: Some(estimated_duration.to_interval()),
+            refresh: request.refresh,
+            requester: request.requester,
+        },
+    )
+    .await?;
+    Ok(Scheduled {
+        offset,
+        estimated_duration,
+        queue_id: i64::from(queue_id),
+        bucket,
+    })
+}
+
+/// What `do_schedule_control` takes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ControlRequest<'a> {
+    pub codebase: &'a str,
+    pub change_set: Option<&'a str>,
+    pub main_branch_revision: Option<&'a str>,
+    pub offset: Option<f64>,
+    pub refresh: bool,
+    pub bucket: Option<&'a str>,
+    pub requester: Option<&'a str>,
+    /// Accepted and ignored, as in Python (queue spec 9.10).
+    pub estimated_duration: Option<Micros>,
+}
+
+/// The campaign control runs belong to.
+pub const CONTROL_CAMPAIGN: &str = "control";
+
+/// `do_schedule_control`: `brz up [--revision=R]` in campaign `control`, bucket `control`.
+pub async fn do_schedule_control(
+    conn: &mut PgConnection,
+    request: ControlRequest<'_>,
+) -> Result<Scheduled, ScheduleError> {
+    let mut words = vec!["brz".to_string(), "up".to_string()];
+    if let Some(revision) = request.main_branch_revision {
+        words.push(format!("--revision={revision}"));
+    }
+    let command = crate::command::join(&words);
+    do_schedule(
+        conn,
+        ScheduleRequest {
+            campaign: CONTROL_CAMPAIGN,
+            codebase: request.codebase,
+            bucket: Some(request.bucket.unwrap_or("control")),
+            change_set: request.change_set,
+            offset: request.offset,
+            refresh: request.refresh,
+            requester: request.requester,
+            estimated_duration: None,
+            command: Some(command),
+        },
+    )
+    .await
+}
+
+/// Whether every AND-group of Debian relations has an available alternative in
+/// `all_debian_versions`. Without that relation (a plain Janitor schema) nothing is
+/// satisfiable; that is logged once.
+pub async fn deps_satisfied(
+    conn: &mut PgConnection,
+    relations: &Value,
+) -> Result<bool, sqlx::Error> {
+    static MISSING_LOGGED: AtomicBool = AtomicBool::new(false);
+    let Some(groups) = relations.as_array() else {
+        return Ok(false);
+    };
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('all_debian_versions')::text")
+            .fetch_one(&mut *conn)
+            .await?;
+    if exists.is_none() {
+        if !MISSING_LOGGED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "relation all_debian_versions does not exist; dependency checks are skipped"
+            );
+        }
+        return Ok(false);
+    }
+    for group in groups {
+        let mut available = false;
+        for alternative in group.as_array().into_iter().flatten() {
+            if dep_available(conn, alternative).await? {
+                available = true;
+                break;
+            }
+        }
+        if !available {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// One alternative: a source of that name, at a matching version if one is given. Debian's
+/// strict `>>`/`<<` mean `>`/`<` (debversion has no such operators); any other operator, or
+/// a malformed alternative, is not available.
+async fn dep_available(conn: &mut PgConnection, alternative: &Value) -> Result<bool, sqlx::Error> {
+    let Some(name) = alternative.get("name").and_then(Value::as_str) else {
+        return Ok(false);
+    };
+    let constraint = match alternative.get("version") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(pair)) => match pair.as_slice() {
+            [Value::String(operator), Value::String(version)] => {
+                let operator = match operator.as_str() {
+                    ">>" => ">",
+                    "<<" => "<",
+                    op @ ("=" | "!=" | "<" | ">" | "<=" | ">=") => op,
+                    _ => return Ok(false),
+                };
+                Some((operator, version.as_str()))
+            }
+            _ => return Ok(false),
+        },
+        Some(_) => return Ok(false),
+    };
+    let found: Option<i32> = match constraint {
+        None => {
+            sqlx::query_scalar("SELECT 1 FROM all_debian_versions WHERE source = $1 LIMIT 1")
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        Some((operator, version)) => {
+            // The operator comes from the fixed list above, never from the input.
+            let statement = format!(
+                "SELECT 1 FROM all_debian_versions WHERE source = $1 AND version {operator} $2::debversion LIMIT 1"
+            );
+            let found = sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&mut *conn)
+                .await;
+            match found {
+                Ok(found) => found,
+                // A version debversion cannot read matches nothing (Python: an SQL error).
+                Err(sqlx::Error::Database(error)) => {
+                    tracing::debug!(%error, name, version, "unusable version in a relation");
+                    None
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    };
+    Ok(found.is_some())
+}

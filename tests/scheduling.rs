@@ -1,0 +1,360 @@
+//! The scheduling paths against a real database, on the worked example of queue spec 6:
+//! the single path (`do_schedule_regular`), `do_schedule`, `do_schedule_control`, the
+//! post-run reschedule, and the HTTP routes that call them.
+
+mod common;
+
+use common::{Store, TestServer, post, sql};
+use janitor_runner::schedule::Micros;
+use janitor_runner::schedule::engine::{
+    ControlRequest, RegularRequest, ScheduleRequest, do_schedule, do_schedule_control,
+    do_schedule_regular,
+};
+use serde_json::json;
+
+/// Queue spec 6: codebases, candidates, runs, and the queue holding one row (id 41).
+const WORKED_EXAMPLE: &str = "
+INSERT INTO codebase (name, value) VALUES ('alpha', 200), ('beta', 50), ('gamma', NULL), ('delta', 100);
+INSERT INTO candidate (codebase, suite, command, context, value, success_chance) VALUES
+  ('alpha', 'lintian-fixes', 'lintian-brush', 'ctx-a', 10, 0.9),
+  ('beta', 'lintian-fixes', 'lintian-brush', NULL, 20, NULL),
+  ('gamma', 'lintian-fixes', 'lintian-brush', NULL, 5, 0.5);
+INSERT INTO change_set (id, campaign) VALUES ('cs', 'lintian-fixes');
+INSERT INTO run (id, codebase, suite, command, start_time, finish_time, result_code, context,
+                 instigated_context, failure_transient, logfilenames, change_set) VALUES
+  ('a1', 'alpha', 'lintian-fixes', 'x', '2026-01-01 10:00', '2026-01-01 10:01', 'success', 'ctx-old', 'ctx-old', NULL, '{}', 'cs'),
+  ('a2', 'alpha', 'lintian-fixes', 'x', '2026-01-03 10:00', '2026-01-03 10:01:30', 'build-failed', NULL, NULL, false, '{}', 'cs'),
+  ('a3', 'alpha', 'lintian-fixes', 'x', '2026-01-05 10:00', '2026-01-05 10:00:10', 'worker-failure', NULL, NULL, NULL, '{}', 'cs'),
+  ('a4', 'alpha', 'lintian-fixes', 'x', '2026-01-07 10:00', '2026-01-07 11:00', 'worker-timeout', NULL, NULL, true, '{}', 'cs'),
+  ('a5', 'alpha', 'lintian-fixes', 'x', '2026-01-09 10:00', '2026-01-09 10:00:30.5', 'success', 'ctx-a', 'ctx-a', NULL, '{}', 'cs'),
+  ('b1', 'beta', 'fresh-releases', 'x', '2026-01-02 00:00', '2026-01-02 00:01:40', 'success', NULL, NULL, NULL, '{}', 'cs'),
+  ('b2', 'beta', 'fresh-releases', 'x', '2026-01-04 00:00', '2026-01-04 00:03:20', 'build-failed', NULL, NULL, false, '{}', 'cs'),
+  ('b3', 'beta', 'fresh-releases', 'x', '2026-01-06 00:00', '2026-01-06 01:23:20', 'worker-timeout', NULL, NULL, true, '{}', 'cs'),
+  ('g1', 'gamma', 'lintian-fixes', 'x', '2026-01-02 00:00', '2026-01-02 00:00:40', 'success', 'ctx-g', 'ctx-g', NULL, '{}', 'cs'),
+  ('g2', 'gamma', 'lintian-fixes', 'x', '2026-01-04 00:00', '2026-01-04 00:00:20', 'nothing-to-do', NULL, NULL, NULL, '{}', 'cs');
+SELECT setval('queue_id_seq', 40);
+INSERT INTO queue (codebase, suite, command, bucket, priority, estimated_duration)
+  VALUES ('delta', 'lintian-fixes', 'lintian-brush', 'manual', -5, interval '45 seconds');
+";
+
+/// (bucket, codebase, campaign, priority, estimated duration in µs, context, requester),
+/// in queue order.
+async fn queue_rows(
+    server: &TestServer,
+) -> Vec<(
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+)> {
+    sqlx::query_as(
+        "SELECT bucket::text, codebase, suite::text, priority,
+                (extract(epoch FROM estimated_duration) * 1000000)::bigint, context, requester
+         FROM queue ORDER BY queue.bucket, priority, id",
+    )
+    .fetch_all(&server.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn worked_example_single_path_and_follow_ups() {
+    let server = TestServer::start(Store::Postgres).await;
+    sql(&server, WORKED_EXAMPLE).await;
+    let now = server.clock_now();
+    let mut conn = server.db.pool.acquire().await.unwrap();
+    let regular = |codebase: &'static str| RegularRequest {
+        codebase,
+        campaign: "lintian-fixes",
+        ..RegularRequest::default()
+    };
+
+    // The single path: raw candidate values, SQL normalisation.
+    let alpha = do_schedule_regular(&mut conn, now, regular("alpha"))
+        .await
+        .unwrap();
+    assert_eq!(alpha.offset, 118587.30257142859);
+    assert_eq!(alpha.estimated_duration, Micros(60_166_667));
+    assert_eq!((alpha.queue_id, alpha.bucket.as_str()), (41 + 1, "default"));
+    let beta = do_schedule_regular(&mut conn, now, regular("beta"))
+        .await
+        .unwrap();
+    assert_eq!(beta.offset, 5666.666666666667);
+    assert_eq!(beta.estimated_duration, Micros::from_seconds(150));
+    let gamma = do_schedule_regular(&mut conn, now, regular("gamma"))
+        .await
+        .unwrap();
+    assert_eq!(
+        gamma.offset, 38181.818181818184,
+        "NULL value normalises to 1.0"
+    );
+    assert_eq!(gamma.estimated_duration, Micros::from_seconds(30));
+    let rows = queue_rows(&server).await;
+    let priorities: Vec<(&str, i64)> = rows.iter().map(|r| (r.1.as_str(), r.3)).collect();
+    assert_eq!(
+        priorities,
+        [
+            ("delta", -5),
+            ("beta", 5661),
+            ("gamma", 38176),
+            ("alpha", 118582)
+        ],
+        "priority = lowest priority (-5) + the offset truncated"
+    );
+    assert_eq!(
+        rows[3].5.as_deref(),
+        Some("ctx-a"),
+        "context from the candidate"
+    );
+    assert_eq!(rows[3].6.as_deref(), Some("scheduler"));
+
+    // Follow-up 1: do_schedule moves gamma to the head of `manual` and clears its context.
+    let manual = do_schedule(
+        &mut conn,
+        ScheduleRequest {
+            campaign: "lintian-fixes",
+            codebase: "gamma",
+            bucket: Some("manual"),
+            requester: Some("admin"),
+            ..ScheduleRequest::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            manual.offset,
+            manual.estimated_duration,
+            manual.queue_id,
+            manual.bucket.as_str()
+        ),
+        (-1.0, Micros::from_seconds(30), gamma.queue_id, "manual")
+    );
+    // Follow-up 2: the regular path does not move it back to `default`.
+    let again = do_schedule_regular(&mut conn, now, regular("gamma"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.offset, again.queue_id, again.bucket.as_str()),
+        (38181.818181818184, gamma.queue_id, "manual")
+    );
+    // Follow-up 3: a control run, at the head of `control`.
+    let control = do_schedule_control(
+        &mut conn,
+        ControlRequest {
+            codebase: "beta",
+            main_branch_revision: Some("git-v1:abc123"),
+            estimated_duration: Some(Micros::from_seconds(1)),
+            ..ControlRequest::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(control.bucket, "control");
+    assert_eq!(
+        control.estimated_duration,
+        Micros::from_seconds(150),
+        "the given duration is ignored; beta's average is used"
+    );
+    let rows = queue_rows(&server).await;
+    let order: Vec<(&str, &str, &str, i64)> = rows
+        .iter()
+        .map(|r| (r.0.as_str(), r.1.as_str(), r.2.as_str(), r.3))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("manual", "gamma", "lintian-fixes", -6),
+            ("manual", "delta", "lintian-fixes", -5),
+            ("control", "beta", "control", -7),
+            ("default", "beta", "lintian-fixes", 5661),
+            ("default", "alpha", "lintian-fixes", 118582),
+        ]
+    );
+    assert_eq!(rows[0].5, None, "do_schedule clears the context");
+    let command: String = sqlx::query_scalar("SELECT command FROM queue WHERE suite = 'control'")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(command, "brz up --revision=git-v1:abc123");
+
+    // Follow-up 4: alpha's run a6 finishes; the reschedule counts it (context ctx-a2).
+    sql(
+        &server,
+        "DELETE FROM queue WHERE codebase = 'alpha';
+         INSERT INTO run (id, codebase, suite, command, start_time, finish_time, result_code,
+                          context, instigated_context, logfilenames, change_set)
+         VALUES ('a6', 'alpha', 'lintian-fixes', 'x', '2026-02-01 10:00', '2026-02-01 10:00:45',
+                 'success', 'ctx-a2', 'ctx-a', '{}', 'cs');",
+    )
+    .await;
+    let after = do_schedule_regular(
+        &mut conn,
+        now,
+        RegularRequest {
+            context: Some("ctx-a2".into()),
+            requester: Some("after run schedule"),
+            ..regular("alpha")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(after.offset, 101508.06451612902);
+    assert_eq!(after.estimated_duration, Micros(56_375_000));
+    let priority: i64 = sqlx::query_scalar("SELECT priority FROM queue WHERE codebase = 'alpha'")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(priority, -7 + 101508);
+    drop(conn);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn schedule_routes() {
+    let server = TestServer::start(Store::Postgres).await;
+    sql(&server, WORKED_EXAMPLE).await;
+    let (status, body) = post(
+        &server,
+        "/schedule",
+        json!({"campaign": "lintian-fixes", "codebase": "gamma", "bucket": "manual", "requester": "admin"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"campaign": "lintian-fixes", "offset": -1.0, "bucket": "manual", "codebase": "gamma",
+               "queue_id": 41 + 1, "estimated_duration_seconds": 30.0})
+    );
+    let (status, body) = post(
+        &server,
+        "/schedule",
+        json!({"run_id": "a5", "offset": "10", "estimated_duration": 12.5}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["codebase"], "alpha");
+    assert_eq!(body["offset"], 10.0);
+    assert_eq!(body["estimated_duration_seconds"], 12.5);
+
+    let (status, body) = post(
+        &server,
+        "/schedule-control",
+        json!({"codebase": "beta", "main_branch_revision": "r1", "requester": null}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["campaign"], "control");
+    assert_eq!(body["bucket"], "control");
+
+    for (path, bad, expected) in [
+        ("/schedule", json!({"run_id": "nope"}), 404),
+        ("/schedule", json!({"codebase": "alpha"}), 400),
+        (
+            "/schedule",
+            json!({"campaign": "no-such", "codebase": "alpha"}),
+            400,
+        ),
+        (
+            "/schedule",
+            json!({"campaign": "lintian-fixes", "codebase": "zeta"}),
+            404,
+        ),
+        (
+            "/schedule",
+            json!({"campaign": "lintian-fixes", "codebase": "alpha", "bucket": "soon"}),
+            400,
+        ),
+        (
+            "/schedule",
+            json!({"campaign": "lintian-fixes", "codebase": "alpha", "offset": "x"}),
+            400,
+        ),
+        (
+            "/schedule-control",
+            json!({"codebase": "beta", "main_branch_revision": "r1"}),
+            400,
+        ),
+        (
+            "/schedule-control",
+            json!({"run_id": "a1", "requester": null}),
+            400,
+        ),
+        (
+            "/schedule-control",
+            json!({"run_id": "nope", "requester": null}),
+            404,
+        ),
+    ] {
+        let (status, body) = post(&server, path, bad.clone()).await;
+        assert_eq!(status.as_u16(), expected, "{path} {bad}: {body}");
+        assert!(body["reason"].is_string(), "{body}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn candidate_upload_schedules_and_a_finished_run_is_requeued() {
+    let server = TestServer::start(Store::Postgres).await;
+    sql(
+        &server,
+        "INSERT INTO codebase (name, url, branch_url, vcs_type, subpath)
+         VALUES ('foo', NULL, NULL, NULL, NULL);",
+    )
+    .await;
+    // The upstream test: no value, no runs: offset 35000, 15 s, queue id 1.
+    let (status, body) = post(
+        &server,
+        "/candidates",
+        json!([{"codebase": "foo", "campaign": "empty-ok", "command": "true"}]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["success"],
+        json!([{"campaign": "empty-ok", "codebase": "foo", "bucket": "default", "change_set": null,
+                "offset": 35000.0, "estimated_duration": 15.0, "queue-id": 1, "refresh": false}])
+    );
+    // Assigned, then finished by the worker: the candidate comes back in `default`.
+    let (status, assignment) = post(&server, "/active-runs", json!({})).await;
+    assert_eq!(status, 201, "{assignment}");
+    let run_id = assignment["id"].as_str().unwrap().to_string();
+    let boundary = "b0undary";
+    let multipart = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"result\"; filename=\"result.json\"\r\n\r\n\
+         {{\"context\": \"next\"}}\r\n--{boundary}--\r\n"
+    );
+    let response = reqwest::Client::new()
+        .post(server.url(&format!("/active-runs/{run_id}/finish")))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(multipart)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let mut requeued = None;
+    for _ in 0..100 {
+        requeued = sqlx::query_as::<_, (i32, String, Option<String>, Option<String>)>(
+            "SELECT id, bucket::text, context, requester FROM queue WHERE codebase = 'foo'",
+        )
+        .fetch_optional(&server.db.pool)
+        .await
+        .unwrap();
+        if requeued.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (id, bucket, context, requester) = requeued.expect("re-queued after the run");
+    assert_ne!(id, 1, "a new row");
+    assert_eq!(bucket, "default");
+    assert_eq!(context.as_deref(), Some("next"), "the result's context");
+    assert_eq!(requester.as_deref(), Some("after run schedule"));
+    server.stop().await;
+}
