@@ -20,6 +20,9 @@ pub const REMOTE_BRANCH_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const VCS_STORE_BRANCH_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a host stays blocked when its 429 names no time (Python `DEFAULT_RETRY_AFTER`).
 pub const DEFAULT_RETRY_AFTER: TimeDelta = TimeDelta::seconds(120);
+/// The longest block a `Retry-After` can ask for: a wrong header must not shut a forge out
+/// for good.
+pub const MAXIMUM_RETRY_AFTER: TimeDelta = TimeDelta::days(1);
 
 const GIT_ADVERTISEMENT: &str = "application/x-git-upload-pack-advertisement";
 
@@ -80,10 +83,11 @@ pub struct RateLimited {
 }
 
 impl RateLimited {
-    /// The end of the block: the server's time, or [`DEFAULT_RETRY_AFTER`] from `now`.
+    /// The end of the block: the server's time (at most [`MAXIMUM_RETRY_AFTER`] away), or
+    /// [`DEFAULT_RETRY_AFTER`] from `now`.
     pub fn until(&self, now: NaiveDateTime) -> NaiveDateTime {
         match self.retry_after {
-            Some(retry_after) => retry_after.until(now),
+            Some(retry_after) => retry_after.until(now).min(now + MAXIMUM_RETRY_AFTER),
             None => now + DEFAULT_RETRY_AFTER,
         }
     }
@@ -534,6 +538,11 @@ mod tests {
             retry_after: None,
         };
         assert_eq!(limited.until(now), now + DEFAULT_RETRY_AFTER);
+        let far = RateLimited {
+            retry_after: Some(RetryAfter::Seconds(10_000_000)),
+            ..limited
+        };
+        assert_eq!(far.until(now), now + MAXIMUM_RETRY_AFTER);
     }
 
     #[test]
