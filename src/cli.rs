@@ -28,6 +28,32 @@ pub struct Cli {
 pub enum Command {
     /// Apply database migrations (adopting an existing Janitor database) and exit.
     Migrate(DatabaseArgs),
+    /// Schedule every candidate (the Python `janitor.schedule` command).
+    Schedule(ScheduleArgs),
+}
+
+/// The flags of the Python `janitor.schedule` command.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Compute everything, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Prometheus push gateway to send `job_last_success_unixtime` to.
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// Restrict to a specific campaign.
+    #[arg(long)]
+    pub campaign: Option<String>,
+    /// Log as JSON lines (for Google Cloud Logging).
+    #[arg(long)]
+    pub gcp_logging: bool,
+    /// Show debug output.
+    #[arg(long)]
+    pub debug: bool,
+    /// Codebases to process (all when none are given).
+    pub codebases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

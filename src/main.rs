@@ -11,9 +11,13 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.serve.debug, cli.serve.gcp_logging);
+    match &cli.command {
+        Some(Command::Schedule(args)) => init_logging(args.debug, args.gcp_logging),
+        _ => init_logging(cli.serve.debug, cli.serve.gcp_logging),
+    }
     let outcome = match &cli.command {
         Some(Command::Migrate(args)) => migrate(args).await,
+        Some(Command::Schedule(args)) => schedule(args).await,
         None => serve(&cli).await,
     };
     match outcome {
@@ -62,6 +66,101 @@ async fn migrate(args: &janitor_runner::cli::DatabaseArgs) -> anyhow::Result<()>
             report.adopted
         );
     }
+    Ok(())
+}
+
+async fn schedule(args: &janitor_runner::cli::ScheduleArgs) -> anyhow::Result<()> {
+    use janitor_runner::schedule::bulk::{BulkOptions, bulk_schedule};
+    let (_, url) = args.database.load().await?;
+    let pool = janitor_runner::db::connect(&url, 2)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    janitor_runner::db::migrate(&pool)
+        .await
+        .context("migration failed")?;
+    let options = BulkOptions {
+        campaign: args.campaign.clone(),
+        codebases: args.codebases.clone(),
+        dry_run: args.dry_run,
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let now = chrono::Utc::now().naive_utc();
+    let summary = bulk_schedule(&pool, now, &options, |done, total| {
+        if terminal {
+            let width = 40;
+            let filled = (done * width)
+                .checked_div(total)
+                .unwrap_or(width)
+                .min(width);
+            eprint!(
+                "\r[{}{}] {done}/{total} candidates",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+        }
+    })
+    .await?;
+    if terminal {
+        eprintln!();
+    }
+    println!(
+        "{} candidates in {:.2} s{}",
+        summary.candidates,
+        started.elapsed().as_secs_f64(),
+        if args.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
+    );
+    for (bucket, counts) in &summary.buckets {
+        println!(
+            "  {bucket}: {} added, {} updated, {} unchanged",
+            counts.added, counts.updated, counts.unchanged
+        );
+    }
+    if !summary.skipped.is_empty() {
+        println!(
+            "  skipped {} (the Python scheduler would have stopped here):",
+            summary.skipped.len()
+        );
+        for skipped in &summary.skipped {
+            println!(
+                "    {}/{}: {}",
+                skipped.campaign, skipped.codebase, skipped.reason
+            );
+        }
+    }
+    if let Some(gateway) = &args.prometheus {
+        push_last_success(gateway).await?;
+    }
+    Ok(())
+}
+
+/// Sets `job_last_success_unixtime` for job `janitor.schedule` on a push gateway.
+async fn push_last_success(gateway: &str) -> anyhow::Result<()> {
+    let body = format!(
+        "# TYPE job_last_success_unixtime gauge\njob_last_success_unixtime {}\n",
+        chrono::Utc::now().timestamp()
+    );
+    let url = format!(
+        "{}/metrics/job/janitor.schedule",
+        gateway.trim_end_matches('/')
+    );
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?
+        .put(&url)
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("cannot push to {url}"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url} answered {}",
+        response.status()
+    );
     Ok(())
 }
 

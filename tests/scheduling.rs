@@ -358,3 +358,166 @@ async fn candidate_upload_schedules_and_a_finished_run_is_requeued() {
     assert_eq!(requester.as_deref(), Some("after run schedule"));
     server.stop().await;
 }
+
+/// The worked example's publish policies, attached to its candidates.
+const POLICIES: &str = "
+INSERT INTO named_publish_policy (name, per_branch_policy) VALUES
+  ('propose-main', ARRAY[ROW('main', 'propose', NULL)::branch_publish_policy]),
+  ('attempt-push-main', ARRAY[ROW('main', 'attempt-push', NULL)::branch_publish_policy]),
+  ('build-only', ARRAY[ROW('main', 'build-only', NULL)::branch_publish_policy]);
+UPDATE candidate SET publish_policy = CASE codebase
+  WHEN 'alpha' THEN 'propose-main' WHEN 'beta' THEN 'attempt-push-main' ELSE 'build-only' END;
+";
+
+#[tokio::test]
+async fn worked_example_bulk_path() {
+    use janitor_runner::schedule::bulk::{BulkOptions, bulk_schedule};
+    let server = TestServer::start(Store::Postgres).await;
+    sql(&server, WORKED_EXAMPLE).await;
+    sql(&server, POLICIES).await;
+    let options = BulkOptions {
+        campaign: Some("lintian-fixes".into()),
+        codebases: vec!["alpha".into(), "beta".into(), "gamma".into()],
+        dry_run: false,
+    };
+    let summary = bulk_schedule(&server.db.pool, server.clock_now(), &options, |_, _| {})
+        .await
+        .unwrap();
+    assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
+    let offsets: Vec<(f64, i64)> = summary.scheduled.iter().map(|s| (s.1, s.2)).collect();
+    assert_eq!(
+        offsets,
+        [
+            (2892.373233449478, 42),
+            (1192.982456140351, 43),
+            (381818.1818181817, 44)
+        ]
+    );
+    let rows = queue_rows(&server).await;
+    type Row<'a> = (&'a str, &'a str, i64, i64, Option<&'a str>, Option<&'a str>);
+    let table: Vec<Row<'_>> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.0.as_str(),
+                r.1.as_str(),
+                r.3,
+                r.4,
+                r.5.as_deref(),
+                r.6.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        table,
+        [
+            ("manual", "delta", -5, 45_000_000, None, None),
+            (
+                "default",
+                "beta",
+                1187,
+                150_000_000,
+                None,
+                Some("scheduler")
+            ),
+            (
+                "default",
+                "alpha",
+                2887,
+                60_166_667,
+                Some("ctx-a"),
+                Some("scheduler")
+            ),
+            (
+                "default",
+                "gamma",
+                381813,
+                30_000_000,
+                None,
+                Some("scheduler")
+            ),
+        ]
+    );
+    let positions: Vec<(i64, Option<f64>)> = sqlx::query_as(
+        "SELECT position, extract(epoch FROM wait_time)::float8 FROM queue_positions ORDER BY position",
+    )
+    .fetch_all(&server.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        positions,
+        [
+            (1, Some(0.0)),
+            (2, Some(45.0)),
+            (3, Some(195.0)),
+            (4, Some(255.166667))
+        ]
+    );
+    assert_eq!(summary.buckets["default"].added, 3);
+    // The next id is 45: one sequence value per upsert.
+    let next: i64 = sqlx::query_scalar("SELECT nextval('queue_id_seq')")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(next, 45);
+
+    // Bulk again: every row updated in place (same bucket), none added.
+    let again = bulk_schedule(&server.db.pool, server.clock_now(), &options, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(again.buckets["default"].updated, 3);
+    assert_eq!(again.buckets["default"].added, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bulk_skips_what_the_python_crashes_on() {
+    use janitor_runner::schedule::bulk::{BulkOptions, bulk_schedule};
+    let server = TestServer::start(Store::Postgres).await;
+    sql(&server, WORKED_EXAMPLE).await;
+    sql(&server, POLICIES).await;
+    sql(
+        &server,
+        "INSERT INTO named_publish_policy (name, per_branch_policy) VALUES
+           ('derived', ARRAY[ROW('main', 'push-derived', NULL)::branch_publish_policy]),
+           ('none', NULL);
+         INSERT INTO codebase (name, value) VALUES ('eps', 10), ('zeta', 10), ('eta', 10);
+         INSERT INTO candidate (codebase, suite, command, value, publish_policy) VALUES
+           ('eps', 'lintian-fixes', 'x', 5, 'derived'),
+           ('zeta', 'lintian-fixes', 'x', NULL, 'propose-main'),
+           ('eta', 'lintian-fixes', 'x', 5, 'none');",
+    )
+    .await;
+    let options = BulkOptions {
+        campaign: Some("lintian-fixes".into()),
+        ..BulkOptions::default()
+    };
+    let summary = bulk_schedule(&server.db.pool, server.clock_now(), &options, |_, _| {})
+        .await
+        .unwrap();
+    let skipped: Vec<&str> = summary
+        .skipped
+        .iter()
+        .map(|s| s.codebase.as_str())
+        .collect();
+    assert_eq!(skipped, ["eps", "zeta", "eta"]);
+    // The others are scheduled exactly as without them.
+    let offsets: Vec<f64> = summary.scheduled.iter().map(|s| s.1).collect();
+    assert_eq!(
+        offsets,
+        [2892.373233449478, 1192.982456140351, 381818.1818181817]
+    );
+
+    // Every codebase value zero: nothing can be normalised, everything is skipped.
+    sql(&server, "UPDATE codebase SET value = NULL").await;
+    let dry = BulkOptions {
+        dry_run: true,
+        ..options
+    };
+    let summary = bulk_schedule(&server.db.pool, server.clock_now(), &dry, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.skipped.len(), 6);
+    assert!(summary.scheduled.is_empty());
+    server.stop().await;
+}

@@ -215,22 +215,23 @@ pub async fn estimate_success_probability_and_duration(
 /// History rows as the estimator's runs. A run without a start or finish time has no
 /// duration to average (Python: TypeError); it is left out.
 fn past_runs(rows: Vec<db::runs::HistoryRow>) -> Vec<PastRun> {
-    rows.into_iter()
-        .filter_map(|row| {
-            let (Some(duration), Some(start_time)) = (row.duration, row.start_time) else {
-                tracing::warn!(code = %row.result_code, "run without start or finish time left out of the estimate");
-                return None;
-            };
-            Some(PastRun {
-                result_code: row.result_code,
-                instigated_context: row.instigated_context,
-                context: row.context,
-                failure_details: row.failure_details,
-                duration: Micros::from_interval(&duration),
-                start_time,
-            })
-        })
-        .collect()
+    rows.into_iter().filter_map(past_run).collect()
+}
+
+/// One history row as the estimator's run; `None` without a start or finish time.
+pub(crate) fn past_run(row: db::runs::HistoryRow) -> Option<PastRun> {
+    let (Some(duration), Some(start_time)) = (row.duration, row.start_time) else {
+        tracing::warn!(code = %row.result_code, "run without start or finish time left out of the estimate");
+        return None;
+    };
+    Some(PastRun {
+        result_code: row.result_code,
+        instigated_context: row.instigated_context,
+        context: row.context,
+        failure_details: row.failure_details,
+        duration: Micros::from_interval(&duration),
+        start_time,
+    })
 }
 
 /// `estimate_duration`: the average over (codebase, campaign), else the codebase, else the

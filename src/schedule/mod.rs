@@ -4,6 +4,7 @@
 //! Scheduling).
 
 pub mod after_run;
+pub mod bulk;
 pub mod engine;
 pub mod estimate;
 pub mod manual;
@@ -41,11 +42,13 @@ impl Micros {
         Self(days * 86_400_000_000 + interval.microseconds)
     }
 
+    /// As asyncpg encodes a `timedelta`: whole days, and the rest in microseconds.
     pub fn to_interval(self) -> sqlx::postgres::types::PgInterval {
+        const DAY: i64 = 86_400_000_000;
         sqlx::postgres::types::PgInterval {
             months: 0,
-            days: 0,
-            microseconds: self.0,
+            days: i32::try_from(self.0.div_euclid(DAY)).unwrap_or(i32::MAX),
+            microseconds: self.0.rem_euclid(DAY),
         }
     }
 
