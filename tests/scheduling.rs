@@ -359,6 +359,26 @@ async fn candidate_upload_schedules_and_a_finished_run_is_requeued() {
     server.stop().await;
 }
 
+/// `db::queue::position` (what `GET /queue/position` answers) gives the `queue_positions`
+/// view's numbers for every queued (codebase, campaign).
+async fn assert_position_matches_view(server: &TestServer) {
+    let view: Vec<(String, String, i64, Option<f64>)> = sqlx::query_as(
+        "SELECT DISTINCT ON (codebase, suite) codebase, suite::text, position,
+                extract(epoch FROM wait_time)::float8
+         FROM queue_positions ORDER BY codebase, suite, position",
+    )
+    .fetch_all(&server.db.pool)
+    .await
+    .unwrap();
+    assert!(!view.is_empty());
+    for (codebase, campaign, position, wait) in view {
+        let found = janitor_runner::db::queue::position(&server.db.pool, &codebase, &campaign)
+            .await
+            .unwrap();
+        assert_eq!(found, Some((position, wait)), "{codebase}/{campaign}");
+    }
+}
+
 /// The worked example's publish policies, attached to its candidates.
 const POLICIES: &str = "
 INSERT INTO named_publish_policy (name, per_branch_policy) VALUES
@@ -453,13 +473,22 @@ async fn worked_example_bulk_path() {
             (4, Some(255.166667))
         ]
     );
+    assert_position_matches_view(&server).await;
+    sql(
+        &server,
+        "INSERT INTO codebase (name) VALUES ('head');
+         INSERT INTO queue (codebase, suite, command, bucket) VALUES ('head', 'generic', 'x', 'hook');",
+    )
+    .await;
+    assert_position_matches_view(&server).await;
+    sql(&server, "DELETE FROM queue WHERE codebase = 'head'").await;
     assert_eq!(summary.buckets["default"].added, 3);
-    // The next id is 45: one sequence value per upsert.
+    // The next id is 46: one sequence value per upsert (42-44), and 45 for the row above.
     let next: i64 = sqlx::query_scalar("SELECT nextval('queue_id_seq')")
         .fetch_one(&server.db.pool)
         .await
         .unwrap();
-    assert_eq!(next, 45);
+    assert_eq!(next, 46);
 
     // Bulk again: every row updated in place (same bucket), none added.
     let again = bulk_schedule(&server.db.pool, server.clock_now(), &options, |_, _| {})

@@ -30,9 +30,22 @@ pub async fn position(
     codebase: &str,
     campaign: &str,
 ) -> Result<Option<(i64, Option<f64>)>, sqlx::Error> {
+    // The same numbers as the `queue_positions` view, without computing its window over the
+    // whole queue: count and sum the rows ahead by the (bucket, priority, id) index.
     sqlx::query_as(
-        "SELECT position, extract(epoch FROM wait_time)::float8
-         FROM queue_positions WHERE codebase = $1 AND suite = $2 LIMIT 1",
+        "WITH target AS (
+           SELECT bucket, priority, id, estimated_duration FROM queue
+           WHERE codebase = $1 AND suite = $2
+           ORDER BY bucket, priority, id LIMIT 1)
+         SELECT ahead.n + 1,
+                extract(epoch FROM coalesce(
+                  ahead.wait,
+                  CASE WHEN target.estimated_duration IS NULL THEN NULL
+                       ELSE interval '0' END))::float8
+         FROM target, LATERAL (
+           SELECT count(*) AS n, sum(q.estimated_duration) AS wait FROM queue q
+           WHERE (q.bucket, q.priority, q.id) < (target.bucket, target.priority, target.id)
+         ) AS ahead",
     )
     .bind(codebase)
     .bind(campaign)
