@@ -72,7 +72,8 @@ async fn migrate(args: &janitor_runner::cli::DatabaseArgs) -> anyhow::Result<()>
 async fn schedule(args: &janitor_runner::cli::ScheduleArgs) -> anyhow::Result<()> {
     use janitor_runner::schedule::bulk::{BulkOptions, bulk_schedule};
     let (_, url) = args.database.load().await?;
-    let pool = janitor_runner::db::connect(&url, 2)
+    // The bulk scheduler reads histories, contexts and averages side by side.
+    let pool = janitor_runner::db::connect(&url, 4)
         .await
         .context("cannot connect to PostgreSQL")?;
     janitor_runner::db::migrate(&pool)

@@ -9,15 +9,18 @@
 //! assertion), the candidate is skipped and named in the summary; the others are scheduled
 //! exactly as the Python would have.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use sqlx::postgres::types::PgInterval;
 use sqlx::{Acquire, PgPool};
 
-use super::engine::{FullEstimate, ScheduleError, deps_satisfied};
+use super::engine::{ScheduleError, deps_satisfied};
+use super::estimate::{
+    DependencyRun, HistoryFacts, UNSATISFIED_DEPENDENCIES, estimate_from_facts, shares_context,
+};
 use super::offset::{OffsetInputs, calculate_offset};
-use super::{DEFAULT_ESTIMATED_DURATION, Micros, PastRun, estimate_from_history};
+use super::{DEFAULT_ESTIMATED_DURATION, Micros};
 use crate::names::QUEUE_BUCKETS;
 
 /// The value each publish mode adds in the bulk path. `push-derived` has none (Python:
@@ -80,14 +83,6 @@ struct CandidateRow {
     modes: Vec<Option<String>>,
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct HistoryRow {
-    codebase: String,
-    campaign: String,
-    #[sqlx(flatten)]
-    run: crate::db::runs::HistoryRow,
-}
-
 /// A queue row's id: known, or the n-th sequence value this run uses up (fetched when the
 /// rows are written).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,13 +142,65 @@ impl Priorities {
     }
 }
 
+/// A candidate that passed the static checks, with what the Python would pass to
+/// `do_schedule_regular` after its own re-read of the base candidate.
+struct Prepared {
+    candidate: CandidateRow,
+    value: Option<i64>,
+    normalized: f64,
+    context: Option<String>,
+}
+
+/// The counted runs of one (codebase, campaign), aggregated in SQL.
+#[derive(Debug, Default)]
+struct PairHistory {
+    /// Durations in seconds, newest first (the order the float sum needs).
+    seconds: Vec<f64>,
+    successes: u32,
+    /// Counted unsatisfied-dependencies runs: (context, instigated context, relations).
+    dependency_runs: Vec<(Option<String>, Option<String>, Option<serde_json::Value>)>,
+}
+
+type Pair = (String, String);
+
 /// Schedules every candidate; `progress(done, total)` is called now and then.
+///
+/// The reads run before the queue is locked, several at once on their own connections; the
+/// lock is held only while the queue is loaded, emulated and written.
 pub async fn bulk_schedule(
     pool: &PgPool,
     now: NaiveDateTime,
     options: &BulkOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<BulkSummary, ScheduleError> {
+    let codebase_filter: Option<&[String]> =
+        (!options.codebases.is_empty()).then_some(options.codebases.as_slice());
+    let campaign_filter = options.campaign.as_deref();
+    let (candidates, values, base) = tokio::try_join!(
+        load_candidates(pool, codebase_filter, campaign_filter),
+        load_codebase_values(pool),
+        load_base_candidates(pool, codebase_filter, campaign_filter),
+    )?;
+    let mut summary = BulkSummary {
+        candidates: candidates.len(),
+        ..BulkSummary::default()
+    };
+    let max_value = values.values().copied().max();
+    let mut prepared = Vec::with_capacity(candidates.len());
+    for candidate in candidates {
+        match prepare(candidate, &values, max_value, &base) {
+            Ok(ready) => prepared.push(ready),
+            Err(skipped) => summary.skipped.push(skipped),
+        }
+    }
+
+    let (histories, same_context, (codebase_averages, campaign_averages)) = tokio::try_join!(
+        load_histories(pool, now, codebase_filter, campaign_filter),
+        load_same_context(pool, now, &prepared),
+        load_averages(pool),
+    )?;
+    let satisfied = check_dependencies(pool, &histories).await?;
+
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     if !options.dry_run {
@@ -162,190 +209,61 @@ pub async fn bulk_schedule(
             .execute(&mut *tx)
             .await?;
     }
-    let codebase_filter: Option<&[String]> =
-        (!options.codebases.is_empty()).then_some(options.codebases.as_slice());
-    let candidates: Vec<CandidateRow> = sqlx::query_as(
-        "SELECT candidate.id, codebase.name AS codebase, candidate.suite::text AS campaign,
-                candidate.context, candidate.value, candidate.success_chance, candidate.command,
-                named_publish_policy.per_branch_policy IS NULL AS policy_is_null,
-                ARRAY(SELECT (entry).mode::text
-                      FROM unnest(named_publish_policy.per_branch_policy) AS entry) AS modes
-         FROM candidate
-         JOIN codebase ON codebase.name = candidate.codebase
-         JOIN named_publish_policy ON named_publish_policy.name = candidate.publish_policy
-         WHERE ($1::text[] IS NULL OR codebase.name = ANY($1))
-           AND ($2::text IS NULL OR candidate.suite = $2)
-         ORDER BY candidate.id",
-    )
-    .bind(codebase_filter)
-    .bind(options.campaign.as_deref())
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut summary = BulkSummary {
-        candidates: candidates.len(),
-        ..BulkSummary::default()
-    };
-
-    // Codebase values, normalised by the largest (NULL counts as 0).
-    let values: HashMap<String, i64> = sqlx::query_as::<_, (String, Option<i32>)>(
-        "SELECT name, value FROM codebase WHERE name IS NOT NULL",
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|(name, value)| (name, i64::from(value.unwrap_or(0))))
-    .collect();
-    let max_value = values.values().copied().max();
-
-    // Base candidates, re-read when a success chance is missing (as `do_schedule_regular`).
-    let base: HashMap<(String, String), (Option<i32>, Option<String>)> =
-        sqlx::query_as::<_, (String, String, Option<i32>, Option<String>)>(
-            "SELECT codebase, suite::text, value, context FROM candidate
-             WHERE coalesce(change_set, '') = ''
-               AND ($1::text[] IS NULL OR codebase = ANY($1))
-               AND ($2::text IS NULL OR suite = $2)",
-        )
-        .bind(codebase_filter)
-        .bind(options.campaign.as_deref())
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(codebase, campaign, value, context)| ((codebase, campaign), (value, context)))
-        .collect();
-
-    // Histories, newest first per (codebase, campaign).
-    let rows: Vec<HistoryRow> = sqlx::query_as(
-        "SELECT codebase, suite::text AS campaign, result_code, instigated_context, context,
-                CASE WHEN result_code = 'install-deps-unsatisfied-dependencies'
-                     THEN failure_details END AS failure_details,
-                finish_time - start_time AS duration, start_time
-         FROM run
-         WHERE failure_transient IS NOT TRUE
-           AND ($1::text[] IS NULL OR codebase = ANY($1))
-           AND ($2::text IS NULL OR suite = $2)
-         ORDER BY codebase, suite, start_time DESC",
-    )
-    .bind(codebase_filter)
-    .bind(options.campaign.as_deref())
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut histories: HashMap<(String, String), Vec<PastRun>> = HashMap::new();
-    for row in rows {
-        if let Some(run) = super::engine::past_run(row.run) {
-            histories
-                .entry((row.codebase, row.campaign))
-                .or_default()
-                .push(run);
-        }
-    }
-
-    // Duration fallbacks for candidates without history: per codebase (all campaigns), then
-    // per campaign (all codebases), in SQL for the same rounding.
-    let codebase_averages = averages(&mut tx, "codebase").await?;
-    let campaign_averages = averages(&mut tx, "suite::text").await?;
-
     let mut queue = QueueState::load(&mut tx).await?;
     let mut row_ids = Vec::new();
-    let total = candidates.len();
-    for (done, candidate) in candidates.into_iter().enumerate() {
+    let total = prepared.len();
+    let no_history = PairHistory::default();
+    for (done, ready) in prepared.into_iter().enumerate() {
         if done % 1000 == 0 {
             progress(done, total);
         }
-        let skip = |reason: String| Skipped {
-            codebase: candidate.codebase.clone(),
-            campaign: candidate.campaign.clone(),
-            reason,
-        };
-        // The bulk value: the candidate's plus each publish mode's.
-        let mut value = candidate.value.map(i64::from);
-        if candidate.policy_is_null {
-            summary
-                .skipped
-                .push(skip("publish policy has no per-branch policy".into()));
-            continue;
-        }
-        let mut bad_mode = None;
-        for mode in &candidate.modes {
-            match (mode.as_deref().and_then(publish_mode_value), value) {
-                (Some(extra), Some(v)) => value = Some(v + extra),
-                (Some(_), None) => {
-                    bad_mode = Some("candidate has no value but its policy has entries".into());
-                    break;
-                }
-                (None, _) => {
-                    bad_mode = Some(format!(
-                        "publish mode {} has no scheduling value",
-                        mode.as_deref().unwrap_or("NULL")
-                    ));
-                    break;
-                }
-            }
-        }
-        if let Some(reason) = bad_mode {
-            summary.skipped.push(skip(reason));
-            continue;
-        }
-        let normalized = match max_value {
-            None => 1.0,
-            Some(0) => {
-                summary
-                    .skipped
-                    .push(skip(ScheduleError::ZeroMaximumValue.to_string()));
-                continue;
-            }
-            Some(max) => {
-                (values.get(&candidate.codebase).copied().unwrap_or(0) as f64 / max as f64).min(1.0)
-            }
-        };
-        let mut context = candidate.context.clone();
-        if value.is_none() || candidate.success_chance.is_none() {
-            let key = (candidate.codebase.clone(), candidate.campaign.clone());
-            let Some((base_value, base_context)) = base.get(&key) else {
-                summary.skipped.push(skip(
-                    ScheduleError::CandidateUnavailable {
-                        campaign: candidate.campaign.clone(),
-                        codebase: candidate.codebase.clone(),
-                    }
-                    .to_string(),
-                ));
-                continue;
-            };
-            value = value.or(base_value.map(i64::from));
-            if context.is_none() {
-                context.clone_from(base_context);
-            }
-        }
+        let Prepared {
+            candidate,
+            value,
+            normalized,
+            context,
+        } = ready;
         let key = (candidate.codebase.clone(), candidate.campaign.clone());
-        let estimate = {
-            let history = histories.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-            let mut checks = Vec::new();
-            for run in history {
-                if let Some(relations) = run.unsatisfied_relations()
-                    && !run.ignored_at(now)
-                {
-                    checks.push((relations.clone(), deps_satisfied(&mut tx, relations).await?));
-                }
-            }
-            let estimate = estimate_from_history(history, context.as_deref(), now, |r| {
-                checks
-                    .iter()
-                    .find(|(c, _)| c == r)
-                    .is_some_and(|(_, ok)| *ok)
-            });
-            FullEstimate {
-                probability_of_success: estimate.probability_of_success,
-                duration: estimate.duration.unwrap_or_else(|| {
-                    codebase_averages
-                        .get(&candidate.codebase)
-                        .or_else(|| campaign_averages.get(&candidate.campaign))
-                        .copied()
-                        .unwrap_or(DEFAULT_ESTIMATED_DURATION)
-                }),
-                total_previous_runs: estimate.total_previous_runs,
-            }
-        };
+        let history = histories.get(&key).unwrap_or(&no_history);
+        let dependency_runs: Vec<DependencyRun> = history
+            .dependency_runs
+            .iter()
+            .map(|(run_context, instigated, relations)| DependencyRun {
+                relations: relations.clone(),
+                same_context: shares_context(
+                    context.as_deref(),
+                    run_context.as_deref(),
+                    instigated.as_deref(),
+                ),
+            })
+            .collect();
+        let same = context.as_ref().is_some_and(|context| {
+            same_context.contains(&(key.0.clone(), key.1.clone(), context.clone()))
+        });
+        let estimate = estimate_from_facts(
+            HistoryFacts {
+                seconds: &history.seconds,
+                successes: history.successes,
+                same_context: same,
+                dependency_runs: &dependency_runs,
+            },
+            context.as_deref(),
+            |relations| {
+                satisfied
+                    .get(&relations.to_string())
+                    .copied()
+                    .unwrap_or(false)
+            },
+        );
+        let duration = estimate.duration.unwrap_or_else(|| {
+            codebase_averages
+                .get(&candidate.codebase)
+                .or_else(|| campaign_averages.get(&candidate.campaign))
+                .copied()
+                .unwrap_or(DEFAULT_ESTIMATED_DURATION)
+        });
         let offset = match calculate_offset(&OffsetInputs {
-            estimated_duration: estimate.duration,
+            estimated_duration: duration,
             normalized_codebase_value: Some(normalized),
             probability_of_success: estimate.probability_of_success,
             candidate_value: value,
@@ -353,14 +271,16 @@ pub async fn bulk_schedule(
         }) {
             Ok(offset) => offset,
             Err(error) => {
-                summary.skipped.push(skip(
-                    ScheduleError::Offset {
+                summary.skipped.push(Skipped {
+                    reason: ScheduleError::Offset {
                         campaign: candidate.campaign.clone(),
                         codebase: candidate.codebase.clone(),
                         source: error,
                     }
                     .to_string(),
-                ));
+                    codebase: candidate.codebase,
+                    campaign: candidate.campaign,
+                });
                 continue;
             }
         };
@@ -373,9 +293,9 @@ pub async fn bulk_schedule(
                 bucket: bucket_index("default"),
                 priority: offset.trunc() as i64,
                 state: RowState::Inserted,
-                command: candidate.command.clone(),
+                command: candidate.command,
                 context,
-                estimated_duration: estimate.duration,
+                estimated_duration: duration,
                 requester: "scheduler".to_string(),
             },
         );
@@ -406,23 +326,317 @@ pub async fn bulk_schedule(
     Ok(summary)
 }
 
-async fn averages(
-    conn: &mut sqlx::PgConnection,
-    column: &'static str,
-) -> Result<HashMap<String, Micros>, sqlx::Error> {
-    // `column` is one of two fixed names, never input.
-    let statement = format!(
-        "SELECT {column}, AVG(finish_time - start_time) FROM run
-         WHERE failure_transient IS NOT TRUE GROUP BY 1"
-    );
-    let rows: Vec<(Option<String>, Option<PgInterval>)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(statement))
-            .fetch_all(conn)
+/// The static checks, in the order the Python would fail them, and the base-candidate
+/// re-read of `do_schedule_regular`.
+fn prepare(
+    candidate: CandidateRow,
+    values: &HashMap<String, i64>,
+    max_value: Option<i64>,
+    base: &HashMap<Pair, (Option<i32>, Option<String>)>,
+) -> Result<Prepared, Skipped> {
+    let skip = |candidate: &CandidateRow, reason: String| Skipped {
+        codebase: candidate.codebase.clone(),
+        campaign: candidate.campaign.clone(),
+        reason,
+    };
+    if candidate.policy_is_null {
+        return Err(skip(
+            &candidate,
+            "publish policy has no per-branch policy".into(),
+        ));
+    }
+    // The bulk value: the candidate's plus each publish mode's.
+    let mut value = candidate.value.map(i64::from);
+    for mode in &candidate.modes {
+        match (mode.as_deref().and_then(publish_mode_value), value) {
+            (Some(extra), Some(v)) => value = Some(v + extra),
+            (Some(_), None) => {
+                return Err(skip(
+                    &candidate,
+                    "candidate has no value but its policy has entries".into(),
+                ));
+            }
+            (None, _) => {
+                let reason = format!(
+                    "publish mode {} has no scheduling value",
+                    mode.as_deref().unwrap_or("NULL")
+                );
+                return Err(skip(&candidate, reason));
+            }
+        }
+    }
+    let normalized = match max_value {
+        None => 1.0,
+        Some(0) => {
+            return Err(skip(
+                &candidate,
+                ScheduleError::ZeroMaximumValue.to_string(),
+            ));
+        }
+        Some(max) => {
+            (values.get(&candidate.codebase).copied().unwrap_or(0) as f64 / max as f64).min(1.0)
+        }
+    };
+    let mut context = candidate.context.clone();
+    if value.is_none() || candidate.success_chance.is_none() {
+        let key = (candidate.codebase.clone(), candidate.campaign.clone());
+        let Some((base_value, base_context)) = base.get(&key) else {
+            let reason = ScheduleError::CandidateUnavailable {
+                campaign: candidate.campaign.clone(),
+                codebase: candidate.codebase.clone(),
+            }
+            .to_string();
+            return Err(skip(&candidate, reason));
+        };
+        value = value.or(base_value.map(i64::from));
+        if context.is_none() {
+            context.clone_from(base_context);
+        }
+    }
+    Ok(Prepared {
+        candidate,
+        value,
+        normalized,
+        context,
+    })
+}
+
+async fn load_candidates(
+    pool: &PgPool,
+    codebases: Option<&[String]>,
+    campaign: Option<&str>,
+) -> Result<Vec<CandidateRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT candidate.id, codebase.name AS codebase, candidate.suite::text AS campaign,
+                candidate.context, candidate.value, candidate.success_chance, candidate.command,
+                named_publish_policy.per_branch_policy IS NULL AS policy_is_null,
+                ARRAY(SELECT (entry).mode::text
+                      FROM unnest(named_publish_policy.per_branch_policy) AS entry) AS modes
+         FROM candidate
+         JOIN codebase ON codebase.name = candidate.codebase
+         JOIN named_publish_policy ON named_publish_policy.name = candidate.publish_policy
+         WHERE ($1::text[] IS NULL OR codebase.name = ANY($1))
+           AND ($2::text IS NULL OR candidate.suite = $2)
+         ORDER BY candidate.id",
+    )
+    .bind(codebases)
+    .bind(campaign)
+    .fetch_all(pool)
+    .await
+}
+
+/// Codebase values as the bulk path normalises them (NULL counts as 0).
+async fn load_codebase_values(pool: &PgPool) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let rows: Vec<(String, Option<i32>)> =
+        sqlx::query_as("SELECT name, value FROM codebase WHERE name IS NOT NULL")
+            .fetch_all(pool)
             .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(key, average)| Some((key?, Micros::from_interval(&average?))))
+        .map(|(name, value)| (name, i64::from(value.unwrap_or(0))))
         .collect())
+}
+
+/// Base candidates (no change set), re-read when a success chance is missing.
+async fn load_base_candidates(
+    pool: &PgPool,
+    codebases: Option<&[String]>,
+    campaign: Option<&str>,
+) -> Result<HashMap<Pair, (Option<i32>, Option<String>)>, sqlx::Error> {
+    let rows: Vec<(String, String, Option<i32>, Option<String>)> = sqlx::query_as(
+        "SELECT codebase, suite::text, value, context FROM candidate
+         WHERE coalesce(change_set, '') = ''
+           AND ($1::text[] IS NULL OR codebase = ANY($1))
+           AND ($2::text IS NULL OR suite = $2)",
+    )
+    .bind(codebases)
+    .bind(campaign)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(codebase, campaign, value, context)| ((codebase, campaign), (value, context)))
+        .collect())
+}
+
+/// The runs the estimator counts: non-transient, with both times, and not a worker failure
+/// that started a day or more before `now` ($3).
+const COUNTED_RUN: &str = "failure_transient IS NOT TRUE
+     AND start_time IS NOT NULL AND finish_time IS NOT NULL
+     AND NOT (result_code = 'worker-failure' AND start_time <= $3 - interval '1 day')";
+
+/// Per (codebase, campaign): the counted runs' durations newest first (as float seconds,
+/// which PostgreSQL rounds exactly as Python's `total_seconds()`), the successes, and the
+/// unsatisfied-dependencies runs.
+async fn load_histories(
+    pool: &PgPool,
+    now: NaiveDateTime,
+    codebases: Option<&[String]>,
+    campaign: Option<&str>,
+) -> Result<HashMap<Pair, PairHistory>, sqlx::Error> {
+    let aggregated = format!(
+        "SELECT codebase, suite::text,
+                array_agg(extract(epoch FROM finish_time - start_time)::float8
+                          ORDER BY start_time DESC),
+                count(*) FILTER (WHERE result_code = 'success')
+         FROM run
+         WHERE {COUNTED_RUN}
+           AND ($1::text[] IS NULL OR codebase = ANY($1))
+           AND ($2::text IS NULL OR suite = $2)
+         GROUP BY codebase, suite"
+    );
+    let dependencies = format!(
+        "SELECT codebase, suite::text, context, instigated_context, failure_details::jsonb
+         FROM run
+         WHERE result_code = '{UNSATISFIED_DEPENDENCIES}' AND {COUNTED_RUN}
+           AND ($1::text[] IS NULL OR codebase = ANY($1))
+           AND ($2::text IS NULL OR suite = $2)"
+    );
+    type DependencyRow = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<serde_json::Value>,
+    );
+    let (rows, dependency_rows) = tokio::try_join!(
+        sqlx::query_as::<_, (String, String, Vec<f64>, i64)>(sqlx::AssertSqlSafe(aggregated))
+            .bind(codebases)
+            .bind(campaign)
+            .bind(now)
+            .fetch_all(pool),
+        sqlx::query_as::<_, DependencyRow>(sqlx::AssertSqlSafe(dependencies))
+            .bind(codebases)
+            .bind(campaign)
+            .bind(now)
+            .fetch_all(pool),
+    )?;
+    let mut histories: HashMap<Pair, PairHistory> = rows
+        .into_iter()
+        .map(|(codebase, campaign, seconds, successes)| {
+            (
+                (codebase, campaign),
+                PairHistory {
+                    seconds,
+                    successes: u32::try_from(successes).unwrap_or(u32::MAX),
+                    dependency_runs: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    for (codebase, campaign, context, instigated, details) in dependency_rows {
+        let relations = details
+            .as_ref()
+            .and_then(|details| details.get("relations"))
+            .filter(|relations| crate::models::is_truthy(relations))
+            .cloned();
+        histories
+            .entry((codebase, campaign))
+            .or_default()
+            .dependency_runs
+            .push((context, instigated, relations));
+    }
+    Ok(histories)
+}
+
+/// The (codebase, campaign, context) of prepared candidates for which some counted run,
+/// other than an unsatisfied-dependencies one, has that context or instigated context.
+async fn load_same_context(
+    pool: &PgPool,
+    now: NaiveDateTime,
+    prepared: &[Prepared],
+) -> Result<HashSet<(String, String, String)>, sqlx::Error> {
+    let mut wanted = HashSet::new();
+    for ready in prepared {
+        if let Some(context) = ready.context.as_ref().filter(|c| !c.is_empty()) {
+            wanted.insert((
+                ready.candidate.codebase.clone(),
+                ready.candidate.campaign.clone(),
+                context.clone(),
+            ));
+        }
+    }
+    let (mut codebases, mut campaigns, mut contexts) = (Vec::new(), Vec::new(), Vec::new());
+    for (codebase, campaign, context) in &wanted {
+        codebases.push(codebase.as_str());
+        campaigns.push(campaign.as_str());
+        contexts.push(context.as_str());
+    }
+    let statement = format!(
+        "SELECT w.codebase, w.campaign, w.context
+         FROM unnest($1::text[], $2::text[], $4::text[]) AS w(codebase, campaign, context)
+         WHERE EXISTS (
+           SELECT 1 FROM run
+           WHERE run.codebase = w.codebase AND run.suite = w.campaign
+             AND (run.context = w.context OR run.instigated_context = w.context)
+             AND result_code <> '{UNSATISFIED_DEPENDENCIES}' AND {COUNTED_RUN})"
+    );
+    let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(statement))
+        .bind(&codebases)
+        .bind(&campaigns)
+        .bind(now)
+        .bind(&contexts)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Whether each distinct set of recorded relations is satisfiable now, by its JSON text.
+async fn check_dependencies(
+    pool: &PgPool,
+    histories: &HashMap<Pair, PairHistory>,
+) -> Result<HashMap<String, bool>, sqlx::Error> {
+    let mut satisfied = HashMap::new();
+    let mut conn = None;
+    for history in histories.values() {
+        for relations in history
+            .dependency_runs
+            .iter()
+            .filter_map(|run| run.2.as_ref())
+        {
+            let key = relations.to_string();
+            if satisfied.contains_key(&key) {
+                continue;
+            }
+            let conn = match &mut conn {
+                Some(conn) => conn,
+                None => conn.insert(pool.acquire().await?),
+            };
+            let ok = deps_satisfied(conn, relations).await?;
+            satisfied.insert(key, ok);
+        }
+    }
+    Ok(satisfied)
+}
+
+/// Duration fallbacks for candidates without counted runs: per codebase (all campaigns) and
+/// per campaign (all codebases), averaged in SQL for the same rounding, in one scan.
+async fn load_averages(
+    pool: &PgPool,
+) -> Result<(HashMap<String, Micros>, HashMap<String, Micros>), sqlx::Error> {
+    type AverageRow = (i32, Option<String>, Option<String>, Option<PgInterval>);
+    let rows: Vec<AverageRow> = sqlx::query_as(
+        "SELECT GROUPING(codebase, suite), codebase, suite::text, AVG(finish_time - start_time)
+         FROM run WHERE failure_transient IS NOT TRUE
+         GROUP BY GROUPING SETS ((codebase), (suite))",
+    )
+    .fetch_all(pool)
+    .await?;
+    let (mut codebases, mut campaigns) = (HashMap::new(), HashMap::new());
+    for (grouping, codebase, campaign, average) in rows {
+        let Some(average) = average else { continue };
+        // GROUPING has a bit set for each column left out of the group.
+        match (grouping, codebase, campaign) {
+            (1, Some(codebase), _) => {
+                codebases.insert(codebase, Micros::from_interval(&average));
+            }
+            (2, _, Some(campaign)) => {
+                campaigns.insert(campaign, Micros::from_interval(&average));
+            }
+            _ => {}
+        }
+    }
+    Ok((codebases, campaigns))
 }
 
 enum Outcome {

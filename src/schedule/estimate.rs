@@ -30,7 +30,7 @@ impl PastRun {
     /// The unsatisfied dependencies an `install-deps-unsatisfied-dependencies` run recorded,
     /// if any (a truthy `failure_details.relations`).
     pub fn unsatisfied_relations(&self) -> Option<&Value> {
-        if self.result_code != "install-deps-unsatisfied-dependencies" {
+        if self.result_code != UNSATISFIED_DEPENDENCIES {
             return None;
         }
         let relations = self.failure_details.as_ref()?.get("relations")?;
@@ -48,47 +48,147 @@ pub struct Estimate {
     pub total_previous_runs: u32,
 }
 
+/// An `install-deps-unsatisfied-dependencies` run among the counted ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DependencyRun {
+    /// Its recorded relations, when truthy (otherwise it is an ordinary failure).
+    pub relations: Option<Value>,
+    /// Whether it shares the candidate's context.
+    pub same_context: bool,
+}
+
+/// What the estimator needs from a history, however it was read: one run at a time
+/// ([`estimate_from_history`]) or aggregated in SQL (the bulk scheduler).
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryFacts<'a> {
+    /// The counted runs' durations in seconds, newest first.
+    pub seconds: &'a [f64],
+    /// Counted runs with result `success`.
+    pub successes: u32,
+    /// Some counted run, other than a dependency run, shares the candidate's context.
+    pub same_context: bool,
+    pub dependency_runs: &'a [DependencyRun],
+}
+
+/// Whether a run shares the (non-empty) candidate context.
+pub fn shares_context(
+    context: Option<&str>,
+    run_context: Option<&str>,
+    run_instigated: Option<&str>,
+) -> bool {
+    context.is_some_and(|x| !x.is_empty() && (run_instigated == Some(x) || run_context == Some(x)))
+}
+
 /// `estimate_success_probability_and_duration` over `history` (newest first). `deps_satisfied`
 /// says whether a run's recorded unsatisfied relations are satisfiable now.
 pub fn estimate_from_history(
     history: &[PastRun],
     context: Option<&str>,
     now: NaiveDateTime,
+    deps_satisfied: impl FnMut(&Value) -> bool,
+) -> Estimate {
+    let mut seconds = Vec::new();
+    let mut successes = 0;
+    let mut same_context = false;
+    let mut dependency_runs = Vec::new();
+    for run in history.iter().filter(|run| !run.ignored_at(now)) {
+        seconds.push(run.duration.total_seconds());
+        if run.result_code == "success" {
+            successes += 1;
+        }
+        let shared = shares_context(
+            context,
+            run.context.as_deref(),
+            run.instigated_context.as_deref(),
+        );
+        if run.result_code == UNSATISFIED_DEPENDENCIES {
+            dependency_runs.push(DependencyRun {
+                relations: run.unsatisfied_relations().cloned(),
+                same_context: shared,
+            });
+        } else {
+            same_context |= shared;
+        }
+    }
+    estimate_from_facts(
+        HistoryFacts {
+            seconds: &seconds,
+            successes,
+            same_context,
+            dependency_runs: &dependency_runs,
+        },
+        context,
+        deps_satisfied,
+    )
+}
+
+/// The result code whose runs may count as successes once their dependencies are available.
+pub const UNSATISFIED_DEPENDENCIES: &str = "install-deps-unsatisfied-dependencies";
+
+/// The estimate from a history's facts: `p = (10 s + 1) / (10 t + 1) * m` and the mean
+/// duration (queue spec 2.4).
+pub fn estimate_from_facts(
+    facts: HistoryFacts<'_>,
+    context: Option<&str>,
     mut deps_satisfied: impl FnMut(&Value) -> bool,
 ) -> Estimate {
-    let mut total: u32 = 0;
-    let mut success: u32 = 0;
+    let total = u32::try_from(facts.seconds.len()).unwrap_or(u32::MAX);
+    let mut success = facts.successes;
     let mut multiplier = if context.is_none() { 0.5 } else { 1.0 };
-    let mut seconds_sum = 0.0_f64;
-    for run in history.iter().filter(|run| !run.ignored_at(now)) {
-        seconds_sum += run.duration.total_seconds();
-        total += 1;
-        if run.result_code == "success" {
+    if facts.same_context {
+        multiplier = 0.1;
+    }
+    for run in facts.dependency_runs {
+        if run.relations.as_ref().is_some_and(&mut deps_satisfied) {
             success += 1;
-        }
-        let mut same_context = context.is_some_and(|x| {
-            !x.is_empty()
-                && (run.instigated_context.as_deref() == Some(x)
-                    || run.context.as_deref() == Some(x))
-        });
-        if let Some(relations) = run.unsatisfied_relations()
-            && deps_satisfied(relations)
-        {
-            success += 1;
-            same_context = false;
-        }
-        if same_context {
+        } else if run.same_context {
             multiplier = 0.1;
         }
     }
     if total == 0 {
         multiplier = 1.0;
     }
+    let mut seconds = PythonFloatSum::default();
+    for &x in facts.seconds {
+        seconds.add(x);
+    }
     let probability = f64::from(success * 10 + 1) / f64::from(total * 10 + 1) * multiplier;
     Estimate {
         probability_of_success: probability,
-        duration: (total > 0).then(|| timedelta_from_seconds(seconds_sum / f64::from(total))),
+        duration: (total > 0).then(|| timedelta_from_seconds(seconds.total() / f64::from(total))),
         total_previous_runs: total,
+    }
+}
+
+/// Python's `sum()` over floats as CPython 3.12 and later compute it (the runner's
+/// deployment image runs 3.13): a running sum with Neumaier's compensation, the compensation
+/// added once at the end. Older Pythons added naively; the two can differ in the last bit,
+/// which can move a mean duration by a microsecond.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PythonFloatSum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl PythonFloatSum {
+    pub fn add(&mut self, x: f64) {
+        let t = self.sum + x;
+        // The low-order bits lost by the addition, from whichever operand was smaller.
+        self.compensation += if self.sum.abs() >= x.abs() {
+            (self.sum - t) + x
+        } else {
+            (x - t) + self.sum
+        };
+        self.sum = t;
+    }
+
+    pub fn total(&self) -> f64 {
+        // CPython skips a zero or non-finite compensation (keeps -0.0 and infinities).
+        if self.compensation != 0.0 && self.compensation.is_finite() {
+            self.sum + self.compensation
+        } else {
+            self.sum
+        }
     }
 }
 
@@ -117,6 +217,24 @@ mod tests {
             duration: timedelta_from_seconds(seconds),
             start_time: at(start),
         }
+    }
+
+    #[test]
+    fn float_sum_is_compensated_like_cpython_3_12() {
+        let mut sum = PythonFloatSum::default();
+        for _ in 0..10 {
+            sum.add(0.1);
+        }
+        assert_eq!(sum.total(), 1.0, "a naive sum gives 0.9999999999999999");
+        // Durations whose mean rounds differently under a naive sum (.083334).
+        let mut sum = PythonFloatSum::default();
+        for seconds in [2348.5, 1146.5, 3740.333333, 3341.000001] {
+            sum.add(seconds);
+        }
+        assert_eq!(
+            timedelta_from_seconds(sum.total() / 4.0),
+            Micros(2_644_083_333)
+        );
     }
 
     #[test]

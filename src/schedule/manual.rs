@@ -64,15 +64,21 @@ fn bucket(body: &Map<String, Value>) -> Result<Option<String>> {
     Ok(bucket)
 }
 
-fn schedule_error(error: ScheduleError) -> Error {
-    match error {
-        ScheduleError::Database(error) => match crate::db::constraint(&error).as_deref() {
-            Some("queue_codebase_fkey") => Error::NotFound("Codebase not found".into()),
-            Some("queue_change_set_fkey") => Error::bad_request("unknown change set"),
-            _ => error.into(),
-        },
-        ScheduleError::CandidateUnavailable { .. } => Error::bad_request("Candidate not available"),
-        other => Error::BadRequest(other.to_string()),
+/// What the single scheduling paths answer over HTTP when the Python would have raised: a
+/// 4xx with a reason, never a 500 (the database itself failing excepted).
+impl From<ScheduleError> for Error {
+    fn from(error: ScheduleError) -> Self {
+        match error {
+            ScheduleError::Database(error) => match crate::db::constraint(&error).as_deref() {
+                Some("queue_codebase_fkey") => Error::NotFound("Codebase not found".into()),
+                Some("queue_change_set_fkey") => Error::bad_request("unknown change set"),
+                _ => error.into(),
+            },
+            ScheduleError::CandidateUnavailable { .. } => {
+                Error::bad_request("Candidate not available")
+            }
+            other => Error::BadRequest(other.to_string()),
+        }
     }
 }
 
@@ -138,8 +144,7 @@ pub async fn schedule(pool: &PgPool, config: &Config, body: &Map<String, Value>)
             command: Some(command),
         },
     )
-    .await
-    .map_err(schedule_error)?;
+    .await?;
     Ok(response(&campaign, &codebase, &scheduled))
 }
 
@@ -185,7 +190,6 @@ pub async fn schedule_control(pool: &PgPool, body: &Map<String, Value>) -> Resul
                 .map(super::timedelta_from_seconds),
         },
     )
-    .await
-    .map_err(schedule_error)?;
+    .await?;
     Ok(response(CONTROL_CAMPAIGN, &codebase, &scheduled))
 }
