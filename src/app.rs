@@ -73,6 +73,8 @@ pub struct AppState {
     pub branch_opener: BranchOpener,
     /// Puts candidates back on the queue after their runs.
     pub rescheduler: Rescheduler,
+    /// Queue positions kept in memory while they are exact.
+    pub queue_positions: crate::queue_positions::QueuePositions,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -166,6 +168,7 @@ impl AppState {
             status_announcer,
             branch_opener: BranchOpener::new(REMOTE_BRANCH_OPEN_TIMEOUT)?,
             rescheduler,
+            queue_positions: crate::queue_positions::QueuePositions::new(),
         })
     }
 

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod models;
 pub mod names;
 pub mod queue;
+pub mod queue_positions;
 pub mod runs;
 pub mod schedule;
 pub mod state;

@@ -1,5 +1,6 @@
 //! The queue as clients see it: listing and positions.
 
+use crate::queue_positions::QueuePositions;
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -48,11 +49,12 @@ pub async fn list(pool: &PgPool, limit: Option<i64>) -> Result<Vec<QueueListing>
 
 pub async fn position(
     pool: &PgPool,
+    positions: &QueuePositions,
     store: &dyn ActiveRunStore,
     codebase: &str,
     campaign: &str,
 ) -> Result<Position> {
-    let Some((position, cumulative)) = queue::position(pool, codebase, campaign).await? else {
+    let Some((position, cumulative)) = positions.lookup(pool, codebase, campaign).await? else {
         return Ok(Position {
             position: None,
             wait_time: None,

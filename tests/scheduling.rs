@@ -371,12 +371,79 @@ async fn assert_position_matches_view(server: &TestServer) {
     .await
     .unwrap();
     assert!(!view.is_empty());
+    // The in-memory positions: exact once built, and still exact (from SQL) right after a
+    // change, before they are rebuilt.
+    let cached = janitor_runner::queue_positions::QueuePositions::new();
+    assert!(
+        cached.rebuild(&server.db.pool).await.unwrap(),
+        "no writer is mid-transaction"
+    );
     for (codebase, campaign, position, wait) in view {
         let found = janitor_runner::db::queue::position(&server.db.pool, &codebase, &campaign)
             .await
             .unwrap();
         assert_eq!(found, Some((position, wait)), "{codebase}/{campaign}");
+        let from_memory = cached
+            .lookup(&server.db.pool, &codebase, &campaign)
+            .await
+            .unwrap();
+        assert_eq!(from_memory, found, "cached {codebase}/{campaign}");
     }
+    assert_eq!(
+        cached
+            .lookup(&server.db.pool, "nowhere", "none")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn cached_positions_follow_queue_changes() {
+    use janitor_runner::queue_positions::QueuePositions;
+    let server = TestServer::start(Store::Postgres).await;
+    sql(&server, WORKED_EXAMPLE).await;
+    let pool = &server.db.pool;
+    let cached = QueuePositions::new();
+    assert!(cached.rebuild(pool).await.unwrap());
+    assert_eq!(
+        cached.lookup(pool, "delta", "lintian-fixes").await.unwrap(),
+        Some((1, Some(0.0)))
+    );
+    // A writer mid-transaction: no snapshot can be built, and lookups see committed rows.
+    let mut writer = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO queue (codebase, suite, command, bucket, priority, estimated_duration)
+         VALUES ('alpha', 'lintian-fixes', 'x', 'update-existing-mp', 0, interval '10 seconds')",
+    )
+    .execute(&mut *writer)
+    .await
+    .unwrap();
+    assert!(
+        !cached.rebuild(pool).await.unwrap(),
+        "a writer holds the lock"
+    );
+    assert_eq!(
+        cached.lookup(pool, "delta", "lintian-fixes").await.unwrap(),
+        Some((1, Some(0.0))),
+        "the uncommitted row is not counted"
+    );
+    writer.commit().await.unwrap();
+    // Committed: the old snapshot is stale, so the answer comes from SQL at once.
+    assert_eq!(
+        cached.lookup(pool, "delta", "lintian-fixes").await.unwrap(),
+        Some((2, Some(10.0)))
+    );
+    assert!(cached.rebuild(pool).await.unwrap());
+    assert_eq!(
+        cached.lookup(pool, "alpha", "lintian-fixes").await.unwrap(),
+        Some((1, Some(0.0)))
+    );
+    assert_eq!(
+        cached.lookup(pool, "delta", "lintian-fixes").await.unwrap(),
+        Some((2, Some(10.0)))
+    );
+    server.stop().await;
 }
 
 /// The worked example's publish policies, attached to its candidates.

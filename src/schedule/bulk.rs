@@ -103,6 +103,39 @@ struct QueueRow {
     context: Option<String>,
     estimated_duration: Micros,
     requester: String,
+    /// The row as it was in the database, for rows that were there.
+    loaded: Option<Box<LoadedRow>>,
+}
+
+/// A queue row without a change set, as read before the upserts.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct LoadedRow {
+    id: i32,
+    codebase: String,
+    campaign: String,
+    bucket: String,
+    priority: i64,
+    command: Option<String>,
+    context: Option<String>,
+    duration: Option<i64>,
+    requester: Option<String>,
+    refresh: Option<bool>,
+}
+
+impl QueueRow {
+    /// Whether writing this row would leave the stored one as it is (an upsert that changes
+    /// nothing need not rewrite the row and its index entries).
+    fn same_as_loaded(&self) -> bool {
+        self.loaded.as_deref().is_some_and(|loaded| {
+            QUEUE_BUCKETS[self.bucket] == loaded.bucket
+                && self.priority == loaded.priority
+                && loaded.command.as_deref() == Some(self.command.as_str())
+                && self.context == loaded.context
+                && loaded.duration == Some(self.estimated_duration.0)
+                && loaded.requester.as_deref() == Some(self.requester.as_str())
+                && loaded.refresh == Some(false)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +192,26 @@ struct PairHistory {
     successes: u32,
     /// Counted unsatisfied-dependencies runs: (context, instigated context, relations).
     dependency_runs: Vec<(Option<String>, Option<String>, Option<serde_json::Value>)>,
+    /// Candidate contexts that some counted run (not a dependency run) shares.
+    same_contexts: HashSet<String>,
+    /// The codebase's average duration over all campaigns (when read with the history).
+    codebase_average: Option<Micros>,
+}
+
+/// The distinct (codebase, campaign, context) of candidates with a non-empty context: the
+/// only ones a same-context penalty can apply to.
+fn contexts_wanted(prepared: &[Prepared]) -> HashSet<(String, String, String)> {
+    prepared
+        .iter()
+        .filter_map(|ready| {
+            let context = ready.context.as_deref().filter(|c| !c.is_empty())?;
+            Some((
+                ready.candidate.codebase.clone(),
+                ready.candidate.campaign.clone(),
+                context.to_string(),
+            ))
+        })
+        .collect()
 }
 
 type Pair = (String, String);
@@ -173,6 +226,7 @@ pub async fn bulk_schedule(
     options: &BulkOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<BulkSummary, ScheduleError> {
+    let started = std::time::Instant::now();
     let codebase_filter: Option<&[String]> =
         (!options.codebases.is_empty()).then_some(options.codebases.as_slice());
     let campaign_filter = options.campaign.as_deref();
@@ -194,12 +248,36 @@ pub async fn bulk_schedule(
         }
     }
 
-    let (histories, same_context, (codebase_averages, campaign_averages)) = tokio::try_join!(
-        load_histories(pool, now, codebase_filter, campaign_filter),
-        load_same_context(pool, now, &prepared),
-        load_averages(pool),
+    let contexts = contexts_wanted(&prepared);
+    // The middle codebase among the candidates splits the history read in two.
+    let pivot = {
+        let mut names: Vec<&str> = prepared
+            .iter()
+            .map(|ready| ready.candidate.codebase.as_str())
+            .collect();
+        names.sort_unstable();
+        names.get(names.len() / 2).map(|name| name.to_string())
+    };
+    let (mut histories, shared_contexts) = tokio::try_join!(
+        load_histories(
+            pool,
+            now,
+            pivot.as_deref(),
+            codebase_filter,
+            campaign_filter
+        ),
+        load_same_context(pool, now, &contexts),
     )?;
-    let satisfied = check_dependencies(pool, &histories).await?;
+    for (codebase, campaign, context) in shared_contexts {
+        if let Some(history) = histories.get_mut(&(codebase, campaign)) {
+            history.same_contexts.insert(context);
+        }
+    }
+    let (satisfied, (codebase_averages, campaign_averages)) = tokio::try_join!(
+        check_dependencies(pool, &histories),
+        load_averages(pool, &prepared, &histories, campaign_filter.is_none()),
+    )?;
+    tracing::debug!(elapsed = ?started.elapsed(), pairs = histories.len(), "histories read");
 
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
@@ -210,6 +288,7 @@ pub async fn bulk_schedule(
             .await?;
     }
     let mut queue = QueueState::load(&mut tx).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "queue locked and read");
     let mut row_ids = Vec::new();
     let total = prepared.len();
     let no_history = PairHistory::default();
@@ -237,9 +316,9 @@ pub async fn bulk_schedule(
                 ),
             })
             .collect();
-        let same = context.as_ref().is_some_and(|context| {
-            same_context.contains(&(key.0.clone(), key.1.clone(), context.clone()))
-        });
+        let same = context
+            .as_ref()
+            .is_some_and(|context| history.same_contexts.contains(context));
         let estimate = estimate_from_facts(
             HistoryFacts {
                 seconds: &history.seconds,
@@ -297,6 +376,7 @@ pub async fn bulk_schedule(
                 context,
                 estimated_duration: duration,
                 requester: "scheduler".to_string(),
+                loaded: None,
             },
         );
         let counts = summary.buckets.entry(bucket.clone()).or_default();
@@ -309,6 +389,7 @@ pub async fn bulk_schedule(
         summary.scheduled.push((candidate.id, offset, -1, bucket));
     }
     progress(total, total);
+    tracing::debug!(elapsed = ?started.elapsed(), "candidates scheduled in memory");
     if options.dry_run {
         for entry in &mut summary.scheduled {
             entry.3 = "default".to_string();
@@ -316,6 +397,7 @@ pub async fn bulk_schedule(
     } else {
         let sequence = queue.write(&mut tx).await?;
         tx.commit().await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "queue written");
         for (entry, row_id) in summary.scheduled.iter_mut().zip(row_ids) {
             entry.2 = match row_id {
                 RowId::Known(id) => id,
@@ -465,26 +547,47 @@ const COUNTED_RUN: &str = "failure_transient IS NOT TRUE
      AND start_time IS NOT NULL AND finish_time IS NOT NULL
      AND NOT (result_code = 'worker-failure' AND start_time <= $3 - interval '1 day')";
 
-/// Per (codebase, campaign): the counted runs' durations newest first (as float seconds,
-/// which PostgreSQL rounds exactly as Python's `total_seconds()`), the successes, and the
+type HistoryRow = (String, String, Option<Vec<f64>>, i64, Option<PgInterval>);
+
+/// Per (codebase, campaign), in one pass over the non-transient runs: the counted runs'
+/// durations newest first (as float seconds, which PostgreSQL rounds exactly as Python's
+/// `total_seconds()`), the successes, and the codebase's average duration over all
+/// campaigns (`sum / count` is how `AVG(interval)` computes it); plus the
 /// unsatisfied-dependencies runs.
 async fn load_histories(
     pool: &PgPool,
     now: NaiveDateTime,
+    pivot: Option<&str>,
     codebases: Option<&[String]>,
     campaign: Option<&str>,
 ) -> Result<HashMap<Pair, PairHistory>, sqlx::Error> {
+    // Two halves, split at the middle codebase, on two connections, so both cores work on it
+    // and each scans only its range of the (codebase, suite) index. The halves are
+    // complementary under any collation.
     let aggregated = format!(
-        "SELECT codebase, suite::text,
+        "SELECT run.codebase, run.suite::text,
                 array_agg(extract(epoch FROM finish_time - start_time)::float8
-                          ORDER BY start_time DESC),
-                count(*) FILTER (WHERE result_code = 'success')
-         FROM run
-         WHERE {COUNTED_RUN}
-           AND ($1::text[] IS NULL OR codebase = ANY($1))
-           AND ($2::text IS NULL OR suite = $2)
-         GROUP BY codebase, suite"
+                          ORDER BY start_time DESC) FILTER (WHERE counted),
+                count(*) FILTER (WHERE counted AND result_code = 'success'),
+                sum(sum(finish_time - start_time)) OVER codebase
+                  / nullif(sum(count(finish_time - start_time)) OVER codebase, 0)::float8
+         FROM (SELECT *, ({COUNTED_RUN}) AS counted FROM run
+               WHERE failure_transient IS NOT TRUE
+                 AND ($1::text[] IS NULL OR codebase = ANY($1))
+                 AND ($2::text IS NULL OR suite = $2)
+                 AND CASE WHEN $4::text IS NULL THEN $5 ELSE (codebase < $4) = $5 END) AS run
+         GROUP BY run.codebase, run.suite
+         WINDOW codebase AS (PARTITION BY run.codebase)"
     );
+    let half = |below: bool| {
+        sqlx::query_as::<_, HistoryRow>(sqlx::AssertSqlSafe(aggregated.clone()))
+            .bind(codebases)
+            .bind(campaign)
+            .bind(now)
+            .bind(pivot)
+            .bind(below)
+            .fetch_all(pool)
+    };
     let dependencies = format!(
         "SELECT codebase, suite::text, context, instigated_context, failure_details::jsonb
          FROM run
@@ -499,31 +602,28 @@ async fn load_histories(
         Option<String>,
         Option<serde_json::Value>,
     );
-    let (rows, dependency_rows) = tokio::try_join!(
-        sqlx::query_as::<_, (String, String, Vec<f64>, i64)>(sqlx::AssertSqlSafe(aggregated))
-            .bind(codebases)
-            .bind(campaign)
-            .bind(now)
-            .fetch_all(pool),
+    let (first, second, dependency_rows) = tokio::try_join!(
+        half(true),
+        half(false),
         sqlx::query_as::<_, DependencyRow>(sqlx::AssertSqlSafe(dependencies))
             .bind(codebases)
             .bind(campaign)
             .bind(now)
             .fetch_all(pool),
     )?;
-    let mut histories: HashMap<Pair, PairHistory> = rows
-        .into_iter()
-        .map(|(codebase, campaign, seconds, successes)| {
-            (
-                (codebase, campaign),
-                PairHistory {
-                    seconds,
-                    successes: u32::try_from(successes).unwrap_or(u32::MAX),
-                    dependency_runs: Vec::new(),
-                },
-            )
-        })
-        .collect();
+    let mut histories: HashMap<Pair, PairHistory> = HashMap::new();
+    for (codebase, campaign, seconds, successes, average) in first.into_iter().chain(second) {
+        histories.insert(
+            (codebase, campaign),
+            PairHistory {
+                seconds: seconds.unwrap_or_default(),
+                successes: u32::try_from(successes).unwrap_or(u32::MAX),
+                dependency_runs: Vec::new(),
+                same_contexts: HashSet::new(),
+                codebase_average: average.as_ref().map(Micros::from_interval),
+            },
+        );
+    }
     for (codebase, campaign, context, instigated, details) in dependency_rows {
         let relations = details
             .as_ref()
@@ -539,25 +639,18 @@ async fn load_histories(
     Ok(histories)
 }
 
-/// The (codebase, campaign, context) of prepared candidates for which some counted run,
-/// other than an unsatisfied-dependencies one, has that context or instigated context.
+/// Of the wanted (codebase, campaign, context) triples, those some counted run other than an
+/// unsatisfied-dependencies one shares.
 async fn load_same_context(
     pool: &PgPool,
     now: NaiveDateTime,
-    prepared: &[Prepared],
-) -> Result<HashSet<(String, String, String)>, sqlx::Error> {
-    let mut wanted = HashSet::new();
-    for ready in prepared {
-        if let Some(context) = ready.context.as_ref().filter(|c| !c.is_empty()) {
-            wanted.insert((
-                ready.candidate.codebase.clone(),
-                ready.candidate.campaign.clone(),
-                context.clone(),
-            ));
-        }
+    wanted: &HashSet<(String, String, String)>,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
     }
     let (mut codebases, mut campaigns, mut contexts) = (Vec::new(), Vec::new(), Vec::new());
-    for (codebase, campaign, context) in &wanted {
+    for (codebase, campaign, context) in wanted {
         codebases.push(codebase.as_str());
         campaigns.push(campaign.as_str());
         contexts.push(context.as_str());
@@ -571,14 +664,13 @@ async fn load_same_context(
              AND (run.context = w.context OR run.instigated_context = w.context)
              AND result_code <> '{UNSATISFIED_DEPENDENCIES}' AND {COUNTED_RUN})"
     );
-    let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(statement))
+    sqlx::query_as(sqlx::AssertSqlSafe(statement))
         .bind(&codebases)
         .bind(&campaigns)
         .bind(now)
         .bind(&contexts)
         .fetch_all(pool)
-        .await?;
-    Ok(rows.into_iter().collect())
+        .await
 }
 
 /// Whether each distinct set of recorded relations is satisfiable now, by its JSON text.
@@ -609,34 +701,72 @@ async fn check_dependencies(
     Ok(satisfied)
 }
 
-/// Duration fallbacks for candidates without counted runs: per codebase (all campaigns) and
-/// per campaign (all codebases), averaged in SQL for the same rounding, in one scan.
+/// Duration fallbacks for candidates without counted runs: the codebase's average over all
+/// campaigns, else the campaign's over all codebases, averaged in SQL for the same rounding.
+/// Only the codebases and campaigns some candidate falls back to are averaged.
 async fn load_averages(
     pool: &PgPool,
+    prepared: &[Prepared],
+    histories: &HashMap<Pair, PairHistory>,
+    codebase_averages_read: bool,
 ) -> Result<(HashMap<String, Micros>, HashMap<String, Micros>), sqlx::Error> {
-    type AverageRow = (i32, Option<String>, Option<String>, Option<PgInterval>);
-    let rows: Vec<AverageRow> = sqlx::query_as(
-        "SELECT GROUPING(codebase, suite), codebase, suite::text, AVG(finish_time - start_time)
-         FROM run WHERE failure_transient IS NOT TRUE
-         GROUP BY GROUPING SETS ((codebase), (suite))",
-    )
-    .fetch_all(pool)
-    .await?;
-    let (mut codebases, mut campaigns) = (HashMap::new(), HashMap::new());
-    for (grouping, codebase, campaign, average) in rows {
-        let Some(average) = average else { continue };
-        // GROUPING has a bit set for each column left out of the group.
-        match (grouping, codebase, campaign) {
-            (1, Some(codebase), _) => {
-                codebases.insert(codebase, Micros::from_interval(&average));
-            }
-            (2, _, Some(campaign)) => {
-                campaigns.insert(campaign, Micros::from_interval(&average));
-            }
-            _ => {}
-        }
+    let without_history: Vec<&Prepared> = prepared
+        .iter()
+        .filter(|ready| {
+            let key = (
+                ready.candidate.codebase.clone(),
+                ready.candidate.campaign.clone(),
+            );
+            histories.get(&key).is_none_or(|h| h.seconds.is_empty())
+        })
+        .collect();
+    let codebases: HashSet<&str> = without_history
+        .iter()
+        .map(|ready| ready.candidate.codebase.as_str())
+        .collect();
+    // Without a campaign filter the history query saw every run of these codebases and
+    // averaged them already; a codebase it has no row for has no non-transient run.
+    let codebase_averages = if codebase_averages_read {
+        histories
+            .iter()
+            .filter(|((codebase, _), _)| codebases.contains(codebase.as_str()))
+            .filter_map(|((codebase, _), h)| Some((codebase.clone(), h.codebase_average?)))
+            .collect()
+    } else {
+        averages(pool, "codebase", codebases.into_iter().collect()).await?
+    };
+    let campaigns: HashSet<&str> = without_history
+        .iter()
+        .filter(|ready| !codebase_averages.contains_key(&ready.candidate.codebase))
+        .map(|ready| ready.candidate.campaign.as_str())
+        .collect();
+    let campaign_averages = averages(pool, "suite", campaigns.into_iter().collect()).await?;
+    Ok((codebase_averages, campaign_averages))
+}
+
+/// Non-transient `AVG(finish_time - start_time)` per value of `column` among `keys`.
+async fn averages(
+    pool: &PgPool,
+    column: &'static str,
+    keys: Vec<&str>,
+) -> Result<HashMap<String, Micros>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
     }
-    Ok((codebases, campaigns))
+    // `column` is one of two fixed names, never input.
+    let statement = format!(
+        "SELECT {column}::text, AVG(finish_time - start_time) FROM run
+         WHERE failure_transient IS NOT TRUE AND {column} = ANY($1::text[])
+         GROUP BY {column}"
+    );
+    let rows: Vec<(String, Option<PgInterval>)> = sqlx::query_as(sqlx::AssertSqlSafe(statement))
+        .bind(keys)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(key, average)| Some((key, Micros::from_interval(&average?))))
+        .collect())
 }
 
 enum Outcome {
@@ -656,35 +786,47 @@ struct QueueState {
 
 impl QueueState {
     async fn load(conn: &mut sqlx::PgConnection) -> Result<Self, sqlx::Error> {
-        let rows: Vec<(i32, String, String, bool, String, i64)> = sqlx::query_as(
-            "SELECT id, codebase, suite::text, coalesce(change_set, '') = '', bucket::text,
-                    priority
-             FROM queue",
+        // Only rows without a change set can be hit by a bulk upsert, so only those are read.
+        // The others never change here, so for MIN(priority) their smallest stands for all.
+        let others_min: Option<i64> = sqlx::query_scalar(
+            "SELECT min(priority) FROM queue WHERE coalesce(change_set, '') <> ''",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let rows: Vec<LoadedRow> = sqlx::query_as(
+            "SELECT id, codebase, suite::text AS campaign, bucket::text AS bucket, priority,
+                    command, context,
+                    (extract(epoch FROM estimated_duration) * 1000000)::bigint AS duration,
+                    requester, refresh
+             FROM queue WHERE coalesce(change_set, '') = ''",
         )
         .fetch_all(&mut *conn)
         .await?;
         let mut state = Self {
-            rows: HashMap::new(),
+            rows: HashMap::with_capacity(rows.len()),
             priorities: Priorities::default(),
             upserts: 0,
         };
-        for (id, codebase, campaign, base, bucket, priority) in rows {
+        if let Some(priority) = others_min {
             state.priorities.insert(priority);
-            if base {
-                state.rows.insert(
-                    (codebase, campaign),
-                    QueueRow {
-                        id: RowId::Known(i64::from(id)),
-                        bucket: bucket_index(&bucket),
-                        priority,
-                        state: RowState::Untouched,
-                        command: String::new(),
-                        context: None,
-                        estimated_duration: Micros(0),
-                        requester: String::new(),
-                    },
-                );
-            }
+        }
+        for row in rows {
+            state.priorities.insert(row.priority);
+            let bucket = bucket_index(&row.bucket);
+            state.rows.insert(
+                (row.codebase.clone(), row.campaign.clone()),
+                QueueRow {
+                    id: RowId::Known(i64::from(row.id)),
+                    bucket,
+                    priority: row.priority,
+                    state: RowState::Untouched,
+                    command: row.command.clone().unwrap_or_default(),
+                    context: row.context.clone(),
+                    estimated_duration: Micros(row.duration.unwrap_or(0)),
+                    requester: row.requester.clone().unwrap_or_default(),
+                    loaded: Some(Box::new(row)),
+                },
+            );
         }
         Ok(state)
     }
@@ -745,10 +887,11 @@ impl QueueState {
     /// inserted and updated row, and returns the sequence values by slot.
     async fn write(&self, conn: &mut sqlx::PgConnection) -> Result<Vec<i64>, sqlx::Error> {
         let mut sequence: Vec<i64> = sqlx::query_scalar(
-            "SELECT nextval('queue_id_seq')::bigint FROM generate_series(1, $1::int)",
+            "SELECT coalesce(array_agg(nextval('queue_id_seq')::bigint), '{}')
+             FROM generate_series(1, $1::int)",
         )
         .bind(i32::try_from(self.upserts).unwrap_or(i32::MAX))
-        .fetch_all(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
         sequence.sort_unstable();
         let id_of = |row: &QueueRow| -> i32 {
@@ -763,7 +906,8 @@ impl QueueState {
         for (key, row) in &self.rows {
             match row.state {
                 RowState::Inserted => new.push(key, row, id_of(row)),
-                RowState::Updated => changed.push(key, row, id_of(row)),
+                RowState::Updated if !row.same_as_loaded() => changed.push(key, row, id_of(row)),
+                RowState::Updated => {}
                 RowState::Untouched => {}
             }
         }

@@ -94,7 +94,14 @@ async fn get_queue_position(
     let codebase = required("codebase")?;
     let campaign = required("campaign")?;
     Ok(Json(
-        queue::position(&state.pool, state.store.as_ref(), codebase, campaign).await?,
+        queue::position(
+            &state.pool,
+            &state.queue_positions,
+            state.store.as_ref(),
+            codebase,
+            campaign,
+        )
+        .await?,
     ))
 }
 
