@@ -3,8 +3,180 @@
 
 use std::collections::BTreeMap;
 
-use pyo3::exceptions::PyValueError;
+use chrono::NaiveDateTime;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyType;
+use serde_json::Value;
+
+use crate::models;
+
+// The exceptions of the Python runner, with its names, so `except` clauses keep working.
+create_exception!(janitor_runner, QueueItemAlreadyClaimed, PyException);
+create_exception!(janitor_runner, RunExists, PyException);
+create_exception!(janitor_runner, CandidateUnavailable, PyException);
+create_exception!(janitor_runner, QueueEmpty, PyException);
+create_exception!(janitor_runner, QueueRateLimiting, PyException);
+create_exception!(janitor_runner, ModelError, PyValueError);
+
+/// A Python object (dict, list, str, ...) as JSON, through Python's own `json` module, so
+/// anything `json.dumps` accepts is accepted and the same things are refused.
+fn to_json_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    let text: String = if let Ok(text) = obj.extract::<String>() {
+        text
+    } else {
+        let json = obj.py().import("json")?;
+        json.call_method1("dumps", (obj,))?.extract()?
+    };
+    serde_json::from_str(&text).map_err(|e| ModelError::new_err(e.to_string()))
+}
+
+/// JSON as the Python objects `json.loads` gives.
+fn from_json_value<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    let json = py.import("json")?;
+    json.call_method1("loads", (value.to_string(),))
+}
+
+fn model_error(error: models::ModelError) -> PyErr {
+    ModelError::new_err(error.0)
+}
+
+/// `now` as given, or the current UTC time (what the Python models use).
+fn now_or_utc(now: Option<NaiveDateTime>) -> NaiveDateTime {
+    now.unwrap_or_else(|| chrono::Utc::now().naive_utc())
+}
+
+/// A run in progress, as kept in the active-run store (Python `ActiveRun`).
+#[pyclass(name = "ActiveRun", module = "janitor_runner")]
+#[derive(Clone)]
+struct PyActiveRun {
+    inner: models::ActiveRun,
+}
+
+#[pymethods]
+impl PyActiveRun {
+    #[classmethod]
+    fn from_json(_cls: &Bound<'_, PyType>, js: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let value = to_json_value(js)?;
+        Ok(Self {
+            inner: models::ActiveRun::from_json(&value).map_err(model_error)?,
+        })
+    }
+
+    /// The JSON form; durations are measured up to `now` (default: the current UTC time).
+    #[pyo3(signature = (now=None))]
+    fn json<'py>(
+        &self,
+        py: Python<'py>,
+        now: Option<NaiveDateTime>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        from_json_value(py, &self.inner.to_json(now_or_utc(now)))
+    }
+
+    #[getter]
+    fn log_id(&self) -> &str {
+        &self.inner.log_id
+    }
+
+    #[getter]
+    fn queue_id(&self) -> i64 {
+        self.inner.queue_id
+    }
+
+    #[getter]
+    fn codebase(&self) -> Option<&str> {
+        self.inner.codebase.as_deref()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ActiveRun(log_id={:?})", self.inner.log_id)
+    }
+}
+
+/// What a worker reported (Python `WorkerResult`).
+#[pyclass(name = "WorkerResult", module = "janitor_runner")]
+#[derive(Clone)]
+struct PyWorkerResult {
+    inner: models::WorkerResult,
+}
+
+#[pymethods]
+impl PyWorkerResult {
+    #[classmethod]
+    fn from_json(_cls: &Bound<'_, PyType>, js: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let value = to_json_value(js)?;
+        Ok(Self {
+            inner: models::WorkerResult::from_json(&value).map_err(model_error)?,
+        })
+    }
+
+    #[getter]
+    fn code(&self) -> &str {
+        &self.inner.code
+    }
+}
+
+/// The stored outcome of a run (Python `JanitorResult`).
+#[pyclass(name = "JanitorResult", module = "janitor_runner")]
+#[derive(Clone)]
+struct PyJanitorResult {
+    inner: models::JanitorResult,
+}
+
+#[pymethods]
+impl PyJanitorResult {
+    /// The result of `active_run` as its worker reported it, with the uploaded log names.
+    #[classmethod]
+    #[pyo3(signature = (active_run, worker_result, logfilenames, now=None))]
+    fn from_worker_result(
+        _cls: &Bound<'_, PyType>,
+        active_run: &PyActiveRun,
+        worker_result: &PyWorkerResult,
+        logfilenames: Vec<String>,
+        now: Option<NaiveDateTime>,
+    ) -> Self {
+        Self {
+            inner: models::JanitorResult::from_worker_result(
+                &active_run.inner,
+                worker_result.inner.clone(),
+                logfilenames,
+                now_or_utc(now),
+            ),
+        }
+    }
+
+    fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        from_json_value(py, &self.inner.to_json())
+    }
+
+    #[getter]
+    fn code(&self) -> &str {
+        &self.inner.code
+    }
+}
+
+/// Where a run resumes from (Python `ResumeInfo`).
+#[pyclass(name = "ResumeInfo", module = "janitor_runner")]
+#[derive(Clone)]
+struct PyResumeInfo {
+    inner: models::ResumeInfo,
+}
+
+#[pymethods]
+impl PyResumeInfo {
+    #[classmethod]
+    fn from_json(_cls: &Bound<'_, PyType>, js: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let value = to_json_value(js)?;
+        Ok(Self {
+            inner: models::ResumeInfo::from_json(&value).map_err(model_error)?,
+        })
+    }
+
+    fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        from_json_value(py, &self.inner.to_json())
+    }
+}
 
 /// `committer_env(committer)`: the VCS environment for a committer; `None` gives `{}`.
 #[pyfunction]
@@ -31,5 +203,22 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(committer_env, m)?)?;
     m.add_function(wrap_pyfunction!(is_log_filename, m)?)?;
     m.add_function(wrap_pyfunction!(splitout_env, m)?)?;
+    m.add_class::<PyActiveRun>()?;
+    m.add_class::<PyWorkerResult>()?;
+    m.add_class::<PyJanitorResult>()?;
+    m.add_class::<PyResumeInfo>()?;
+    let py = m.py();
+    m.add(
+        "QueueItemAlreadyClaimed",
+        py.get_type::<QueueItemAlreadyClaimed>(),
+    )?;
+    m.add("RunExists", py.get_type::<RunExists>())?;
+    m.add(
+        "CandidateUnavailable",
+        py.get_type::<CandidateUnavailable>(),
+    )?;
+    m.add("QueueEmpty", py.get_type::<QueueEmpty>())?;
+    m.add("QueueRateLimiting", py.get_type::<QueueRateLimiting>())?;
+    m.add("ModelError", py.get_type::<ModelError>())?;
     Ok(())
 }

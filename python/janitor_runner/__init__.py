@@ -4,6 +4,36 @@ Each name here has the behaviour and JSON form of the Python runner's name of th
 spelling, so ``from janitor_runner import committer_env`` can replace the Python original.
 """
 
-from ._native import __version__, committer_env, is_log_filename, splitout_env
+from ._native import (
+    ActiveRun,
+    CandidateUnavailable,
+    JanitorResult,
+    ModelError,
+    QueueEmpty,
+    QueueItemAlreadyClaimed,
+    QueueRateLimiting,
+    ResumeInfo,
+    RunExists,
+    WorkerResult,
+    __version__,
+    committer_env,
+    is_log_filename,
+    splitout_env,
+)
 
-__all__ = ["__version__", "committer_env", "is_log_filename", "splitout_env"]
+__all__ = [
+    "ActiveRun",
+    "CandidateUnavailable",
+    "JanitorResult",
+    "ModelError",
+    "QueueEmpty",
+    "QueueItemAlreadyClaimed",
+    "QueueRateLimiting",
+    "ResumeInfo",
+    "RunExists",
+    "WorkerResult",
+    "__version__",
+    "committer_env",
+    "is_log_filename",
+    "splitout_env",
+]
