@@ -17,7 +17,13 @@ BEGIN
 END;
 $body$;
 
-DROP TRIGGER IF EXISTS runner_queue_changed ON queue;
-CREATE TRIGGER runner_queue_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON queue
-    FOR EACH STATEMENT EXECUTE FUNCTION runner_queue_changed();
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgname = 'runner_queue_changed' AND tgrelid = 'queue'::regclass) THEN
+        CREATE TRIGGER runner_queue_changed
+            AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON queue
+            FOR EACH STATEMENT EXECUTE FUNCTION runner_queue_changed();
+    END IF;
+END;
+$do$;

@@ -13,29 +13,7 @@ use janitor_runner::schedule::engine::{
 use serde_json::json;
 
 /// Queue spec 6: codebases, candidates, runs, and the queue holding one row (id 41).
-const WORKED_EXAMPLE: &str = "
-INSERT INTO codebase (name, value) VALUES ('alpha', 200), ('beta', 50), ('gamma', NULL), ('delta', 100);
-INSERT INTO candidate (codebase, suite, command, context, value, success_chance) VALUES
-  ('alpha', 'lintian-fixes', 'lintian-brush', 'ctx-a', 10, 0.9),
-  ('beta', 'lintian-fixes', 'lintian-brush', NULL, 20, NULL),
-  ('gamma', 'lintian-fixes', 'lintian-brush', NULL, 5, 0.5);
-INSERT INTO change_set (id, campaign) VALUES ('cs', 'lintian-fixes');
-INSERT INTO run (id, codebase, suite, command, start_time, finish_time, result_code, context,
-                 instigated_context, failure_transient, logfilenames, change_set) VALUES
-  ('a1', 'alpha', 'lintian-fixes', 'x', '2026-01-01 10:00', '2026-01-01 10:01', 'success', 'ctx-old', 'ctx-old', NULL, '{}', 'cs'),
-  ('a2', 'alpha', 'lintian-fixes', 'x', '2026-01-03 10:00', '2026-01-03 10:01:30', 'build-failed', NULL, NULL, false, '{}', 'cs'),
-  ('a3', 'alpha', 'lintian-fixes', 'x', '2026-01-05 10:00', '2026-01-05 10:00:10', 'worker-failure', NULL, NULL, NULL, '{}', 'cs'),
-  ('a4', 'alpha', 'lintian-fixes', 'x', '2026-01-07 10:00', '2026-01-07 11:00', 'worker-timeout', NULL, NULL, true, '{}', 'cs'),
-  ('a5', 'alpha', 'lintian-fixes', 'x', '2026-01-09 10:00', '2026-01-09 10:00:30.5', 'success', 'ctx-a', 'ctx-a', NULL, '{}', 'cs'),
-  ('b1', 'beta', 'fresh-releases', 'x', '2026-01-02 00:00', '2026-01-02 00:01:40', 'success', NULL, NULL, NULL, '{}', 'cs'),
-  ('b2', 'beta', 'fresh-releases', 'x', '2026-01-04 00:00', '2026-01-04 00:03:20', 'build-failed', NULL, NULL, false, '{}', 'cs'),
-  ('b3', 'beta', 'fresh-releases', 'x', '2026-01-06 00:00', '2026-01-06 01:23:20', 'worker-timeout', NULL, NULL, true, '{}', 'cs'),
-  ('g1', 'gamma', 'lintian-fixes', 'x', '2026-01-02 00:00', '2026-01-02 00:00:40', 'success', 'ctx-g', 'ctx-g', NULL, '{}', 'cs'),
-  ('g2', 'gamma', 'lintian-fixes', 'x', '2026-01-04 00:00', '2026-01-04 00:00:20', 'nothing-to-do', NULL, NULL, NULL, '{}', 'cs');
-SELECT setval('queue_id_seq', 40);
-INSERT INTO queue (codebase, suite, command, bucket, priority, estimated_duration)
-  VALUES ('delta', 'lintian-fixes', 'lintian-brush', 'manual', -5, interval '45 seconds');
-";
+const WORKED_EXAMPLE: &str = include_str!("fixtures/worked_example.sql");
 
 /// (bucket, codebase, campaign, priority, estimated duration in µs, context, requester),
 /// in queue order.

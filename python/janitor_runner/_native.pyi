@@ -1,6 +1,6 @@
 """Type stubs for the compiled extension ``janitor_runner._native``."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 __version__: str
@@ -71,3 +71,65 @@ class ResumeInfo:
     @classmethod
     def from_json(cls, js: Any) -> ResumeInfo: ...
     def json(self) -> dict[str, Any]: ...
+
+class Pool:
+    """A PostgreSQL connection pool; make one with ``await connect(dsn)``."""
+
+    async def close(self) -> None: ...
+
+async def connect(dsn: str, max_connections: int = 10) -> Pool: ...
+async def do_schedule_regular(
+    pool: Pool,
+    *,
+    codebase: str,
+    campaign: str,
+    command: str | None = None,
+    candidate_value: int | None = None,
+    success_chance: float | None = None,
+    normalized_codebase_value: float | None = None,
+    requester: str | None = None,
+    default_offset: float = 0.0,
+    context: str | None = None,
+    change_set: str | None = None,
+    dry_run: bool = False,
+    refresh: bool = False,
+    bucket: str | None = None,
+) -> tuple[float, timedelta, int, str]:
+    """Schedule one candidate as ``janitor.schedule.do_schedule_regular`` does.
+
+    Returns ``(offset, estimated_duration, queue_id, bucket)``; raises CandidateUnavailable,
+    ZeroDivisionError (every codebase value 0) or AssertionError (no positive offset).
+    """
+async def do_schedule(
+    pool: Pool,
+    campaign: str,
+    codebase: str,
+    bucket: str | None = None,
+    *,
+    change_set: str | None = None,
+    offset: float | None = None,
+    refresh: bool = False,
+    requester: str | None = None,
+    estimated_duration: timedelta | None = None,
+    command: str | None = None,
+) -> tuple[float, timedelta, int, str]: ...
+async def do_schedule_control(
+    pool: Pool,
+    codebase: str,
+    *,
+    change_set: str | None = None,
+    main_branch_revision: bytes | None = None,
+    offset: float | None = None,
+    refresh: bool = False,
+    bucket: str | None = None,
+    requester: str | None = None,
+    estimated_duration: timedelta | None = None,
+) -> tuple[float, timedelta, int, str]: ...
+
+class Queue:
+    """The queue, over a pool."""
+
+    def __init__(self, pool: Pool) -> None: ...
+    async def get_position(
+        self, campaign: str, codebase: str
+    ) -> tuple[int | None, timedelta | None]: ...

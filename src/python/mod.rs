@@ -12,6 +12,8 @@ use serde_json::Value;
 
 use crate::models;
 
+mod scheduling;
+
 // The exceptions of the Python runner, with its names, so `except` clauses keep working.
 create_exception!(janitor_runner, QueueItemAlreadyClaimed, PyException);
 create_exception!(janitor_runner, RunExists, PyException);
@@ -207,6 +209,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyWorkerResult>()?;
     m.add_class::<PyJanitorResult>()?;
     m.add_class::<PyResumeInfo>()?;
+    m.add_class::<scheduling::PyPool>()?;
+    m.add_class::<scheduling::PyQueue>()?;
+    m.add_function(wrap_pyfunction!(scheduling::connect, m)?)?;
+    m.add_function(wrap_pyfunction!(scheduling::py_do_schedule_regular, m)?)?;
+    m.add_function(wrap_pyfunction!(scheduling::py_do_schedule, m)?)?;
+    m.add_function(wrap_pyfunction!(scheduling::py_do_schedule_control, m)?)?;
     let py = m.py();
     m.add(
         "QueueItemAlreadyClaimed",

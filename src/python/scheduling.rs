@@ -1,0 +1,267 @@
+//! The database-backed pieces for Python: a connection pool made from a DSN (an asyncpg
+//! connection cannot cross into Rust), the scheduling functions of `janitor.schedule` and
+//! `Queue.get_position`, all awaitable from asyncio. The futures run on the one shared tokio
+//! runtime of `pyo3-async-runtimes`; Python waits without holding the GIL.
+
+use chrono::{NaiveDateTime, TimeDelta};
+use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyZeroDivisionError};
+use pyo3::prelude::*;
+use sqlx::PgPool;
+
+use super::CandidateUnavailable;
+use crate::schedule::Micros;
+use crate::schedule::engine::{
+    ControlRequest, RegularRequest, ScheduleError, ScheduleRequest, Scheduled, do_schedule,
+    do_schedule_control, do_schedule_regular,
+};
+
+/// A PostgreSQL connection pool (what `await janitor_runner.connect(dsn)` gives).
+#[pyclass(name = "Pool", module = "janitor_runner", frozen)]
+pub struct PyPool {
+    pub(crate) pool: PgPool,
+}
+
+#[pymethods]
+impl PyPool {
+    /// Closes every connection; awaitable.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let pool = self.pool.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            pool.close().await;
+            Ok(())
+        })
+    }
+}
+
+fn database_error(error: sqlx::Error) -> PyErr {
+    PyRuntimeError::new_err(format!("database error: {error}"))
+}
+
+/// The Python exception for each way scheduling can fail, as the Python code raised it.
+fn schedule_error(error: ScheduleError) -> PyErr {
+    match error {
+        ScheduleError::CandidateUnavailable { campaign, codebase } => {
+            CandidateUnavailable::new_err((campaign, codebase))
+        }
+        ScheduleError::ZeroMaximumValue => PyZeroDivisionError::new_err(error.to_string()),
+        ScheduleError::Offset { .. } => PyAssertionError::new_err(error.to_string()),
+        ScheduleError::Database(error) => database_error(error),
+    }
+}
+
+fn timedelta(micros: Micros) -> TimeDelta {
+    TimeDelta::microseconds(micros.0)
+}
+
+fn micros(delta: TimeDelta) -> Micros {
+    Micros(delta.num_microseconds().unwrap_or(i64::MAX))
+}
+
+/// `(offset, estimated_duration, queue_id, bucket)`, the Python return value.
+type ScheduleResult = (f64, TimeDelta, i64, String);
+
+fn result(scheduled: Scheduled) -> ScheduleResult {
+    (
+        scheduled.offset,
+        timedelta(scheduled.estimated_duration),
+        scheduled.queue_id,
+        scheduled.bucket,
+    )
+}
+
+fn utc_now() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+/// `await connect(dsn, max_connections=10)`: a pool for the other functions.
+#[pyfunction]
+#[pyo3(signature = (dsn, max_connections=10))]
+pub fn connect(py: Python<'_>, dsn: String, max_connections: u32) -> PyResult<Bound<'_, PyAny>> {
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let pool = crate::db::connect(&dsn, max_connections)
+            .await
+            .map_err(database_error)?;
+        Ok(PyPool { pool })
+    })
+}
+
+/// `do_schedule_regular`, as in `janitor.schedule` (the clock is the current UTC time).
+#[pyfunction(name = "do_schedule_regular")]
+#[pyo3(signature = (
+    pool, *, codebase, campaign, command=None, candidate_value=None, success_chance=None,
+    normalized_codebase_value=None, requester=None, default_offset=0.0, context=None,
+    change_set=None, dry_run=false, refresh=false, bucket=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn py_do_schedule_regular<'py>(
+    py: Python<'py>,
+    pool: &PyPool,
+    codebase: String,
+    campaign: String,
+    command: Option<String>,
+    candidate_value: Option<i64>,
+    success_chance: Option<f64>,
+    normalized_codebase_value: Option<f64>,
+    requester: Option<String>,
+    default_offset: f64,
+    context: Option<String>,
+    change_set: Option<String>,
+    dry_run: bool,
+    refresh: bool,
+    bucket: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let pool = pool.pool.clone();
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let mut conn = pool.acquire().await.map_err(database_error)?;
+        let scheduled = do_schedule_regular(
+            &mut conn,
+            utc_now(),
+            RegularRequest {
+                codebase: &codebase,
+                campaign: &campaign,
+                command,
+                candidate_value,
+                success_chance,
+                normalized_codebase_value,
+                requester: requester.as_deref(),
+                default_offset,
+                context,
+                change_set: change_set.as_deref(),
+                dry_run,
+                refresh,
+                bucket: bucket.as_deref(),
+            },
+        )
+        .await
+        .map_err(schedule_error)?;
+        Ok(result(scheduled))
+    })
+}
+
+/// `do_schedule`: to the head of `bucket` (offset −1 unless given), context cleared.
+#[pyfunction(name = "do_schedule")]
+#[pyo3(signature = (
+    pool, campaign, codebase, bucket=None, *, change_set=None, offset=None, refresh=false,
+    requester=None, estimated_duration=None, command=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn py_do_schedule<'py>(
+    py: Python<'py>,
+    pool: &PyPool,
+    campaign: String,
+    codebase: String,
+    bucket: Option<String>,
+    change_set: Option<String>,
+    offset: Option<f64>,
+    refresh: bool,
+    requester: Option<String>,
+    estimated_duration: Option<TimeDelta>,
+    command: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let pool = pool.pool.clone();
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let mut conn = pool.acquire().await.map_err(database_error)?;
+        let scheduled = do_schedule(
+            &mut conn,
+            ScheduleRequest {
+                campaign: &campaign,
+                codebase: &codebase,
+                bucket: bucket.as_deref(),
+                change_set: change_set.as_deref(),
+                offset,
+                refresh,
+                requester: requester.as_deref(),
+                estimated_duration: estimated_duration.map(micros),
+                command,
+            },
+        )
+        .await
+        .map_err(schedule_error)?;
+        Ok(result(scheduled))
+    })
+}
+
+/// `do_schedule_control`: `brz up [--revision=R]` in the `control` campaign.
+#[pyfunction(name = "do_schedule_control")]
+#[pyo3(signature = (
+    pool, codebase, *, change_set=None, main_branch_revision=None, offset=None, refresh=false,
+    bucket=None, requester=None, estimated_duration=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn py_do_schedule_control<'py>(
+    py: Python<'py>,
+    pool: &PyPool,
+    codebase: String,
+    change_set: Option<String>,
+    main_branch_revision: Option<Vec<u8>>,
+    offset: Option<f64>,
+    refresh: bool,
+    bucket: Option<String>,
+    requester: Option<String>,
+    estimated_duration: Option<TimeDelta>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let pool = pool.pool.clone();
+    // Python decodes the revision bytes as UTF-8 and fails otherwise.
+    let revision = main_branch_revision
+        .map(String::from_utf8)
+        .transpose()
+        .map_err(|e| pyo3::exceptions::PyUnicodeDecodeError::new_err(e.to_string()))?;
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let mut conn = pool.acquire().await.map_err(database_error)?;
+        let scheduled = do_schedule_control(
+            &mut conn,
+            ControlRequest {
+                codebase: &codebase,
+                change_set: change_set.as_deref(),
+                main_branch_revision: revision.as_deref(),
+                offset,
+                refresh,
+                bucket: bucket.as_deref(),
+                requester: requester.as_deref(),
+                estimated_duration: estimated_duration.map(micros),
+            },
+        )
+        .await
+        .map_err(schedule_error)?;
+        Ok(result(scheduled))
+    })
+}
+
+/// The queue (Python `janitor.queue.Queue`), over a pool instead of one connection.
+#[pyclass(name = "Queue", module = "janitor_runner", frozen)]
+pub struct PyQueue {
+    pool: PgPool,
+}
+
+#[pymethods]
+impl PyQueue {
+    #[new]
+    fn new(pool: &PyPool) -> Self {
+        Self {
+            pool: pool.pool.clone(),
+        }
+    }
+
+    /// `(position, wait_time)` of the first row for (campaign, codebase), or `(None, None)`;
+    /// the same numbers as the `queue_positions` view.
+    fn get_position<'py>(
+        &self,
+        py: Python<'py>,
+        campaign: String,
+        codebase: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pool = self.pool.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let found = crate::db::queue::position(&pool, &codebase, &campaign)
+                .await
+                .map_err(database_error)?;
+            Ok(match found {
+                Some((position, wait)) => (
+                    Some(position),
+                    wait.map(|seconds| TimeDelta::microseconds((seconds * 1e6).round() as i64)),
+                ),
+                None => (None, None),
+            })
+        })
+    }
+}

@@ -1,0 +1,104 @@
+"""The scheduling functions and Queue.get_position through the Python face, awaited from
+asyncio on a real database: the worked example of the queue spec (single path)."""
+
+import asyncio
+import os
+import subprocess
+import uuid
+from datetime import timedelta
+
+import pytest
+
+import janitor_runner as jr
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Queue spec 6, shared with tests/scheduling.rs.
+WORKED_EXAMPLE = open(os.path.join(ROOT, "tests", "fixtures", "worked_example.sql")).read()
+
+
+def psql(url, *args):
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", url, *args], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def database(tmp_path):
+    admin = os.environ.get("DATABASE_URL")
+    if not admin:
+        pytest.skip("DATABASE_URL is not set")
+    name = "jrpy_" + uuid.uuid4().hex
+    psql(admin, "-c", f"CREATE DATABASE {name}")
+    base, _, query = admin.partition("?")
+    url = base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+    # An empty configuration: every setting at its default, the database given here.
+    config = tmp_path / "janitor.conf"
+    config.write_text("")
+    subprocess.run(
+        ["cargo", "run", "--quiet", "--bin", "janitor-runner", "--", "migrate",
+         "--config", str(config), "--database-url", url],
+        check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+    )
+    psql(url, "-c", WORKED_EXAMPLE)
+    yield url
+    psql(admin, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_worked_example_single_path(database):
+    async def main():
+        pool = await jr.connect(database)
+        alpha = await jr.do_schedule_regular(pool, codebase="alpha", campaign="lintian-fixes")
+        assert alpha == (118587.30257142859, timedelta(seconds=60, microseconds=166667), 42, "default")
+        beta, gamma = await asyncio.gather(
+            jr.do_schedule_regular(pool, codebase="beta", campaign="lintian-fixes"),
+            jr.do_schedule_regular(pool, codebase="gamma", campaign="lintian-fixes"),
+        )
+        assert beta[0] == 5666.666666666667
+        assert gamma[0] == 38181.818181818184
+        manual = await jr.do_schedule(
+            pool, "lintian-fixes", "gamma", "manual", requester="admin")
+        assert manual == (-1.0, timedelta(seconds=30), gamma[2], "manual")
+        control = await jr.do_schedule_control(
+            pool, "beta", main_branch_revision=b"git-v1:abc123")
+        # 42-44 went to the three candidates, 45 to the manual upsert: 46 is next.
+        assert control[1:] == (timedelta(seconds=150), 46, "control")
+        queue = jr.Queue(pool)
+        assert await queue.get_position("lintian-fixes", "gamma") == (1, timedelta(0))
+        assert await queue.get_position("lintian-fixes", "delta") == (2, timedelta(seconds=30))
+        assert await queue.get_position("lintian-fixes", "nowhere") == (None, None)
+        with pytest.raises(jr.CandidateUnavailable):
+            await jr.do_schedule_regular(pool, codebase="delta", campaign="lintian-fixes")
+        await pool.close()
+
+    asyncio.run(main())
+
+
+def test_fifty_concurrent_calls(database):
+    """asyncio.gather of 50 scheduling and queue calls: no deadlock, the loop keeps running."""
+
+    async def main():
+        pool = await jr.connect(database, max_connections=4)
+        queue = jr.Queue(pool)
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.ensure_future(ticker())
+        calls = []
+        for i in range(50):
+            if i % 2:
+                calls.append(jr.do_schedule_regular(
+                    pool, codebase=["alpha", "beta", "gamma"][i % 3], campaign="lintian-fixes"))
+            else:
+                calls.append(queue.get_position("lintian-fixes", "delta"))
+        results = await asyncio.wait_for(asyncio.gather(*calls), timeout=60)
+        ticking.cancel()
+        assert len(results) == 50
+        assert ticks > 0, "the event loop ran other tasks while Rust worked"
+        await pool.close()
+
+    asyncio.run(main())
