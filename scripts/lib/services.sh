@@ -160,7 +160,7 @@ python_env() {
     python3 -m venv "$JR_VENV" 2>/dev/null || { apt_install python3-venv; rm -rf "$JR_VENV"; python3 -m venv "$JR_VENV"; }
   fi
   # moto: a real S3 server for the object-storage test.
-  "$JR_VENV/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7" "moto[server,s3]>=5,<6" >&2
+  "$JR_VENV/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7" "moto[server,s3]>=5,<6" "mypy>=1.8" >&2
 }
 
 # Builds the extension into .venv (debug build, sharing cargo's target directory).
