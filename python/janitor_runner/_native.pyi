@@ -133,3 +133,19 @@ class Queue:
     async def get_position(
         self, campaign: str, codebase: str
     ) -> tuple[int | None, timedelta | None]: ...
+    async def add(
+        self,
+        *,
+        codebase: str,
+        command: str,
+        campaign: str,
+        change_set: str | None = None,
+        offset: float = 0.0,
+        bucket: str = "default",
+        context: str | None = None,
+        estimated_duration: timedelta | None = None,
+        refresh: bool = False,
+        requester: str | None = None,
+    ) -> tuple[int, str]:
+        """Insert, or overwrite the row for the same item unless it is in a more urgent bucket."""
+    async def get_buckets(self) -> list[tuple[str, int]]: ...

@@ -23,6 +23,16 @@ pub async fn list(pool: &PgPool, limit: Option<i64>) -> Result<Vec<QueueEntry>, 
     .await
 }
 
+/// `Queue.get_buckets`: the number of rows per bucket, in bucket order.
+pub async fn bucket_counts(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    // Ordered by the enum (the bucket order), not by the text of its name.
+    sqlx::query_as(
+        "SELECT bucket::text, count(*) FROM queue GROUP BY queue.bucket ORDER BY queue.bucket ASC",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// 1-based position of the first queue row for (codebase, campaign), and the summed
 /// estimated duration, in seconds, of the rows ahead of it.
 pub async fn position(

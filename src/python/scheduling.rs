@@ -264,4 +264,60 @@ impl PyQueue {
             })
         })
     }
+
+    /// `Queue.add`: insert, or overwrite the row for the same (codebase, campaign, change set)
+    /// unless that one is in a more urgent bucket; `(queue_id, bucket)` of the row after.
+    #[pyo3(signature = (
+        *, codebase, command, campaign, change_set=None, offset=0.0, bucket="default",
+        context=None, estimated_duration=None, refresh=false, requester=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn add<'py>(
+        &self,
+        py: Python<'py>,
+        codebase: String,
+        command: String,
+        campaign: String,
+        change_set: Option<String>,
+        offset: f64,
+        bucket: &str,
+        context: Option<String>,
+        estimated_duration: Option<TimeDelta>,
+        refresh: bool,
+        requester: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pool = self.pool.clone();
+        let bucket = bucket.to_string();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let mut conn = pool.acquire().await.map_err(database_error)?;
+            let (id, bucket) = crate::db::queue::add(
+                &mut conn,
+                &crate::db::queue::NewQueueItem {
+                    codebase: &codebase,
+                    campaign: &campaign,
+                    change_set: change_set.as_deref(),
+                    command: &command,
+                    offset,
+                    bucket: &bucket,
+                    context: context.as_deref(),
+                    estimated_duration: estimated_duration.map(|d| micros(d).to_interval()),
+                    refresh,
+                    requester: requester.as_deref(),
+                },
+            )
+            .await
+            .map_err(database_error)?;
+            Ok((i64::from(id), bucket))
+        })
+    }
+
+    /// `Queue.get_buckets`: `[(bucket, count)]` in bucket order.
+    fn get_buckets<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let pool = self.pool.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            crate::db::queue::bucket_counts(&pool)
+                .await
+                .map_err(database_error)
+        })
+    }
 }

@@ -68,6 +68,14 @@ def test_worked_example_single_path(database):
         assert await queue.get_position("lintian-fixes", "nowhere") == (None, None)
         with pytest.raises(jr.CandidateUnavailable):
             await jr.do_schedule_regular(pool, codebase="delta", campaign="lintian-fixes")
+        # Queue.add: priority = lowest (-7) + trunc(10.7); a less urgent re-add changes nothing.
+        added = await queue.add(codebase="delta", command="x", campaign="other",
+                                offset=10.7, bucket="hook",
+                                estimated_duration=timedelta(seconds=5))
+        assert added == (47, "hook")
+        assert await queue.add(codebase="delta", command="y", campaign="other") == (47, "hook")
+        assert await queue.get_buckets() == [
+            ("manual", 2), ("control", 1), ("hook", 1), ("default", 2)]
         await pool.close()
 
     asyncio.run(main())
