@@ -13,7 +13,8 @@ pub enum AuthError {
     Missing,
     #[error("worker login required: only Basic credentials are accepted")]
     Malformed,
-    #[error("worker login required: invalid credentials")]
+    /// Unknown worker or wrong password: the same answer as no credentials, as in Python.
+    #[error("worker login required")]
     Invalid,
 }
 

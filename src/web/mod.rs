@@ -49,11 +49,10 @@ async fn finish_run(
                 axum::Json(finished.to_json()),
             )
                 .into_response()),
+            // The reason is the exception text, which in Python is just the id.
             Err(crate::Error::RunExists(id)) => Ok((
                 axum::http::StatusCode::CONFLICT,
-                axum::Json(
-                    serde_json::json!({"id": id, "reason": format!("run {id} already exists")}),
-                ),
+                axum::Json(serde_json::json!({"id": id, "reason": id})),
             )
                 .into_response()),
             Err(other) => Err(ApiError::from(other)),
