@@ -13,12 +13,9 @@ use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
 use crate::builder::{BuildLocations, get_builder};
-use crate::db::queue::{Claimed, NextItem};
+use crate::db::queue::Claimed;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
-use crate::models::{
-    ActiveRun, BackchannelInfo, Branch, JanitorResult, QueueItem, ResumeInfo, VcsInfo,
-};
+use crate::models::{ActiveRun, BackchannelInfo, Branch, JanitorResult, ResumeInfo};
 use crate::state::StoreError;
 use crate::upstream::{OpenError, RateLimited, VCS_STORE_BRANCH_OPEN_TIMEOUT};
 
@@ -222,7 +219,7 @@ pub async fn assign(
             }
             return Err(AssignError::QueueEmpty);
         };
-        let (item, vcs_info) = queue_item(row);
+        let (item, vcs_info) = row.into_parts();
         let key = (
             item.codebase.clone(),
             item.campaign.clone(),
@@ -274,10 +271,7 @@ pub async fn assign(
                 Err(other) => return Err(other.into()),
             }
             tx.commit().await?;
-            let worker = Metrics::label(run.worker_name.as_deref());
-            state.metrics.run_count.inc();
-            state.metrics.active_runs.with_label_values(&[worker]).inc();
-            state.status_announcer.announce();
+            crate::processor::count_registration(state, &run);
         } else {
             tx.rollback().await?;
         }
@@ -375,22 +369,6 @@ async fn turn_down(
         Some(answer) => TurnedDown::Answer(answer),
         None => TurnedDown::TryNext,
     })
-}
-
-fn queue_item(row: NextItem) -> (QueueItem, VcsInfo) {
-    let vcs = VcsInfo::from_codebase(row.branch_url, row.subpath, row.vcs_type);
-    let item = QueueItem {
-        id: row.id,
-        context: row.context,
-        command: row.command.unwrap_or_default(),
-        estimated_duration: row.estimated_micros.map(chrono::TimeDelta::microseconds),
-        campaign: row.campaign,
-        refresh: row.refresh,
-        requester: row.requester,
-        change_set: row.change_set,
-        codebase: row.codebase,
-    };
-    (item, vcs)
 }
 
 fn plan(state: &AppState, run: &ActiveRun) -> Result<Plan, Unassignable> {

@@ -23,6 +23,7 @@ pub mod logs;
 pub mod metrics;
 pub mod models;
 pub mod names;
+pub mod processor;
 pub mod queue;
 pub mod queue_positions;
 pub mod runs;

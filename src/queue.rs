@@ -6,6 +6,7 @@ use sqlx::PgPool;
 
 use crate::db::queue;
 use crate::error::{Error, Result};
+use crate::models::{QueueItem, VcsInfo};
 use crate::state::ActiveRunStore;
 
 /// `GET /queue` entry.
@@ -71,4 +72,52 @@ pub async fn position(
         wait_time,
         cumulative_wait_time: cumulative,
     })
+}
+
+/// `Queue.next_item`: the first item in run order that no run holds (`assigned`), whose
+/// codebase's branch host is not in `exclude_hosts`, of `codebase` and `campaign` when given.
+/// It only looks; claiming is the assignment's business.
+pub async fn next_item(
+    pool: &PgPool,
+    codebase: Option<&str>,
+    campaign: Option<&str>,
+    exclude_hosts: &[String],
+    assigned: &[i64],
+) -> Result<Option<(QueueItem, VcsInfo)>> {
+    let mut tx = pool.begin().await?;
+    let row = queue::next_item(
+        &mut tx,
+        exclude_hosts,
+        queue::Claimed::Ids(assigned),
+        codebase,
+        campaign,
+    )
+    .await?;
+    tx.rollback().await?;
+    Ok(row.map(queue::NextItem::into_parts))
+}
+
+/// `Queue.get_item`.
+pub async fn get_item(pool: &PgPool, id: i64) -> Result<Option<QueueItem>> {
+    Ok(queue::get_item(pool, id)
+        .await?
+        .map(|row| row.into_parts().0))
+}
+
+/// `Queue.iter_queue`: the items in run order; `limit` of `None` or 0 means all of them.
+pub async fn items(
+    pool: &PgPool,
+    campaign: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Vec<QueueItem>> {
+    let limit = match limit {
+        Some(n) if n < 0 => return Err(Error::bad_request("limit must not be negative")),
+        Some(0) | None => None,
+        Some(n) => Some(n),
+    };
+    Ok(queue::items(pool, campaign, limit)
+        .await?
+        .into_iter()
+        .map(|row| row.into_parts().0)
+        .collect())
 }

@@ -101,11 +101,7 @@ pub async fn next_item(
         }
     };
     let sql = format!(
-        "SELECT queue.id::int8 AS id, queue.context, queue.command,
-                (extract(epoch FROM queue.estimated_duration) * 1000000)::int8 AS estimated_micros,
-                queue.suite::text AS campaign, coalesce(queue.refresh, false) AS refresh,
-                queue.requester, queue.change_set, queue.codebase,
-                codebase.branch_url, codebase.subpath, codebase.vcs_type::text AS vcs_type
+        "SELECT {ITEM_COLUMNS}
          FROM queue
          LEFT JOIN codebase ON codebase.name = queue.codebase
          {claimed_filter}
@@ -128,6 +124,45 @@ pub async fn next_item(
         .await
 }
 
+/// The columns of [`NextItem`], from `queue` joined with `codebase`.
+const ITEM_COLUMNS: &str = "queue.id::int8 AS id, queue.context, queue.command,
+    (extract(epoch FROM queue.estimated_duration) * 1000000)::int8 AS estimated_micros,
+    queue.suite::text AS campaign, coalesce(queue.refresh, false) AS refresh,
+    queue.requester, queue.change_set, queue.codebase,
+    codebase.branch_url, codebase.subpath, codebase.vcs_type::text AS vcs_type";
+
+/// `Queue.get_item`: the queue row with this id.
+pub async fn get_item(pool: &PgPool, id: i64) -> Result<Option<NextItem>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS} FROM queue LEFT JOIN codebase ON codebase.name = queue.codebase
+         WHERE queue.id = $1"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// `Queue.iter_queue`: the rows in run order (bucket, priority, id), of one campaign when
+/// given, at most `limit` of them when given.
+pub async fn items(
+    pool: &PgPool,
+    campaign: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Vec<NextItem>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS} FROM queue LEFT JOIN codebase ON codebase.name = queue.codebase
+         WHERE ($1::text IS NULL OR queue.suite = $1)
+         ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC
+         LIMIT $2"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(campaign)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
 /// A queue row joined with its codebase, as `next_item` returns it.
 #[derive(Debug, Clone, FromRow)]
 pub struct NextItem {
@@ -143,6 +178,26 @@ pub struct NextItem {
     pub branch_url: Option<String>,
     pub subpath: Option<String>,
     pub vcs_type: Option<String>,
+}
+
+impl NextItem {
+    /// The queue item and its codebase's VCS facts.
+    pub fn into_parts(self) -> (crate::models::QueueItem, crate::models::VcsInfo) {
+        let vcs =
+            crate::models::VcsInfo::from_codebase(self.branch_url, self.subpath, self.vcs_type);
+        let item = crate::models::QueueItem {
+            id: self.id,
+            context: self.context,
+            command: self.command.unwrap_or_default(),
+            estimated_duration: self.estimated_micros.map(chrono::TimeDelta::microseconds),
+            campaign: self.campaign,
+            refresh: self.refresh,
+            requester: self.requester,
+            change_set: self.change_set,
+            codebase: self.codebase,
+        };
+        (item, vcs)
+    }
 }
 
 pub async fn delete(conn: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::Error> {

@@ -59,14 +59,7 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
 
 async fn get_status(State(state): State<SharedState>) -> ApiResult<Json<Value>> {
     let now = state.clock.now();
-    let status = status::status_json(
-        state.store.as_ref(),
-        &state.settings.avoid_hosts,
-        state.settings.run_timeout_minutes,
-        now,
-    )
-    .await?;
-    Ok(Json(status))
+    Ok(Json(crate::processor::status_json(&state, now).await?))
 }
 
 async fn get_queue(
