@@ -4,6 +4,9 @@ Each name here has the behaviour and JSON form of the Python runner's name of th
 spelling, so ``from janitor_runner import committer_env`` can replace the Python original.
 """
 
+from typing import Any
+
+from . import _native
 from ._native import (
     ActiveRun,
     CandidateUnavailable,
@@ -12,10 +15,13 @@ from ._native import (
     Pool,
     Queue,
     QueueEmpty,
+    QueueItem,
     QueueItemAlreadyClaimed,
+    QueueProcessor,
     QueueRateLimiting,
     ResumeInfo,
     RunExists,
+    Server,
     WorkerResult,
     __version__,
     committer_env,
@@ -23,9 +29,32 @@ from ._native import (
     do_schedule,
     do_schedule_control,
     do_schedule_regular,
+    estimate_duration,
+    estimate_success_probability_and_duration,
     is_log_filename,
+    serve,
     splitout_env,
+    start_server,
 )
+
+
+class VcsInfo(dict[str, str]):
+    """What is known of a codebase's branch: ``branch_url``, ``subpath``, ``vcs_type``.
+
+    The Python runner's ``VcsInfo`` is a TypedDict; this is a dict too (so ``info["branch_url"]``
+    and ``info.get("subpath")`` keep working), checked by the Rust model, with ``from_json`` and
+    ``json()`` like the other models.
+    """
+
+    @classmethod
+    def from_json(cls, js: Any) -> "VcsInfo":
+        """Check a VcsInfo dict (or its JSON text); unknown keys are dropped."""
+        return cls(_native.vcs_info_json(js))
+
+    def json(self) -> dict[str, str]:
+        """The JSON form: only the keys that are known."""
+        return _native.vcs_info_json(dict(self))
+
 
 __all__ = [
     "ActiveRun",
@@ -35,10 +64,14 @@ __all__ = [
     "Pool",
     "Queue",
     "QueueEmpty",
+    "QueueItem",
     "QueueItemAlreadyClaimed",
+    "QueueProcessor",
     "QueueRateLimiting",
     "ResumeInfo",
     "RunExists",
+    "Server",
+    "VcsInfo",
     "WorkerResult",
     "__version__",
     "committer_env",
@@ -46,6 +79,10 @@ __all__ = [
     "do_schedule",
     "do_schedule_control",
     "do_schedule_regular",
+    "estimate_duration",
+    "estimate_success_probability_and_duration",
     "is_log_filename",
+    "serve",
     "splitout_env",
+    "start_server",
 ]

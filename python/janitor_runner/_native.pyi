@@ -1,7 +1,11 @@
 """Type stubs for the compiled extension ``janitor_runner._native``."""
 
 from datetime import datetime, timedelta
-from typing import Any
+import os
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Generic, TypeVar
+
+_T = TypeVar("_T")
 
 __version__: str
 
@@ -35,8 +39,20 @@ class ActiveRun:
         """Read the Python runner's JSON form (a dict, or its text)."""
     def json(self, now: datetime | None = None) -> dict[str, Any]:
         """The JSON form; durations measured up to ``now`` (default: the current UTC time)."""
+    @classmethod
+    def from_queue_item(
+        cls,
+        queue_item: QueueItem,
+        vcs_info: dict[str, str],
+        backchannel: dict[str, Any] | None,
+        worker_name: str | None,
+        worker_link: str | None = None,
+    ) -> ActiveRun:
+        """A new run of ``queue_item``: a fresh UUID log id, started now."""
     @property
     def log_id(self) -> str: ...
+    @property
+    def campaign(self) -> str: ...
     @property
     def queue_id(self) -> int: ...
     @property
@@ -126,10 +142,79 @@ async def do_schedule_control(
     estimated_duration: timedelta | None = None,
 ) -> tuple[float, timedelta, int, str]: ...
 
+async def estimate_duration(pool: Pool, codebase: str, campaign: str) -> timedelta:
+    """Average duration of the pair's runs, else the codebase's, else the campaign's, else 15 s."""
+async def estimate_success_probability_and_duration(
+    pool: Pool, codebase: str, campaign: str, context: str | None = None
+) -> tuple[float, timedelta, int]:
+    """``(probability_of_success, estimated_duration, total_previous_runs)``."""
+
+def vcs_info_json(js: Any) -> dict[str, str]:
+    """A VcsInfo dict checked and reduced to ``branch_url``, ``subpath`` and ``vcs_type``."""
+
+class QueueItem:
+    """One queue row; equal, ordered and hashed by ``id``."""
+
+    def __init__(
+        self,
+        *,
+        id: int,
+        context: str | None,
+        command: str,
+        estimated_duration: timedelta | None,
+        campaign: str,
+        refresh: bool | None,
+        requester: str | None,
+        change_set: str | None,
+        codebase: str,
+    ) -> None: ...
+    @classmethod
+    def from_json(cls, js: Any) -> QueueItem: ...
+    def json(self) -> dict[str, Any]:
+        """The fields; ``estimated_duration`` in seconds."""
+    @property
+    def id(self) -> int: ...
+    @property
+    def context(self) -> str | None: ...
+    @property
+    def command(self) -> str: ...
+    @property
+    def estimated_duration(self) -> timedelta | None: ...
+    @property
+    def campaign(self) -> str: ...
+    @property
+    def refresh(self) -> bool: ...
+    @property
+    def requester(self) -> str | None: ...
+    @property
+    def change_set(self) -> str | None: ...
+    @property
+    def codebase(self) -> str: ...
+    def __lt__(self, other: QueueItem) -> bool: ...
+    def __hash__(self) -> int: ...
+
+class AsyncRows(Generic[_T]):
+    """Rows fetched by one query on the first ``__anext__``."""
+
+    def __aiter__(self) -> AsyncRows[_T]: ...
+    async def __anext__(self) -> _T: ...
+
 class Queue:
     """The queue, over a pool."""
 
     def __init__(self, pool: Pool) -> None: ...
+    async def get_item(self, queue_id: int) -> QueueItem | None: ...
+    async def next_item(
+        self,
+        codebase: str | None = None,
+        campaign: str | None = None,
+        exclude_hosts: set[str] | Sequence[str] | None = None,
+        assigned_queue_items: set[int] | Sequence[int] | None = None,
+    ) -> tuple[QueueItem | None, dict[str, str]]:
+        """The first item in run order not assigned and not on an excluded host; no claim."""
+    def iter_queue(
+        self, limit: int | None = None, campaign: str | None = None
+    ) -> AsyncIterator[QueueItem]: ...
     async def get_position(
         self, campaign: str, codebase: str
     ) -> tuple[int | None, timedelta | None]: ...
@@ -149,3 +234,66 @@ class Queue:
     ) -> tuple[int, str]:
         """Insert, or overwrite the row for the same item unless it is in a more urgent bucket."""
     async def get_buckets(self) -> list[tuple[str, int]]: ...
+
+class QueueProcessor:
+    """The run registry of the Python runner's ``QueueProcessor``.
+
+    Active runs live in Redis when ``redis_url`` is given (the Python runner's keys), else in
+    the database; ``config`` is a janitor.conf path.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        config: str | os.PathLike[str] | None = None,
+        redis_url: str | None = None,
+        redis_prefix: str = "",
+        run_timeout: int = 60,
+        avoid_hosts: set[str] | None = None,
+        public_vcs_location: str | None = None,
+        public_apt_archive_location: str | None = None,
+        public_dep_server_url: str | None = None,
+        backup_directory: str | os.PathLike[str] | None = None,
+    ) -> None: ...
+    async def register_run(self, active_run: ActiveRun) -> None:
+        """Raises QueueItemAlreadyClaimed when another run holds the queue item."""
+    async def update_run(self, active_run: ActiveRun) -> None: ...
+    async def get_run(self, log_id: str) -> ActiveRun | None: ...
+    async def unclaim_run(self, log_id: str) -> None: ...
+    async def abort_run(
+        self,
+        active_run: ActiveRun,
+        code: str,
+        description: str,
+        transient: bool | None = None,
+    ) -> None: ...
+    async def finish_run(self, active_run: ActiveRun, result: JanitorResult) -> None:
+        """Raises RunExists when a run with this id is already stored."""
+    async def rate_limited(
+        self, host: str, retry_after: datetime | timedelta | int | None = None
+    ) -> None: ...
+    def rate_limited_hosts(self) -> AsyncIterator[tuple[str, datetime]]: ...
+    async def status_json(self) -> dict[str, Any]: ...
+    async def active_run_count(self) -> int: ...
+    async def estimate_wait(
+        self, codebase: str, campaign: str
+    ) -> tuple[int, timedelta | None, timedelta | None] | tuple[None, None]: ...
+    async def next_queue_item(
+        self, codebase: str | None = None, campaign: str | None = None
+    ) -> tuple[QueueItem | None, dict[str, str]]: ...
+
+class Server:
+    """A runner serving inside this process; dropping the handle stops it."""
+
+    @property
+    def internal_url(self) -> str: ...
+    @property
+    def public_url(self) -> str | None: ...
+    async def stop(self) -> None: ...
+    async def wait(self) -> None: ...
+
+async def serve(args: Sequence[str] = ()) -> None:
+    """Run the runner with the binary's options until cancelled."""
+async def start_server(args: Sequence[str] = ()) -> Server:
+    """Start the runner with the binary's options; returns once both apps listen."""

@@ -12,7 +12,10 @@ use serde_json::Value;
 
 use crate::models;
 
+mod processor;
+mod queue;
 mod scheduling;
+mod server;
 
 // The exceptions of the Python runner, with its names, so `except` clauses keep working.
 create_exception!(janitor_runner, QueueItemAlreadyClaimed, PyException);
@@ -40,6 +43,38 @@ fn from_json_value<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, P
     json.call_method1("loads", (value.to_string(),))
 }
 
+/// The Python exception for a service error: the runner's own exception names where the
+/// Python runner has one, ValueError for bad input, KeyError for unknown things.
+fn service_error(error: crate::error::Error) -> PyErr {
+    use crate::error::Error;
+    use crate::state::StoreError;
+    match error {
+        Error::RunExists(id) => RunExists::new_err(id),
+        Error::Store(StoreError::AlreadyClaimed { queue_id, run_id }) => {
+            QueueItemAlreadyClaimed::new_err((queue_id, run_id))
+        }
+        Error::Store(StoreError::RunExists(id)) => RunExists::new_err(id),
+        Error::BadRequest(message) | Error::Conflict(message) => PyValueError::new_err(message),
+        Error::NotFound(message) => pyo3::exceptions::PyKeyError::new_err(message),
+        Error::Storage(message) => pyo3::exceptions::PyOSError::new_err(message),
+        other => pyo3::exceptions::PyRuntimeError::new_err(other.to_string()),
+    }
+}
+
+/// The items of any iterable (set, list, tuple, ...), each extracted as `T`.
+fn collect_iterable<'py, T: pyo3::conversion::FromPyObjectOwned<'py>>(
+    obj: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Vec<T>> {
+    match obj {
+        None => Ok(Vec::new()),
+        Some(obj) if obj.is_none() => Ok(Vec::new()),
+        Some(obj) => obj
+            .try_iter()?
+            .map(|item| item?.extract::<T>().map_err(Into::into))
+            .collect(),
+    }
+}
+
 fn model_error(error: models::ModelError) -> PyErr {
     ModelError::new_err(error.0)
 }
@@ -50,7 +85,7 @@ fn now_or_utc(now: Option<NaiveDateTime>) -> NaiveDateTime {
 }
 
 /// A run in progress, as kept in the active-run store (Python `ActiveRun`).
-#[pyclass(name = "ActiveRun", module = "janitor_runner")]
+#[pyclass(name = "ActiveRun", module = "janitor_runner", from_py_object)]
 #[derive(Clone)]
 struct PyActiveRun {
     inner: models::ActiveRun,
@@ -76,9 +111,48 @@ impl PyActiveRun {
         from_json_value(py, &self.inner.to_json(now_or_utc(now)))
     }
 
+    /// A new run of `queue_item` (Python `ActiveRun.from_queue_item`): a fresh UUID log id,
+    /// started now. `backchannel` is the backchannel's JSON (`{"kind": "http", "url": ...}`)
+    /// or None.
+    #[classmethod]
+    #[pyo3(signature = (queue_item, vcs_info, backchannel, worker_name, worker_link=None))]
+    fn from_queue_item(
+        _cls: &Bound<'_, PyType>,
+        queue_item: &Bound<'_, queue::PyQueueItem>,
+        vcs_info: &Bound<'_, PyAny>,
+        backchannel: Option<&Bound<'_, PyAny>>,
+        worker_name: Option<String>,
+        worker_link: Option<String>,
+    ) -> PyResult<Self> {
+        let vcs_info: models::VcsInfo = serde_json::from_value(to_json_value(vcs_info)?)
+            .map_err(|e| ModelError::new_err(format!("not a VcsInfo: {e}")))?;
+        let backchannel = match backchannel {
+            Some(js) if !js.is_none() => {
+                models::BackchannelInfo::from_json(&to_json_value(js)?).map_err(model_error)?
+            }
+            _ => models::BackchannelInfo::None,
+        };
+        Ok(Self {
+            inner: models::ActiveRun::from_queue_item(
+                &queue_item.get().inner,
+                uuid::Uuid::new_v4().to_string(),
+                now_or_utc(None),
+                vcs_info,
+                backchannel,
+                worker_name,
+                worker_link,
+            ),
+        })
+    }
+
     #[getter]
     fn log_id(&self) -> &str {
         &self.inner.log_id
+    }
+
+    #[getter]
+    fn campaign(&self) -> &str {
+        &self.inner.campaign
     }
 
     #[getter]
@@ -120,7 +194,7 @@ impl PyWorkerResult {
 }
 
 /// The stored outcome of a run (Python `JanitorResult`).
-#[pyclass(name = "JanitorResult", module = "janitor_runner")]
+#[pyclass(name = "JanitorResult", module = "janitor_runner", from_py_object)]
 #[derive(Clone)]
 struct PyJanitorResult {
     inner: models::JanitorResult,
@@ -210,7 +284,19 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyJanitorResult>()?;
     m.add_class::<PyResumeInfo>()?;
     m.add_class::<scheduling::PyPool>()?;
-    m.add_class::<scheduling::PyQueue>()?;
+    m.add_class::<queue::PyQueue>()?;
+    m.add_class::<queue::PyQueueItem>()?;
+    m.add_class::<queue::AsyncRows>()?;
+    m.add_class::<processor::PyQueueProcessor>()?;
+    m.add_class::<server::PyServer>()?;
+    m.add_function(wrap_pyfunction!(queue::vcs_info_json, m)?)?;
+    m.add_function(wrap_pyfunction!(server::serve, m)?)?;
+    m.add_function(wrap_pyfunction!(server::start_server, m)?)?;
+    m.add_function(wrap_pyfunction!(scheduling::py_estimate_duration, m)?)?;
+    m.add_function(wrap_pyfunction!(
+        scheduling::py_estimate_success_probability_and_duration,
+        m
+    )?)?;
     m.add_function(wrap_pyfunction!(scheduling::connect, m)?)?;
     m.add_function(wrap_pyfunction!(scheduling::py_do_schedule_regular, m)?)?;
     m.add_function(wrap_pyfunction!(scheduling::py_do_schedule, m)?)?;

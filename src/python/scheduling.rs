@@ -1,6 +1,6 @@
 //! The database-backed pieces for Python: a connection pool made from a DSN (an asyncpg
 //! connection cannot cross into Rust), the scheduling functions of `janitor.schedule` and
-//! `Queue.get_position`, all awaitable from asyncio. The futures run on the one shared tokio
+//! the estimates, all awaitable from asyncio. The futures run on the one shared tokio
 //! runtime of `pyo3-async-runtimes`; Python waits without holding the GIL.
 
 use chrono::{NaiveDateTime, TimeDelta};
@@ -12,7 +12,8 @@ use super::CandidateUnavailable;
 use crate::schedule::Micros;
 use crate::schedule::engine::{
     ControlRequest, RegularRequest, ScheduleError, ScheduleRequest, Scheduled, do_schedule,
-    do_schedule_control, do_schedule_regular,
+    do_schedule_control, do_schedule_regular, estimate_duration,
+    estimate_success_probability_and_duration,
 };
 
 /// A PostgreSQL connection pool (what `await janitor_runner.connect(dsn)` gives).
@@ -33,7 +34,7 @@ impl PyPool {
     }
 }
 
-fn database_error(error: sqlx::Error) -> PyErr {
+pub(super) fn database_error(error: sqlx::Error) -> PyErr {
     PyRuntimeError::new_err(format!("database error: {error}"))
 }
 
@@ -53,7 +54,7 @@ fn timedelta(micros: Micros) -> TimeDelta {
     TimeDelta::microseconds(micros.0)
 }
 
-fn micros(delta: TimeDelta) -> Micros {
+pub(super) fn micros(delta: TimeDelta) -> Micros {
     Micros(delta.num_microseconds().unwrap_or(i64::MAX))
 }
 
@@ -227,97 +228,52 @@ pub fn py_do_schedule_control<'py>(
     })
 }
 
-/// The queue (Python `janitor.queue.Queue`), over a pool instead of one connection.
-#[pyclass(name = "Queue", module = "janitor_runner", frozen)]
-pub struct PyQueue {
-    pool: PgPool,
+/// `estimate_duration(pool, codebase, campaign)`: the average duration of the pair's runs,
+/// else the codebase's, else the campaign's, else 15 s.
+#[pyfunction(name = "estimate_duration")]
+pub fn py_estimate_duration<'py>(
+    py: Python<'py>,
+    pool: &PyPool,
+    codebase: String,
+    campaign: String,
+) -> PyResult<Bound<'py, PyAny>> {
+    let pool = pool.pool.clone();
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let mut conn = pool.acquire().await.map_err(database_error)?;
+        let duration = estimate_duration(&mut conn, &codebase, &campaign)
+            .await
+            .map_err(schedule_error)?;
+        Ok(timedelta(duration))
+    })
 }
 
-#[pymethods]
-impl PyQueue {
-    #[new]
-    fn new(pool: &PyPool) -> Self {
-        Self {
-            pool: pool.pool.clone(),
-        }
-    }
-
-    /// `(position, wait_time)` of the first row for (campaign, codebase), or `(None, None)`;
-    /// the same numbers as the `queue_positions` view.
-    fn get_position<'py>(
-        &self,
-        py: Python<'py>,
-        campaign: String,
-        codebase: String,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let pool = self.pool.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let found = crate::db::queue::position(&pool, &codebase, &campaign)
-                .await
-                .map_err(database_error)?;
-            Ok(match found {
-                Some((position, wait)) => (
-                    Some(position),
-                    wait.map(|seconds| TimeDelta::microseconds((seconds * 1e6).round() as i64)),
-                ),
-                None => (None, None),
-            })
-        })
-    }
-
-    /// `Queue.add`: insert, or overwrite the row for the same (codebase, campaign, change set)
-    /// unless that one is in a more urgent bucket; `(queue_id, bucket)` of the row after.
-    #[pyo3(signature = (
-        *, codebase, command, campaign, change_set=None, offset=0.0, bucket="default",
-        context=None, estimated_duration=None, refresh=false, requester=None
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn add<'py>(
-        &self,
-        py: Python<'py>,
-        codebase: String,
-        command: String,
-        campaign: String,
-        change_set: Option<String>,
-        offset: f64,
-        bucket: &str,
-        context: Option<String>,
-        estimated_duration: Option<TimeDelta>,
-        refresh: bool,
-        requester: Option<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let pool = self.pool.clone();
-        let bucket = bucket.to_string();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let mut conn = pool.acquire().await.map_err(database_error)?;
-            let (id, bucket) = crate::db::queue::add(
-                &mut conn,
-                &crate::db::queue::NewQueueItem {
-                    codebase: &codebase,
-                    campaign: &campaign,
-                    change_set: change_set.as_deref(),
-                    command: &command,
-                    offset,
-                    bucket: &bucket,
-                    context: context.as_deref(),
-                    estimated_duration: estimated_duration.map(|d| micros(d).to_interval()),
-                    refresh,
-                    requester: requester.as_deref(),
-                },
-            )
-            .await
-            .map_err(database_error)?;
-            Ok((i64::from(id), bucket))
-        })
-    }
-
-    /// `Queue.get_buckets`: `[(bucket, count)]` in bucket order.
-    fn get_buckets<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let pool = self.pool.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            crate::db::queue::bucket_counts(&pool)
-                .await
-                .map_err(database_error)
-        })
-    }
+/// `estimate_success_probability_and_duration(pool, codebase, campaign, context=None)`:
+/// `(probability_of_success, estimated_duration, total_previous_runs)`.
+#[pyfunction(name = "estimate_success_probability_and_duration")]
+#[pyo3(signature = (pool, codebase, campaign, context=None))]
+pub fn py_estimate_success_probability_and_duration<'py>(
+    py: Python<'py>,
+    pool: &PyPool,
+    codebase: String,
+    campaign: String,
+    context: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let pool = pool.pool.clone();
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let mut conn = pool.acquire().await.map_err(database_error)?;
+        let estimate = estimate_success_probability_and_duration(
+            &mut conn,
+            &codebase,
+            &campaign,
+            context.as_deref(),
+            utc_now(),
+        )
+        .await
+        .map_err(schedule_error)?;
+        Ok((
+            estimate.probability_of_success,
+            timedelta(estimate.duration),
+            estimate.total_previous_runs,
+        ))
+    })
 }

@@ -2,46 +2,13 @@
 asyncio on a real database: the worked example of the queue spec (single path)."""
 
 import asyncio
-import os
-import subprocess
-import uuid
 from datetime import timedelta
 
 import pytest
 
 import janitor_runner as jr
-
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Queue spec 6, shared with tests/scheduling.rs.
-WORKED_EXAMPLE = open(os.path.join(ROOT, "tests", "fixtures", "worked_example.sql")).read()
-
-
-def psql(url, *args):
-    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", url, *args], check=True,
-                   stdout=subprocess.DEVNULL)
-
-
-@pytest.fixture
-def database(tmp_path):
-    admin = os.environ.get("DATABASE_URL")
-    if not admin:
-        pytest.skip("DATABASE_URL is not set")
-    name = "jrpy_" + uuid.uuid4().hex
-    psql(admin, "-c", f"CREATE DATABASE {name}")
-    base, _, query = admin.partition("?")
-    url = base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
-    # An empty configuration: every setting at its default, the database given here.
-    config = tmp_path / "janitor.conf"
-    config.write_text("")
-    subprocess.run(
-        ["cargo", "run", "--quiet", "--bin", "janitor-runner", "--", "migrate",
-         "--config", str(config), "--database-url", url],
-        check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
-    )
-    psql(url, "-c", WORKED_EXAMPLE)
-    yield url
-    psql(admin, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+from _database import database  # noqa: F401  (the fixture)
+from _loop import Ticker
 
 
 def test_worked_example_single_path(database):
@@ -87,15 +54,6 @@ def test_fifty_concurrent_calls(database):
     async def main():
         pool = await jr.connect(database, max_connections=4)
         queue = jr.Queue(pool)
-        ticks = 0
-
-        async def ticker():
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        ticking = asyncio.ensure_future(ticker())
         calls = []
         for i in range(50):
             if i % 2:
@@ -103,10 +61,10 @@ def test_fifty_concurrent_calls(database):
                     pool, codebase=["alpha", "beta", "gamma"][i % 3], campaign="lintian-fixes"))
             else:
                 calls.append(queue.get_position("lintian-fixes", "delta"))
-        results = await asyncio.wait_for(asyncio.gather(*calls), timeout=60)
-        ticking.cancel()
+        async with Ticker() as ticker:
+            results = await asyncio.wait_for(asyncio.gather(*calls), timeout=60)
         assert len(results) == 50
-        assert ticks > 0, "the event loop ran other tasks while Rust worked"
+        assert ticker.ticks > 0, "the event loop ran other tasks while Rust worked"
         await pool.close()
 
     asyncio.run(main())

@@ -31,5 +31,30 @@ def models(js: dict[str, object]) -> str:
     return run.log_id
 
 
+async def process(dsn: str) -> int:
+    pool = await jr.connect(dsn)
+    queue = jr.Queue(pool)
+    item, vcs = await queue.next_item(campaign="lintian-fixes", exclude_hosts={"a.example"})
+    ids = [i.id async for i in queue.iter_queue(limit=10)]
+    probability, duration, runs = await jr.estimate_success_probability_and_duration(
+        pool, "alpha", "lintian-fixes")
+    assert probability >= 0 and duration >= await jr.estimate_duration(pool, "a", "b") and runs >= 0
+    processor = jr.QueueProcessor(pool, run_timeout=30, avoid_hosts={"b.example"})
+    if item is not None:
+        run = jr.ActiveRun.from_queue_item(item, jr.VcsInfo.from_json(vcs), None, "worker")
+        try:
+            await processor.register_run(run)
+        except jr.QueueItemAlreadyClaimed:
+            pass
+        await processor.abort_run(run, "worker-timeout", "gone", transient=True)
+    await processor.rate_limited("c.example", 60)
+    limited = {host: until async for host, until in processor.rate_limited_hosts()}
+    status: dict[str, object] = await processor.status_json()
+    server = await jr.start_server(["--port", "0", "--public-vcs-location", "https://x/"])
+    url: str = server.internal_url
+    await server.stop()
+    return len(ids) + len(limited) + len(status) + len(url) + await processor.active_run_count()
+
+
 if __name__ == "__main__":
     print(asyncio.run(schedule("postgresql:///janitor")))

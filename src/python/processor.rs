@@ -1,0 +1,313 @@
+//! `QueueProcessor` for Python: the run registry of the Python runner's class of that name,
+//! with its method names, over the same shared state the HTTP apps use.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+
+use super::queue::{AsyncRows, item_with_vcs, timedelta_from_seconds};
+use super::scheduling::PyPool;
+use super::{PyActiveRun, PyJanitorResult, collect_iterable, from_json_value, service_error};
+use crate::app::{AppState, Settings, StoreLocation};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::processor::{self, RetryAfter};
+
+fn utc_now() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+/// The Python runner's `QueueProcessor`: active runs in Redis (`redis_url`) or in the
+/// database, the configuration from `config` (a janitor.conf path; none: no campaigns).
+#[pyclass(name = "QueueProcessor", module = "janitor_runner", frozen)]
+pub struct PyQueueProcessor {
+    state: Arc<AppState>,
+}
+
+#[pymethods]
+impl PyQueueProcessor {
+    #[new]
+    #[pyo3(signature = (
+        pool, *, config=None, redis_url=None, redis_prefix=String::new(), run_timeout=60,
+        avoid_hosts=None, public_vcs_location=None, public_apt_archive_location=None,
+        public_dep_server_url=None, backup_directory=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        pool: &PyPool,
+        config: Option<PathBuf>,
+        redis_url: Option<String>,
+        redis_prefix: String,
+        run_timeout: i64,
+        avoid_hosts: Option<&Bound<'_, PyAny>>,
+        public_vcs_location: Option<String>,
+        public_apt_archive_location: Option<String>,
+        public_dep_server_url: Option<String>,
+        backup_directory: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let pool = pool.pool.clone();
+        let avoid_hosts: Vec<String> = collect_iterable(avoid_hosts)?;
+        let settings = Settings {
+            avoid_hosts: avoid_hosts.into_iter().collect::<BTreeSet<_>>(),
+            run_timeout_minutes: run_timeout,
+            public_vcs_location,
+            public_apt_archive_location,
+            public_dep_server_url,
+            backup_directory,
+            ..Settings::default()
+        };
+        let store = match redis_url.filter(|u| !u.is_empty()) {
+            Some(url) => StoreLocation::Redis {
+                url,
+                prefix: redis_prefix,
+            },
+            None => StoreLocation::Postgres,
+        };
+        // Assembling connects to Redis and reads the config: done on the shared runtime
+        // (the background tasks it starts live there), without the GIL.
+        let state = py.detach(|| {
+            pyo3_async_runtimes::tokio::get_runtime().block_on(async move {
+                let config = match config {
+                    Some(path) => Config::load(&path).await.map_err(|e| e.to_string())?,
+                    None => Config::parse("", std::path::Path::new("<none>"))
+                        .map_err(|e| e.to_string())?,
+                };
+                AppState::assemble(pool, store, config, settings, Arc::new(SystemClock))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        });
+        let state = state.map_err(PyRuntimeError::new_err)?;
+        Ok(Self {
+            state: Arc::new(state),
+        })
+    }
+
+    /// Registers a run and claims its queue item; raises `QueueItemAlreadyClaimed` when
+    /// another run holds it.
+    fn register_run<'py>(
+        &self,
+        py: Python<'py>,
+        active_run: PyActiveRun,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            processor::register_run(&state, &active_run.inner, utc_now())
+                .await
+                .map_err(service_error)
+        })
+    }
+
+    fn update_run<'py>(
+        &self,
+        py: Python<'py>,
+        active_run: PyActiveRun,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            processor::update_run(&state, &active_run.inner, utc_now())
+                .await
+                .map_err(service_error)
+        })
+    }
+
+    /// The registered run with this id, or None.
+    fn get_run<'py>(&self, py: Python<'py>, log_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let run = processor::get_run(&state, &log_id)
+                .await
+                .map_err(service_error)?;
+            Ok(run.map(|inner| PyActiveRun { inner }))
+        })
+    }
+
+    /// Releases a run and its queue item; unknown runs are ignored.
+    fn unclaim_run<'py>(&self, py: Python<'py>, log_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            processor::unclaim_run(&state, &log_id)
+                .await
+                .map_err(service_error)
+        })
+    }
+
+    /// Ends a run with `code` and `description`: stored, dequeued, released, rescheduled.
+    #[pyo3(signature = (active_run, code, description, transient=None))]
+    fn abort_run<'py>(
+        &self,
+        py: Python<'py>,
+        active_run: PyActiveRun,
+        code: String,
+        description: String,
+        transient: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            processor::abort_run(
+                &state,
+                &active_run.inner,
+                &code,
+                &description,
+                transient,
+                utc_now(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(service_error)
+        })
+    }
+
+    /// Stores `result` for `active_run`, deletes its queue row, releases it, announces it and
+    /// reschedules the candidate; raises `RunExists` when the run is already stored.
+    fn finish_run<'py>(
+        &self,
+        py: Python<'py>,
+        active_run: PyActiveRun,
+        result: PyJanitorResult,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let mut result = result.inner;
+            crate::finish::finish_run(&state, &active_run.inner, &mut result)
+                .await
+                .map_err(service_error)
+        })
+    }
+
+    /// Blocks `host` until `retry_after`: a datetime (naive UTC), a number of seconds, or
+    /// None for two minutes.
+    #[pyo3(signature = (host, retry_after=None))]
+    fn rate_limited<'py>(
+        &self,
+        py: Python<'py>,
+        host: String,
+        retry_after: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let retry_after = match retry_after {
+            None => None,
+            Some(value) => Some(if let Ok(at) = value.extract::<NaiveDateTime>() {
+                RetryAfter::At(at)
+            } else if let Ok(seconds) = value.extract::<i64>() {
+                RetryAfter::Seconds(seconds)
+            } else if let Ok(delta) = value.extract::<TimeDelta>() {
+                RetryAfter::Seconds(delta.num_seconds())
+            } else {
+                return Err(PyTypeError::new_err(
+                    "retry_after must be a naive datetime, a number of seconds, a timedelta or None",
+                ));
+            }),
+        };
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            processor::rate_limited(&state, &host, retry_after, utc_now())
+                .await
+                .map(|_| ())
+                .map_err(service_error)
+        })
+    }
+
+    /// `async for host, until in processor.rate_limited_hosts()`: hosts still blocked.
+    fn rate_limited_hosts(&self) -> AsyncRows {
+        let state = self.state.clone();
+        AsyncRows::new(Box::pin(async move {
+            let hosts = processor::rate_limited_hosts(&state, utc_now())
+                .await
+                .map_err(service_error)?;
+            Python::attach(|py| {
+                hosts
+                    .into_iter()
+                    .map(|pair| Ok(pair.into_pyobject(py)?.into_any().unbind()))
+                    .collect()
+            })
+        }))
+    }
+
+    /// The runner status, as `GET /status` serves it.
+    fn status_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let status = processor::status_json(&state, utc_now())
+                .await
+                .map_err(service_error)?;
+            Python::attach(|py| Ok(from_json_value(py, &status)?.unbind()))
+        })
+    }
+
+    fn active_run_count<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            processor::active_run_count(&state)
+                .await
+                .map_err(service_error)
+        })
+    }
+
+    /// `(position, wait per active run, wait)` for the item, or `(None, None)` when it is not
+    /// queued. The per-run wait is None when nothing runs (the Python divides by zero).
+    fn estimate_wait<'py>(
+        &self,
+        py: Python<'py>,
+        codebase: String,
+        campaign: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let found = processor::estimate_wait(&state, &codebase, &campaign)
+                .await
+                .map_err(service_error)?;
+            let delta = |seconds: Option<f64>| seconds.map(timedelta_from_seconds);
+            Python::attach(|py| -> PyResult<Py<PyAny>> {
+                Ok(match found.position {
+                    None => (None::<i64>, None::<TimeDelta>)
+                        .into_pyobject(py)?
+                        .into_any()
+                        .unbind(),
+                    Some(position) => (
+                        position,
+                        delta(found.wait_time),
+                        delta(found.cumulative_wait_time),
+                    )
+                        .into_pyobject(py)?
+                        .into_any()
+                        .unbind(),
+                })
+            })
+        })
+    }
+
+    /// `(item, vcs_info)` the next assignment would start from: not held by a run, not on an
+    /// avoided or rate-limited host; `(None, {})` when there is none.
+    #[pyo3(signature = (codebase=None, campaign=None))]
+    fn next_queue_item<'py>(
+        &self,
+        py: Python<'py>,
+        codebase: Option<String>,
+        campaign: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let found = processor::next_queue_item(
+                &state,
+                codebase.as_deref().filter(|c| !c.is_empty()),
+                campaign.as_deref().filter(|c| !c.is_empty()),
+                utc_now(),
+            )
+            .await
+            .map_err(service_error)?;
+            Python::attach(|py| item_with_vcs(py, found))
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "QueueProcessor(run_timeout={}, avoid_hosts={:?})",
+            self.state.settings.run_timeout_minutes, self.state.settings.avoid_hosts
+        )
+    }
+}
