@@ -196,13 +196,14 @@ fn scheduling(c: &mut Criterion) {
         })
     });
     // What `GET /queue/position` does: the in-memory positions, checked against the queue
-    // version (one tiny query), while the queue is not changing.
+    // version (one tiny query), while the queue is not changing. The queue holds the 400k
+    // seeded change-set rows plus the 100k rows the bulk benchmarks wrote.
     let positions = janitor_runner::queue_positions::QueuePositions::new();
     let built = runtime
         .block_on(positions.rebuild(&pool))
         .expect("position snapshot");
     assert!(built, "no queue writer should be running");
-    group.bench_function("queue position, 400k rows", |b| {
+    group.bench_function("queue position, 500k rows", |b| {
         b.to_async(&runtime).iter(|| async {
             positions
                 .lookup(&pool, "cb17777", "c2")
@@ -211,7 +212,7 @@ fn scheduling(c: &mut Criterion) {
         })
     });
     // The fallback while the queue changes: counting the rows ahead in SQL.
-    group.bench_function("queue position, 400k rows, SQL count", |b| {
+    group.bench_function("queue position, 500k rows, SQL count", |b| {
         b.to_async(&runtime).iter(|| async {
             janitor_runner::db::queue::position(&pool, "cb17777", "c2")
                 .await

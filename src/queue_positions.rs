@@ -125,12 +125,12 @@ impl QueuePositions {
     }
 }
 
-async fn current_version(pool: &PgPool) -> Result<i64, sqlx::Error> {
+async fn current_version<'c>(executor: impl sqlx::PgExecutor<'c>) -> Result<i64, sqlx::Error> {
     // `last_value` moves with every bump, committed or not; `is_called` is false only before
     // the first one.
     let (value, called): (i64, bool) =
         sqlx::query_as("SELECT last_value, is_called FROM runner_queue_version")
-            .fetch_one(pool)
+            .fetch_one(executor)
             .await?;
     Ok(if called { value } else { 0 })
 }
@@ -153,7 +153,7 @@ async fn build_snapshot(pool: &PgPool) -> Result<Option<Snapshot>, sqlx::Error> 
             .await?;
         // The first read fixes the transaction's snapshot; writers wait for the lock only
         // until it is released just after.
-        let version = current_version_in(&mut tx).await?;
+        let version = current_version(&mut *tx).await?;
         sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(QUEUE_WRITERS_LOCK)
             .execute(&mut *tx)
@@ -181,14 +181,6 @@ async fn build_snapshot(pool: &PgPool) -> Result<Option<Snapshot>, sqlx::Error> 
             .await;
     }
     result.map(Some)
-}
-
-async fn current_version_in(conn: &mut sqlx::PgConnection) -> Result<i64, sqlx::Error> {
-    let (value, called): (i64, bool) =
-        sqlx::query_as("SELECT last_value, is_called FROM runner_queue_version")
-            .fetch_one(&mut *conn)
-            .await?;
-    Ok(if called { value } else { 0 })
 }
 
 /// Positions as the `queue_positions` view numbers them: rows in (bucket, priority, id)
