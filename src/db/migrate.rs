@@ -36,10 +36,16 @@ pub fn migrator() -> Migrator {
 pub async fn migrate(pool: &PgPool) -> Result<MigrationReport, sqlx::migrate::MigrateError> {
     let migrator = migrator();
     let mut conn = pool.acquire().await?;
-    sqlx::query("SELECT pg_advisory_lock($1)")
+    // Polled rather than waited for: a session blocked in `pg_advisory_lock` keeps its
+    // statement's transaction open, and `CREATE INDEX CONCURRENTLY` in the holder's migration
+    // waits for every open transaction, so two runners starting together would deadlock.
+    while !sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
         .bind(ADOPTION_LOCK_KEY)
-        .execute(&mut *conn)
-        .await?;
+        .fetch_one(&mut *conn)
+        .await?
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let outcome = adopt_and_run(&migrator, &mut conn).await;
     let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(ADOPTION_LOCK_KEY)

@@ -10,6 +10,7 @@
 //! exactly as the Python would have.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 use sqlx::postgres::types::PgInterval;
@@ -70,6 +71,9 @@ pub struct BulkSummary {
     pub scheduled: Vec<(i32, f64, i64, String)>,
 }
 
+/// Whether a named policy has no per-branch policy, and its publish modes.
+type PolicyModes = (bool, Arc<[Option<String>]>);
+
 #[derive(Debug, sqlx::FromRow)]
 struct CandidateRow {
     id: i32,
@@ -79,8 +83,13 @@ struct CandidateRow {
     value: Option<i32>,
     success_chance: Option<f64>,
     command: String,
+    publish_policy: Option<String>,
+    /// Filled in from the named policy after reading.
+    #[sqlx(skip)]
     policy_is_null: bool,
-    modes: Vec<Option<String>>,
+    /// The publish modes of the candidate's policy, shared by every candidate of the policy.
+    #[sqlx(skip)]
+    modes: Arc<[Option<String>]>,
 }
 
 /// A queue row's id: known, or the n-th sequence value this run uses up (fetched when the
@@ -429,7 +438,7 @@ fn prepare(
     }
     // The bulk value: the candidate's plus each publish mode's.
     let mut value = candidate.value.map(i64::from);
-    for mode in &candidate.modes {
+    for mode in candidate.modes.iter() {
         match (mode.as_deref().and_then(publish_mode_value), value) {
             (Some(extra), Some(v)) => value = Some(v + extra),
             (Some(_), None) => {
@@ -488,23 +497,42 @@ async fn load_candidates(
     codebases: Option<&[String]>,
     campaign: Option<&str>,
 ) -> Result<Vec<CandidateRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT candidate.id, codebase.name AS codebase, candidate.suite::text AS campaign,
-                candidate.context, candidate.value, candidate.success_chance, candidate.command,
-                named_publish_policy.per_branch_policy IS NULL AS policy_is_null,
-                ARRAY(SELECT (entry).mode::text
-                      FROM unnest(named_publish_policy.per_branch_policy) AS entry) AS modes
-         FROM candidate
-         JOIN codebase ON codebase.name = candidate.codebase
-         JOIN named_publish_policy ON named_publish_policy.name = candidate.publish_policy
-         WHERE ($1::text[] IS NULL OR codebase.name = ANY($1))
-           AND ($2::text IS NULL OR candidate.suite = $2)
-         ORDER BY candidate.id",
-    )
-    .bind(codebases)
-    .bind(campaign)
-    .fetch_all(pool)
-    .await
+    // The few named policies are read once rather than unnested for every candidate.
+    let (records, policies) = tokio::try_join!(
+        sqlx::query_as::<_, CandidateRow>(
+            "SELECT candidate.id, codebase.name AS codebase, candidate.suite::text AS campaign,
+                    candidate.context, candidate.value, candidate.success_chance,
+                    candidate.command, candidate.publish_policy
+             FROM candidate
+             JOIN codebase ON codebase.name = candidate.codebase
+             WHERE ($1::text[] IS NULL OR codebase.name = ANY($1))
+               AND ($2::text IS NULL OR candidate.suite = $2)
+             ORDER BY candidate.id",
+        )
+        .bind(codebases)
+        .bind(campaign)
+        .fetch_all(pool),
+        sqlx::query_as::<_, (String, bool, Vec<Option<String>>)>(
+            "SELECT name, per_branch_policy IS NULL,
+                    ARRAY(SELECT (entry).mode::text FROM unnest(per_branch_policy) AS entry)
+             FROM named_publish_policy",
+        )
+        .fetch_all(pool),
+    )?;
+    let policies: HashMap<String, PolicyModes> = policies
+        .into_iter()
+        .map(|(name, is_null, modes)| (name, (is_null, modes.into())))
+        .collect();
+    // A candidate without a (known) policy is not scheduled, as the inner join in Python.
+    Ok(records
+        .into_iter()
+        .filter_map(|mut candidate| {
+            let (policy_is_null, modes) = policies.get(candidate.publish_policy.as_deref()?)?;
+            candidate.policy_is_null = *policy_is_null;
+            candidate.modes = modes.clone();
+            Some(candidate)
+        })
+        .collect())
 }
 
 /// Codebase values as the bulk path normalises them (NULL counts as 0).
