@@ -53,7 +53,8 @@ pub async fn get_run(state: &AppState, id: &str) -> Result<Option<ActiveRun>> {
 /// Releases a run and its queue item; nothing happens for an unknown run.
 pub async fn unclaim_run(state: &AppState, id: &str) -> Result<()> {
     if let Some(data) = state.store.unclaim_run(id).await? {
-        let worker = data.get("worker_name").and_then(Value::as_str);
+        // The stored ActiveRun JSON names the worker under `worker`.
+        let worker = data.get("worker").and_then(Value::as_str);
         state
             .metrics
             .active_runs
