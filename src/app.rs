@@ -9,6 +9,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManagerConfig;
 use sqlx::PgPool;
 
+use crate::backchannel::BackchannelClient;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::events::Events;
@@ -35,6 +36,8 @@ pub struct Settings {
     pub max_json_body: usize,
     /// Largest finish upload accepted, in bytes.
     pub max_upload_size: usize,
+    /// Longest a ping of a worker may take, and the timeout of the other backchannel calls.
+    pub backchannel_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -48,6 +51,7 @@ impl Default for Settings {
             backup_directory: None,
             max_json_body: 32 * 1024 * 1024,
             max_upload_size: 1024 * 1024 * 1024,
+            backchannel_timeout: crate::backchannel::KEEPALIVE_TIMEOUT,
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct AppState {
     pub rescheduler: Rescheduler,
     /// Queue positions kept in memory while they are exact.
     pub queue_positions: crate::queue_positions::QueuePositions,
+    /// Reaches workers while their runs are out (pings, logs, kill).
+    pub backchannels: BackchannelClient,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -154,6 +160,11 @@ impl AppState {
             Duration::from_millis(250),
         );
         let rescheduler = Rescheduler::new(pool.clone(), clock.clone());
+        let backchannels = BackchannelClient::with_timeouts(
+            crate::backchannel::CONNECT_TIMEOUT.min(settings.backchannel_timeout),
+            settings.backchannel_timeout,
+            settings.backchannel_timeout,
+        )?;
         Ok(Self {
             pool,
             store,
@@ -169,6 +180,7 @@ impl AppState {
             branch_opener: BranchOpener::new(REMOTE_BRANCH_OPEN_TIMEOUT)?,
             rescheduler,
             queue_positions: crate::queue_positions::QueuePositions::new(),
+            backchannels,
         })
     }
 

@@ -126,6 +126,10 @@ pub struct ServeArgs {
     /// Largest finish upload (logs, packages), in bytes; larger ones get 413.
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     pub max_upload_size: usize,
+    /// Seconds between two watchdog passes over the active runs; 0 runs no watchdog in this
+    /// process (another process's must then reap dead runs).
+    #[arg(long, default_value_t = 10)]
+    pub watchdog_interval: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +177,7 @@ impl ServeArgs {
             backup_directory: self.backup_directory.clone(),
             max_json_body: self.max_json_body,
             max_upload_size: self.max_upload_size,
+            ..Settings::default()
         }
     }
 
@@ -237,7 +242,15 @@ pub async fn run_server(
         .map_err(ServeError::Bind)?;
     on_listening(internal_addr, public_addr);
     let mover = crate::storage::spawn_backup_mover(state.storage.clone(), BACKUP_MOVE_INTERVAL);
-    let served = crate::web::serve(std::sync::Arc::new(state), listeners, shutdown).await;
+    let state = std::sync::Arc::new(state);
+    let watchdog = (args.watchdog_interval > 0).then(|| {
+        std::sync::Arc::new(crate::watchdog::Watchdog::new(state.clone()))
+            .spawn(std::time::Duration::from_secs(args.watchdog_interval))
+    });
+    let served = crate::web::serve(state, listeners, shutdown).await;
+    if let Some(watchdog) = watchdog {
+        watchdog.stop().await;
+    }
     if let Some(mover) = mover {
         mover.abort();
     }

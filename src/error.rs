@@ -1,6 +1,7 @@
 //! The error every service returns. The web and Python faces map it to a status code and
 //! a JSON reason, or to an exception.
 
+use crate::backchannel::BackchannelError;
 use crate::state::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("active-run store error: {0}")]
     Store(#[from] StoreError),
+    /// The run's worker could not be asked (HTTP 501, 404 or 502).
+    #[error(transparent)]
+    Backchannel(#[from] BackchannelError),
 }
 
 impl Error {

@@ -218,13 +218,34 @@ impl Finished {
     }
 }
 
+/// A worker name that is not in the `worker` table (internal-app workers name themselves) is
+/// dropped, so storing the run cannot fail on the foreign key, retry after retry.
+pub async fn drop_unregistered_worker(state: &AppState, result: &mut JanitorResult) -> Result<()> {
+    if let Some(worker_name) = result.worker_name.clone()
+        && !db::runs::worker_exists(&state.pool, &worker_name).await?
+    {
+        tracing::warn!(run_id = %result.log_id, worker = %worker_name, "storing the run of an unregistered worker without its worker name");
+        result.worker_name = None;
+    }
+    Ok(())
+}
+
+/// The stored JSON of the active run a finish is for. A run no longer active whose result is
+/// stored (by an earlier try of the same upload, or by the watchdog's abort) is
+/// `Error::RunExists`, so a retrying worker learns it can stop; any other is `NotFound`.
+pub async fn registered_run(state: &AppState, run_id: &str) -> Result<Value> {
+    if let Some(data) = state.store.get_run(run_id).await? {
+        return Ok(data);
+    }
+    if db::runs::summary(&state.pool, run_id).await?.is_some() {
+        return Err(Error::RunExists(run_id.to_string()));
+    }
+    Err(Error::NotFound(format!("no such run {run_id}")))
+}
+
 /// The worker's finish upload: validate everything, then store logs, artifacts and the run.
 pub async fn finish_upload(state: &AppState, run_id: &str, upload: Upload) -> Result<Finished> {
-    let data = state
-        .store
-        .get_run(run_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no such run {run_id}")))?;
+    let data = registered_run(state, run_id).await?;
     let run = ActiveRun::from_json(&data)
         .map_err(|e| Error::Conflict(format!("stored run {run_id} is unreadable: {e}")))?;
     let worker = crate::models::WorkerResult::from_json(&upload.result)
@@ -249,12 +270,7 @@ pub async fn finish_upload(state: &AppState, run_id: &str, upload: Upload) -> Re
             "result.json: nothing-new-to-do needs a run to resume from",
         ));
     }
-    if let Some(worker_name) = result.worker_name.clone()
-        && !db::runs::worker_exists(&state.pool, &worker_name).await?
-    {
-        tracing::warn!(%run_id, worker = %worker_name, "finishing run of an unregistered worker; storing it without a worker");
-        result.worker_name = None;
-    }
+    drop_unregistered_worker(state, &mut result).await?;
     if let Some(BuilderResult::Debian(debian)) = &mut result.builder_result {
         crate::debian_changes::complete_from_directory(debian, upload.dir.path())
             .await

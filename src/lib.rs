@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod assign;
+pub mod backchannel;
 pub mod branch_url;
 pub mod builder;
 pub mod candidate;
@@ -34,6 +35,7 @@ pub mod storage;
 pub mod time;
 pub mod upstream;
 pub mod vcs_store;
+pub mod watchdog;
 pub mod web;
 pub mod worker_auth;
 

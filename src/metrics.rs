@@ -2,8 +2,8 @@
 //! Python client adds on export, so dashboards keep working.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 #[derive(Debug, Clone)]
@@ -25,6 +25,13 @@ pub struct Metrics {
     pub request_exceptions: IntCounterVec,
     pub request_latency_seconds: HistogramVec,
     pub requests_in_progress: GaugeVec,
+    /// Active runs whose last ping by this process's watchdog failed (not in Python).
+    pub active_runs_ping_failed: IntGauge,
+    /// Runs this process's watchdog aborted, by result code (not in Python; the aborts are
+    /// also in `result_total` like every finished run).
+    pub watchdog_aborts: IntCounterVec,
+    /// Watchdog aborts that found the run already stored, by its worker or another process.
+    pub watchdog_abort_conflicts: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -124,6 +131,22 @@ impl Metrics {
             &["method", "route"],
         )?;
         registry.register(Box::new(requests_in_progress.clone()))?;
+        let active_runs_ping_failed = IntGauge::new(
+            "active_runs_ping_failed",
+            "Active runs whose last ping failed",
+        )?;
+        registry.register(Box::new(active_runs_ping_failed.clone()))?;
+        let watchdog_aborts = counter_vec(
+            &registry,
+            "watchdog_aborts_total",
+            "Runs aborted by the watchdog",
+            &["result_code"],
+        )?;
+        let watchdog_abort_conflicts = counter(
+            &registry,
+            "watchdog_abort_conflicts_total",
+            "Watchdog aborts of runs that were already stored",
+        )?;
         Ok(Self {
             registry,
             run_count,
@@ -142,6 +165,9 @@ impl Metrics {
             request_exceptions,
             request_latency_seconds,
             requests_in_progress,
+            active_runs_ping_failed,
+            watchdog_aborts,
+            watchdog_abort_conflicts,
         })
     }
 

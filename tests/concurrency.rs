@@ -41,16 +41,7 @@ async fn hand_out_everything(redis: bool) {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("janitor.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "logs_location: \"{0}/logs\"\nartifact_location: \"{0}/artifacts\"\n\
-             campaign {{ name: \"generic\" command: \"true\" generic_build {{}} }}\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
+    let config = process::generic_config(dir.path());
     let prefix = common::redis_prefix();
     let redis_url = redis.then(common::redis_url);
     let redis_args = redis_url.as_deref().map(|url| (url, prefix.as_str()));

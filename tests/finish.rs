@@ -237,7 +237,8 @@ async fn finish_like_janitor_worker() {
                 .timestamp()
         );
 
-        // The worker retries after a lost response: the run is gone, so 404 with a reason.
+        // The worker retries after a lost response: the run is stored, so 409 with its id,
+        // and the worker can stop retrying.
         let again = multipart(&[(
             "metadata",
             Some("result.json"),
@@ -248,10 +249,7 @@ async fn finish_like_janitor_worker() {
             post_finish(&server.url(&format!("/active-runs/{id}/finish")), again).await;
         assert_eq!(
             (status, body),
-            (
-                StatusCode::NOT_FOUND,
-                json!({"reason": format!("no such run {id}")})
-            )
+            (StatusCode::CONFLICT, json!({"id": id, "reason": id}))
         );
         let metrics = server.state.metrics.render();
         assert!(

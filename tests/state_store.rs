@@ -156,6 +156,43 @@ async fn tracks_keepalives(store: &dyn ActiveRunStore) {
     assert_eq!(store.last_keepalive("run-a").await.unwrap(), Some(later));
     let listed = store.list_runs().await.unwrap();
     assert_eq!(listed[0].last_keepalive, Some(later));
+    // A keep-alive that arrives after its run finished leaves nothing behind.
+    store.unclaim_run("run-a").await.unwrap();
+    store.keepalive("run-a", later).await.unwrap();
+    assert_eq!(store.last_keepalive("run-a").await.unwrap(), None);
+}
+
+/// One holder at a time per run; a released lease can be taken; a holder that vanishes
+/// without giving its leases back does not block the run for ever.
+async fn leases_runs_to_one_holder(store: &dyn ActiveRunStore) {
+    use std::time::Duration;
+    let ttl = Duration::from_millis(300);
+    let first = store.run_leases("process-1", ttl).await.unwrap();
+    let second = store.run_leases("process-2", ttl).await.unwrap();
+    assert!(first.try_acquire("run-a").await.unwrap());
+    assert!(!second.try_acquire("run-a").await.unwrap());
+    assert!(second.try_acquire("run-b").await.unwrap());
+    assert!(!first.try_acquire("run-b").await.unwrap());
+    // Releasing someone else's lease does nothing.
+    second.release("run-a").await.unwrap();
+    assert!(!second.try_acquire("run-a").await.unwrap());
+    first.release("run-a").await.unwrap();
+    assert!(second.try_acquire("run-a").await.unwrap());
+    second.finish().await.unwrap();
+    // The first holder dies holding run-c (dropped without finish).
+    assert!(first.try_acquire("run-c").await.unwrap());
+    drop(first);
+    let third = store.run_leases("process-3", ttl).await.unwrap();
+    let mut taken = false;
+    for _ in 0..50 {
+        if third.try_acquire("run-c").await.unwrap() {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(taken, "a dead holder's lease ends");
+    third.finish().await.unwrap();
 }
 
 async fn rate_limits_hosts(store: &dyn ActiveRunStore) {
@@ -230,6 +267,7 @@ async fn run_case(case: &str, store: Arc<dyn ActiveRunStore>) {
         "updates_only_registered_runs" => updates_only_registered_runs(store.as_ref()).await,
         "tracks_keepalives" => tracks_keepalives(store.as_ref()).await,
         "rate_limits_hosts" => rate_limits_hosts(store.as_ref()).await,
+        "leases_runs_to_one_holder" => leases_runs_to_one_holder(store.as_ref()).await,
         other => panic!("no case {other}"),
     }
 }
@@ -241,6 +279,7 @@ suite!(
     updates_only_registered_runs,
     tracks_keepalives,
     rate_limits_hosts,
+    leases_runs_to_one_holder,
 );
 
 /// The Redis layout is the Python runner's, field for field.

@@ -99,6 +99,29 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
         &self,
         now: NaiveDateTime,
     ) -> Result<Vec<(String, NaiveDateTime)>, StoreError>;
+
+    /// Run leases for one watchdog pass of the process `holder`. A lease that its holder
+    /// does not release ends by itself: at `ttl` (Redis), or when the holder's database
+    /// session ends (PostgreSQL advisory locks).
+    async fn run_leases(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Box<dyn RunLeases>, StoreError>;
+}
+
+/// Leases on runs, so that of several runner processes only one checks (and perhaps aborts)
+/// a given run at a time.
+#[async_trait]
+pub trait RunLeases: Send + Sync {
+    /// Takes the lease on run `id`; false when another process holds it.
+    async fn try_acquire(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Gives the lease on run `id` back (only if this holder has it).
+    async fn release(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Gives back every lease still held; the end of a pass.
+    async fn finish(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// The queue id recorded inside stored ActiveRun JSON.

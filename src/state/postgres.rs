@@ -6,7 +6,11 @@ use chrono::NaiveDateTime;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
-use super::{ActiveRunStore, StoreError, StoredRun};
+use super::{ActiveRunStore, RunLeases, StoreError, StoredRun};
+
+/// First key of the watchdog's advisory locks (ASCII `jrwd`); the second is the run id's
+/// `hashtext`. Two run ids with the same hash share a lock, which only delays one check.
+const WATCHDOG_LOCK_CLASS: i32 = 0x6a72_7764;
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -184,5 +188,81 @@ impl ActiveRunStore for PostgresStore {
         .bind(now)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn run_leases(
+        &self,
+        _holder: &str,
+        _ttl: std::time::Duration,
+    ) -> Result<Box<dyn RunLeases>, StoreError> {
+        let conn = self.pool.acquire().await?;
+        Ok(Box::new(AdvisoryLeases {
+            conn: tokio::sync::Mutex::new(Some(conn)),
+        }))
+    }
+}
+
+/// Session advisory locks on one connection held for the pass: they end with the session,
+/// so a runner process that dies mid-pass frees its runs at once.
+struct AdvisoryLeases {
+    conn: tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>,
+}
+
+impl AdvisoryLeases {
+    const TRY_LOCK: &'static str = "SELECT pg_try_advisory_lock($1, hashtext($2))";
+    const UNLOCK: &'static str = "SELECT pg_advisory_unlock($1, hashtext($2))";
+
+    async fn call(&self, query: &'static str, id: &str) -> Result<bool, StoreError> {
+        let mut guard = self.conn.lock().await;
+        let conn = guard
+            .as_mut()
+            .ok_or_else(|| StoreError::InvalidData("run leases already finished".into()))?;
+        let outcome = sqlx::query_scalar(query)
+            .bind(WATCHDOG_LOCK_CLASS)
+            .bind(id)
+            .fetch_one(&mut **conn)
+            .await;
+        if outcome.is_err() {
+            // The session may still hold locks: never hand it back to the pool.
+            if let Some(mut conn) = guard.take() {
+                conn.close_on_drop();
+            }
+        }
+        Ok(outcome?)
+    }
+}
+
+#[async_trait]
+impl RunLeases for AdvisoryLeases {
+    async fn try_acquire(&self, id: &str) -> Result<bool, StoreError> {
+        self.call(Self::TRY_LOCK, id).await
+    }
+
+    async fn release(&self, id: &str) -> Result<(), StoreError> {
+        self.call(Self::UNLOCK, id).await.map(|_| ())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<(), StoreError> {
+        let Some(mut conn) = self.conn.lock().await.take() else {
+            return Ok(());
+        };
+        if let Err(error) = sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut *conn)
+            .await
+        {
+            conn.close_on_drop();
+            return Err(error.into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AdvisoryLeases {
+    fn drop(&mut self) {
+        // Dropped without `finish` (a pass cancelled at shutdown): the locks go with the
+        // session.
+        if let Some(conn) = self.conn.get_mut().as_mut() {
+            conn.close_on_drop();
+        }
     }
 }

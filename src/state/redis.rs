@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 
-use super::{ActiveRunStore, StoreError, StoredRun, queue_id_of};
+use super::{ActiveRunStore, RunLeases, StoreError, StoredRun, queue_id_of};
 use crate::time::{isoformat, parse_timestamp};
 
 /// Key names. The defaults are the Python runner's; a prefix keeps several instances (or
@@ -20,6 +20,8 @@ pub struct RedisKeys {
     pub assigned_queue_items: String,
     pub last_keepalive: String,
     pub rate_limit_hosts: String,
+    /// Before a run id: the watchdog's lease on that run (not a Python key).
+    pub watchdog_lease: String,
 }
 
 impl RedisKeys {
@@ -29,6 +31,7 @@ impl RedisKeys {
             assigned_queue_items: format!("{prefix}assigned-queue-items"),
             last_keepalive: format!("{prefix}last-keepalive"),
             rate_limit_hosts: format!("{prefix}rate-limit-hosts"),
+            watchdog_lease: format!("{prefix}watchdog-lease:"),
         }
     }
 }
@@ -79,6 +82,31 @@ static UNCLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
         redis.call('HDEL', KEYS[1], ARGV[1])
         redis.call('HDEL', KEYS[3], ARGV[1])
         return data
+        ",
+    )
+});
+
+// A keep-alive only for a run that is still registered, so a ping answered after the run
+// finished leaves nothing behind.
+static KEEPALIVE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+            redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+        end
+        return 0
+        ",
+    )
+});
+
+// Give a lease back only if it is still ours (it may have expired and been taken since).
+static RELEASE_LEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+            redis.call('DEL', KEYS[1])
+        end
+        return 0
         ",
     )
 });
@@ -201,8 +229,12 @@ impl ActiveRunStore for RedisStore {
 
     async fn keepalive(&self, id: &str, at: NaiveDateTime) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: () = conn
-            .hset(&self.keys.last_keepalive, id, isoformat(&at))
+        let _: i64 = KEEPALIVE
+            .key(&self.keys.active_runs)
+            .key(&self.keys.last_keepalive)
+            .arg(id)
+            .arg(isoformat(&at))
+            .invoke_async(&mut conn)
             .await?;
         Ok(())
     }
@@ -232,5 +264,58 @@ impl ActiveRunStore for RedisStore {
             .filter_map(|(host, ts)| parse_timestamp(&ts).ok().map(|until| (host, until)))
             .filter(|(_, until)| *until > now)
             .collect())
+    }
+
+    async fn run_leases(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Box<dyn RunLeases>, StoreError> {
+        Ok(Box::new(ExpiringLeases {
+            conn: self.conn.clone(),
+            prefix: self.keys.watchdog_lease.clone(),
+            holder: holder.to_string(),
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
+        }))
+    }
+}
+
+/// `SET <prefix><run id> <holder> NX PX <ttl>`: a lease that expires by itself if its holder
+/// dies.
+struct ExpiringLeases {
+    conn: ConnectionManager,
+    prefix: String,
+    holder: String,
+    ttl_ms: u64,
+}
+
+#[async_trait]
+impl RunLeases for ExpiringLeases {
+    async fn try_acquire(&self, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{}{id}", self.prefix))
+            .arg(&self.holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.ttl_ms)
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    async fn release(&self, id: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = RELEASE_LEASE
+            .key(format!("{}{id}", self.prefix))
+            .arg(&self.holder)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<(), StoreError> {
+        // Each lease is given back after its check; the rest expire.
+        Ok(())
     }
 }

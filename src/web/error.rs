@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::backchannel::BackchannelError;
 use crate::error::Error;
 use crate::state::StoreError;
 
@@ -52,6 +53,24 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 501 for what the run's backchannel cannot do, 404 for a log the worker does not have,
+    /// 502 when the worker fails or cannot be reached (DECISIONS 5).
+    fn from_backchannel(error: BackchannelError) -> Self {
+        let status = match &error {
+            BackchannelError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            BackchannelError::NoSuchLogFile(_) => StatusCode::NOT_FOUND,
+            BackchannelError::Timeout(_)
+            | BackchannelError::Failure(_)
+            | BackchannelError::Fatal(_) => {
+                tracing::warn!(%error, "worker backchannel failed");
+                StatusCode::BAD_GATEWAY
+            }
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         match error {
@@ -65,6 +84,7 @@ impl From<Error> for ApiError {
             }
             Error::Database(db) => Self::from_database(&db),
             Error::Store(StoreError::Database(db)) => Self::from_database(&db),
+            Error::Backchannel(error) => Self::from_backchannel(error),
             Error::Store(store) => {
                 tracing::error!(error = %store, "active-run store error");
                 Self::new(

@@ -14,7 +14,7 @@ use super::extract::{JsonBody, JsonObject, OptionalJsonObject};
 use crate::app::{AppState, SharedState};
 use crate::assign::{self, AssignError, AssignRequest, Assignment, Mode};
 use crate::metrics::Metrics;
-use crate::{candidate, codebase, db, queue, runs, status};
+use crate::{backchannel, candidate, codebase, db, queue, runs, status};
 
 pub fn routes(max_upload_size: usize) -> axum::Router<SharedState> {
     axum::Router::new()
@@ -41,6 +41,9 @@ pub fn routes(max_upload_size: usize) -> axum::Router<SharedState> {
             axum::routing::post(finish)
                 .layer(axum::extract::DefaultBodyLimit::max(max_upload_size)),
         )
+        .route("/log/{run_id}", get(log_index))
+        .route("/log/{run_id}/{filename}", get(log_file))
+        .route("/kill/{run_id}", post(kill))
 }
 
 async fn health() -> &'static str {
@@ -326,4 +329,31 @@ async fn finish(
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
+}
+
+async fn log_index(
+    State(state): State<SharedState>,
+    Path(run_id): Path<String>,
+) -> ApiResult<Json<Vec<String>>> {
+    Ok(Json(backchannel::list_run_logs(&state, &run_id).await?))
+}
+
+/// The log streamed from the worker as it arrives, as `text/plain`.
+async fn log_file(
+    State(state): State<SharedState>,
+    Path((run_id, filename)): Path<(String, String)>,
+) -> ApiResult<axum::response::Response> {
+    let stream = backchannel::open_run_log(&state, &run_id, &filename).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn kill(
+    State(state): State<SharedState>,
+    Path(run_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(backchannel::kill_run(&state, &run_id).await?))
 }

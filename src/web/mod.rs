@@ -39,11 +39,14 @@ async fn finish_run(
                 "upload too large",
             ));
         }
-        if state.store.get_run(run_id).await?.is_none() {
-            return Err(ApiError::not_found(format!("no such run {run_id}")));
-        }
-        let upload = upload::receive(request, state).await?;
-        match crate::finish::finish_upload(state, run_id, upload).await {
+        let finished = match crate::finish::registered_run(state, run_id).await {
+            Ok(_) => {
+                let upload = upload::receive(request, state).await?;
+                crate::finish::finish_upload(state, run_id, upload).await
+            }
+            Err(error) => Err(error),
+        };
+        match finished {
             Ok(finished) => Ok((
                 axum::http::StatusCode::CREATED,
                 axum::Json(finished.to_json()),

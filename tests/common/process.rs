@@ -1,6 +1,8 @@
 //! A `janitor-runner` process started from the built binary, on loopback ports; killed on
 //! drop.
 
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -25,6 +27,17 @@ pub fn start_runner(
     redis: Option<(&str, &str)>,
     env: &[(&str, &str)],
 ) -> Runner {
+    start_runner_with_args(database_url, config, redis, env, &[])
+}
+
+/// `start_runner` with more command-line arguments.
+pub fn start_runner_with_args(
+    database_url: &str,
+    config: &std::path::Path,
+    redis: Option<(&str, &str)>,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Runner {
     let mut command = Command::new(env!("CARGO_BIN_EXE_janitor-runner"));
     command
         .args(["--config", config.to_str().unwrap()])
@@ -46,6 +59,7 @@ pub fn start_runner(
     if let Some((url, prefix)) = redis {
         command.args(["--redis-url", url, "--redis-prefix", prefix]);
     }
+    command.args(args);
     let mut child = command.spawn().expect("start janitor-runner");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
@@ -60,4 +74,19 @@ pub fn start_runner(
     };
     std::thread::spawn(move || for _ in lines {});
     Runner { child, url }
+}
+
+/// A janitor.conf in `dir` with one campaign, `generic`, and logs and artifacts below `dir`.
+pub fn generic_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("janitor.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "logs_location: \"{0}/logs\"\nartifact_location: \"{0}/artifacts\"\n\
+             campaign {{ name: \"generic\" command: \"true\" generic_build {{}} }}\n",
+            dir.display()
+        ),
+    )
+    .expect("write janitor.conf");
+    config
 }

@@ -290,6 +290,15 @@ class Target:
             time.sleep(0.2)
 
     # -- errors ------------------------------------------------------------------------------
+    def expect_finish_of_stored_run(self, resp: Response, run_id: str) -> None:
+        """A finish for a run that is no longer active but stored: 409 {"id", "reason"} so a
+        retrying worker can stop (DECISIONS, durability); the Python answers 404."""
+        if self.rust:
+            assert resp.status == 409, resp
+            assert resp.json() == {"id": run_id, "reason": run_id}, resp
+        else:
+            self.expect_error(resp, 404, f"no such run {run_id}")
+
     def expect_error(self, resp: Response, status: int, reason: Optional[str] = None, *,
                      prefix: bool = False, plain_in_python: bool = False) -> str:
         """`resp` is an error with `status` and the message `reason` (or one starting with it).

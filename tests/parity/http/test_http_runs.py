@@ -216,7 +216,7 @@ def test_assign_finish_and_stored_run(target, queued, cleanup):
                         plain_in_python=True)
     assert not [x for x in target.get("/active-runs").json() if x["id"] == run_id]
     assert not [x for x in target.get("/status").json()["processing"] if x["id"] == run_id]
-    target.expect_error(target.finish(run_id, result), 404, f"no such run {run_id}")
+    target.expect_finish_of_stored_run(target.finish(run_id, result), run_id)
 
     # -- the logs, gzip-compressed with the finish time as MTIME (3.3) --
     if target.logs_dir:
@@ -593,9 +593,10 @@ def test_public_assign_and_finish(target, queued, worker_login, cleanup):
     assert row["logfilenames"] == ["worker.log"]
     target.expect_error(target.public("GET", f"/runner/active-runs/{run_id}"), 404,
                         f"no such run {run_id}", plain_in_python=True)
-    # Finished: the public finish now answers 404 with a JSON reason (9.3).
+    # Finished: the public finish of the stored run answers 409 (Python: 404 with a JSON
+    # reason, 9.3).
     resp = target.finish(run_id, result, public_auth=auth)
-    target.expect_error(resp, 404, f"no such run {run_id}")
+    target.expect_finish_of_stored_run(resp, run_id)
 
 
 @pytest.mark.differs("credentials are checked before the run lookup (Python: 404 before 401)")
