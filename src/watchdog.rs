@@ -333,7 +333,10 @@ impl Watchdog {
                 }
             }
         });
-        WatchdogHandle { stop, task }
+        WatchdogHandle {
+            stop,
+            task: Mutex::new(Some(task)),
+        }
     }
 }
 
@@ -341,13 +344,17 @@ impl Watchdog {
 #[derive(Debug)]
 pub struct WatchdogHandle {
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl WatchdogHandle {
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+    /// Stops the watchdog and waits until it has stopped.
+    pub async fn stop(&self) {
+        self.request_stop();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 
     /// Asks it to stop without waiting.
@@ -356,6 +363,10 @@ impl WatchdogHandle {
     }
 
     pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
+        self.task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(JoinHandle::is_finished)
     }
 }

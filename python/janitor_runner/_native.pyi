@@ -1,6 +1,7 @@
 """Type stubs for the compiled extension ``janitor_runner._native``."""
 
 from datetime import datetime, timedelta
+import io
 import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Generic, TypeVar
@@ -31,9 +32,71 @@ class QueueRateLimiting(Exception): ...
 class ModelError(ValueError):
     """JSON that does not have the shape a model needs; the message names the key."""
 
+class PingFailure(Exception):
+    """Failure to ping the job; ``reason`` says why."""
+
+    reason: str
+    def __init__(self, reason: str) -> None: ...
+
+class PingTimeout(PingFailure):
+    """The worker could not be reached, answered an error, or not in time (retriable)."""
+
+class PingFatalFailure(PingFailure):
+    """The worker is not working on the run any more (not retriable)."""
+
+class Backchannel:
+    """A run's way back to its worker; this base class is "none": every call raises
+    ``NotImplementedError``."""
+
+    def __init__(self) -> None: ...
+    async def ping(self, log_id: str) -> None:
+        """Raises PingTimeout, PingFailure or PingFatalFailure unless the worker is on ``log_id``."""
+    async def kill(self) -> None:
+        """Ask the worker to stop; ConnectionError when it cannot be asked."""
+    async def list_log_files(self) -> list[str]: ...
+    async def get_log_file(self, name: str) -> io.BytesIO:
+        """Raises FileNotFoundError when the worker has no such log."""
+    def json(self) -> dict[str, Any]: ...
+
+class PollingBackchannel(Backchannel):
+    """A worker's diagnostics port polled over HTTP (``/log-id``, ``/logs``, ``/kill``)."""
+
+    def __init__(self, my_url: str) -> None: ...
+    @classmethod
+    def from_json(cls, js: dict[str, Any]) -> PollingBackchannel: ...
+    @property
+    def my_url(self) -> str: ...
+
+class JenkinsBackchannel(Backchannel):
+    """A Jenkins build running the worker; ``kill`` is not supported."""
+
+    def __init__(self, my_url: str, metadata: Any = None) -> None: ...
+    @classmethod
+    def from_json(cls, js: dict[str, Any]) -> JenkinsBackchannel: ...
+    @property
+    def my_url(self) -> str: ...
+
 class ActiveRun:
     """A run in progress, as the active-run store keeps it."""
 
+    def __init__(
+        self,
+        *,
+        campaign: str,
+        codebase: str | None,
+        change_set: str | None,
+        command: str,
+        instigated_context: Any,
+        estimated_duration: timedelta | None,
+        queue_id: int,
+        log_id: str,
+        start_time: datetime,
+        vcs_info: dict[str, str],
+        backchannel: Backchannel | dict[str, Any] | None,
+        worker_name: str | None,
+        worker_link: str | None = None,
+        resume_from: str | None = None,
+    ) -> None: ...
     @classmethod
     def from_json(cls, js: Any) -> ActiveRun:
         """Read the Python runner's JSON form (a dict, or its text)."""
@@ -44,19 +107,51 @@ class ActiveRun:
         cls,
         queue_item: QueueItem,
         vcs_info: dict[str, str],
-        backchannel: dict[str, Any] | None,
+        backchannel: Backchannel | dict[str, Any] | None,
         worker_name: str | None,
         worker_link: str | None = None,
     ) -> ActiveRun:
         """A new run of ``queue_item``: a fresh UUID log id, started now."""
+    async def ping(self) -> bool:
+        """Ping the worker through the backchannel; True, or the ping's exception."""
+    def create_result(
+        self,
+        *,
+        code: str,
+        branch_url: str | None,
+        description: str | None = None,
+        vcs_type: str | None = None,
+        subpath: str | None = None,
+        logfilenames: list[str] = ...,
+        transient: bool | None = None,
+    ) -> JanitorResult:
+        """A result without a worker report, finished now (as aborts make them)."""
+    log_id: str
+    campaign: str
+    queue_id: int
+    codebase: str | None
+    change_set: str | None
+    command: str
+    instigated_context: Any
+    estimated_duration: timedelta | None
+    start_time: datetime
+    vcs_info: dict[str, str]
+    """A copy: assign a new dict to change it."""
     @property
-    def log_id(self) -> str: ...
+    def backchannel(self) -> Backchannel: ...
+    @backchannel.setter
+    def backchannel(self, value: Backchannel | dict[str, Any] | None) -> None: ...
+    worker_name: str | None
+    worker_link: str | None
+    resume_from: str | None
     @property
-    def campaign(self) -> str: ...
+    def vcs_type(self) -> str | None: ...
     @property
-    def queue_id(self) -> int: ...
+    def main_branch_url(self) -> str | None: ...
     @property
-    def codebase(self) -> str | None: ...
+    def subpath(self) -> str | None: ...
+    @property
+    def current_duration(self) -> timedelta: ...
 
 class WorkerResult:
     """What a worker reported in ``result.json``."""
@@ -282,6 +377,22 @@ class QueueProcessor:
     async def next_queue_item(
         self, codebase: str | None = None, campaign: str | None = None
     ) -> tuple[QueueItem | None, dict[str, str]]: ...
+    def start_watchdog(self) -> None:
+        """Start pinging and reaping active runs every 10 s; RuntimeError if it already runs."""
+    def stop_watchdog(self) -> None: ...
+    @property
+    def _watch_dog(self) -> WatchdogTask | None: ...
+    async def stop(self) -> None:
+        """Stop the watchdog and wait for it."""
+    async def check_active_runs(self) -> dict[str, Any]:
+        """One watchdog pass now; what it did (``due``, ``alive``, ``unreachable``,
+        ``aborted``: [{"id", "code"}], ``already_finished``, ``leased_elsewhere``, ``errors``)."""
+
+class WatchdogTask:
+    """The running watchdog of a QueueProcessor."""
+
+    def done(self) -> bool: ...
+    def cancel(self) -> None: ...
 
 class Server:
     """A runner serving inside this process; dropping the handle stops it."""

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{NaiveDateTime, TimeDelta};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -16,6 +16,7 @@ use crate::app::{AppState, Settings, StoreLocation};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::processor::{self, RetryAfter};
+use crate::watchdog::{KEEPALIVE_INTERVAL, Watchdog, WatchdogHandle};
 
 fn utc_now() -> NaiveDateTime {
     chrono::Utc::now().naive_utc()
@@ -26,6 +27,45 @@ fn utc_now() -> NaiveDateTime {
 #[pyclass(name = "QueueProcessor", module = "janitor_runner", frozen)]
 pub struct PyQueueProcessor {
     state: Arc<AppState>,
+    watchdog: Mutex<Option<Arc<WatchdogHandle>>>,
+}
+
+impl Drop for PyQueueProcessor {
+    fn drop(&mut self) {
+        // The watchdog holds the state; without this it would outlive the processor.
+        if let Some(handle) = self.watchdog_slot().take() {
+            handle.request_stop();
+        }
+    }
+}
+
+impl PyQueueProcessor {
+    fn watchdog_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<WatchdogHandle>>> {
+        self.watchdog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The running watchdog task of a QueueProcessor (what the Python's `_watch_dog` holds).
+#[pyclass(name = "WatchdogTask", module = "janitor_runner", frozen)]
+pub struct PyWatchdogTask {
+    handle: Arc<WatchdogHandle>,
+}
+
+#[pymethods]
+impl PyWatchdogTask {
+    /// Whether the watchdog has stopped.
+    fn done(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Asks the watchdog to stop.
+    fn cancel(&self) {
+        self.handle.request_stop();
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<WatchdogTask done={}>", self.done())
+    }
 }
 
 #[pymethods]
@@ -85,6 +125,68 @@ impl PyQueueProcessor {
         let state = state.map_err(PyRuntimeError::new_err)?;
         Ok(Self {
             state: Arc::new(state),
+            watchdog: Mutex::new(None),
+        })
+    }
+
+    /// Starts the watchdog (a pass every 10 s on the shared runtime: pings, keep-alives,
+    /// aborts of dead runs); raises RuntimeError when it already runs.
+    fn start_watchdog(&self) -> PyResult<()> {
+        let mut slot = self.watchdog_slot();
+        if slot.as_ref().is_some_and(|handle| !handle.is_finished()) {
+            return Err(PyRuntimeError::new_err("Watchdog already started"));
+        }
+        let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
+        let watchdog = Arc::new(Watchdog::new(self.state.clone()));
+        *slot = Some(Arc::new(watchdog.spawn(KEEPALIVE_INTERVAL)));
+        Ok(())
+    }
+
+    /// Stops the watchdog (it ends after the check under way); nothing if none runs.
+    fn stop_watchdog(&self) {
+        if let Some(handle) = self.watchdog_slot().take() {
+            handle.request_stop();
+        }
+    }
+
+    /// The running watchdog task, or None (Python's `_watch_dog`).
+    #[getter(_watch_dog)]
+    fn watch_dog(&self) -> Option<PyWatchdogTask> {
+        self.watchdog_slot().as_ref().map(|handle| PyWatchdogTask {
+            handle: handle.clone(),
+        })
+    }
+
+    /// Stops the watchdog and waits until it has stopped.
+    fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.watchdog_slot().take();
+        super::awaitable_none(py, async move {
+            if let Some(handle) = handle {
+                handle.stop().await;
+            }
+            Ok(())
+        })
+    }
+
+    /// One watchdog pass now (what the watchdog does every 10 s): a summary of what it did.
+    fn check_active_runs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let report = Watchdog::new(state)
+                .run_pass()
+                .await
+                .map_err(service_error)?;
+            let aborted: Vec<serde_json::Value> = report
+                .aborted
+                .iter()
+                .map(|(id, code)| serde_json::json!({"id": id, "code": code}))
+                .collect();
+            let summary = serde_json::json!({
+                "due": report.due, "alive": report.alive, "unreachable": report.unreachable,
+                "aborted": aborted, "already_finished": report.already_finished,
+                "leased_elsewhere": report.leased_elsewhere, "errors": report.errors,
+            });
+            Python::attach(|py| Ok(from_json_value(py, &summary)?.unbind()))
         })
     }
 
@@ -96,7 +198,7 @@ impl PyQueueProcessor {
         active_run: PyActiveRun,
     ) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        super::awaitable_none(py, async move {
             processor::register_run(&state, &active_run.inner, utc_now())
                 .await
                 .map_err(service_error)
@@ -109,7 +211,7 @@ impl PyQueueProcessor {
         active_run: PyActiveRun,
     ) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        super::awaitable_none(py, async move {
             processor::update_run(&state, &active_run.inner, utc_now())
                 .await
                 .map_err(service_error)
@@ -130,7 +232,7 @@ impl PyQueueProcessor {
     /// Releases a run and its queue item; unknown runs are ignored.
     fn unclaim_run<'py>(&self, py: Python<'py>, log_id: String) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        super::awaitable_none(py, async move {
             processor::unclaim_run(&state, &log_id)
                 .await
                 .map_err(service_error)
@@ -148,7 +250,7 @@ impl PyQueueProcessor {
         transient: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        super::awaitable_none(py, async move {
             processor::abort_run(
                 &state,
                 &active_run.inner,
@@ -172,7 +274,7 @@ impl PyQueueProcessor {
         result: PyJanitorResult,
     ) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        super::awaitable_none(py, async move {
             let mut result = result.inner;
             crate::finish::finish_run(&state, &active_run.inner, &mut result)
                 .await
@@ -204,7 +306,7 @@ impl PyQueueProcessor {
             }),
         };
         let state = self.state.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        super::awaitable_none(py, async move {
             processor::rate_limited(&state, &host, retry_after, utc_now())
                 .await
                 .map(|_| ())

@@ -27,7 +27,7 @@ impl PyPool {
     /// Closes every connection; awaitable.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let pool = self.pool.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        super::awaitable_none(py, async move {
             pool.close().await;
             Ok(())
         })

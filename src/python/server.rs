@@ -81,7 +81,7 @@ async fn finished(task: ServerTask) -> PyResult<()> {
 #[pyo3(signature = (args=Vec::new()))]
 pub fn serve(py: Python<'_>, args: Vec<String>) -> PyResult<Bound<'_, PyAny>> {
     let args = parse(args)?;
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+    super::awaitable_none(py, async move {
         // Held until the server ends; dropped with this future on cancellation, which stops
         // the server.
         let (_internal, _public, _stop, task) = start(args).await?;
@@ -140,7 +140,7 @@ impl PyServer {
     /// Waits until the server ends (after `stop`, or a failure).
     fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let task = self.task.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        super::awaitable_none(py, async move {
             let mut task = task.lock().await;
             match task.take() {
                 Some(handle) => finished(handle).await,

@@ -1,7 +1,7 @@
 """A small program against the stubs: `mypy --strict` must accept it (tests/parity/test_stubs.py)."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import janitor_runner as jr
 
@@ -54,6 +54,33 @@ async def process(dsn: str) -> int:
     url: str = server.internal_url
     await server.stop()
     return len(ids) + len(limited) + len(status) + len(url) + await processor.active_run_count()
+
+
+async def watch(dsn: str, worker_url: str) -> list[str]:
+    channel: jr.Backchannel = jr.PollingBackchannel(worker_url)
+    run = jr.ActiveRun(
+        campaign="generic", codebase="alpha", change_set=None, command="true",
+        instigated_context=None, estimated_duration=timedelta(seconds=5), queue_id=1,
+        log_id="run-1", start_time=datetime.utcnow(), vcs_info={}, backchannel=channel,
+        worker_name="worker")
+    try:
+        alive: bool = await run.ping()
+    except jr.PingFatalFailure as fatal:
+        reason: str = fatal.reason
+        return [reason]
+    except jr.PingFailure:
+        alive = False
+    log = await run.backchannel.get_log_file("worker.log")
+    names = await channel.list_log_files() + [log.read().decode()]
+    processor = jr.QueueProcessor(await jr.connect(dsn))
+    processor.start_watchdog()
+    if processor._watch_dog is not None and not processor._watch_dog.done():
+        report = await processor.check_active_runs()
+        names.append(str(report["due"]))
+    processor.stop_watchdog()
+    await processor.stop()
+    duration: timedelta = run.current_duration
+    return names + [str(alive), str(duration), run.backchannel.json().get("my_url", "")]
 
 
 if __name__ == "__main__":
