@@ -82,11 +82,14 @@ enum Checked {
     LeasedElsewhere,
 }
 
-/// A run's age since it was last heard from decides whether it needs a check at all.
-fn needs_check(run: &ActiveRun, silent_for: TimeDelta, run_timeout: TimeDelta) -> bool {
-    if silent_for < run_timeout / 3 {
+/// A run's age since it was last heard from decides whether it needs a check at all: not
+/// before `run_timeout // 3` whole minutes (Python's integer division), and for a run
+/// without backchannel not before its time is up.
+fn needs_check(run: &ActiveRun, silent_for: TimeDelta, run_timeout_minutes: i64) -> bool {
+    if silent_for < TimeDelta::minutes(run_timeout_minutes.div_euclid(3)) {
         return false;
     }
+    let run_timeout = TimeDelta::minutes(run_timeout_minutes);
     match run.backchannel {
         // Nothing to ask: only a run whose time is up needs anything done.
         BackchannelInfo::None => silent_for > run_timeout || silent_for > TimeDelta::days(1),
@@ -113,8 +116,8 @@ impl Watchdog {
         }
     }
 
-    fn run_timeout(&self) -> TimeDelta {
-        TimeDelta::minutes(self.state.settings.run_timeout_minutes)
+    fn run_timeout_minutes(&self) -> i64 {
+        self.state.settings.run_timeout_minutes
     }
 
     /// One look at every active run; checks the runs that are due.
@@ -133,11 +136,13 @@ impl Watchdog {
                 }
             };
             let silent_for = now - stored.last_keepalive.unwrap_or(run.start_time);
-            if needs_check(&run, silent_for, self.run_timeout()) {
+            if needs_check(&run, silent_for, self.run_timeout_minutes()) {
                 due.push(stored.id.clone());
             }
         }
-        self.forget_failures_except(runs.iter().map(|r| r.id.as_str()));
+        // A run whose ping failed stays due until someone's ping succeeds or it ends; one no
+        // longer due is not failing any more, whichever process pinged it.
+        self.forget_failures_except(due.iter().map(String::as_str));
         report.due = due.len();
         if due.is_empty() {
             return Ok(report);
@@ -204,7 +209,7 @@ impl Watchdog {
         let now = state.clock.now();
         let last_heard = state.store.last_keepalive(id).await?;
         let mut silent_for = now - last_heard.unwrap_or(run.start_time);
-        if !needs_check(&run, silent_for, self.run_timeout()) {
+        if !needs_check(&run, silent_for, self.run_timeout_minutes()) {
             return Ok(Checked::NoLongerDue);
         }
         let mut outcome = Checked::Quiet;
@@ -236,7 +241,7 @@ impl Watchdog {
                 outcome = Checked::Unreachable;
             }
         }
-        if silent_for > self.run_timeout() {
+        if silent_for > TimeDelta::minutes(self.run_timeout_minutes()) {
             tracing::warn!(
                 run_id = %id,
                 worker = ?run.worker_name,
@@ -368,5 +373,66 @@ impl WatchdogHandle {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .is_none_or(JoinHandle::is_finished)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{QueueItem, VcsInfo};
+
+    fn run(backchannel: BackchannelInfo) -> ActiveRun {
+        let item = QueueItem {
+            id: 1,
+            context: None,
+            command: "true".into(),
+            estimated_duration: None,
+            campaign: "c".into(),
+            refresh: false,
+            requester: None,
+            change_set: None,
+            codebase: "a".into(),
+        };
+        let start = crate::time::parse_timestamp("2026-01-01T00:00:00").unwrap();
+        ActiveRun::from_queue_item(
+            &item,
+            "r".into(),
+            start,
+            VcsInfo::default(),
+            backchannel,
+            None,
+            None,
+        )
+    }
+
+    #[test]
+    fn due_after_a_third_of_the_timeout_in_whole_minutes() {
+        let polled = run(BackchannelInfo::Polling {
+            my_url: "http://w/".into(),
+        });
+        let minutes = TimeDelta::minutes;
+        // 61 // 3 = 20 whole minutes, not 20:20.
+        assert!(!needs_check(
+            &polled,
+            minutes(20) - TimeDelta::seconds(1),
+            61
+        ));
+        assert!(needs_check(&polled, minutes(20), 61));
+        // Below 3 minutes every run is checked on every pass.
+        assert!(needs_check(&polled, TimeDelta::zero(), 2));
+        let silent = run(BackchannelInfo::None);
+        assert!(!needs_check(&silent, minutes(59), 60));
+        assert!(!needs_check(&silent, minutes(60), 60));
+        assert!(needs_check(
+            &silent,
+            minutes(60) + TimeDelta::microseconds(1),
+            60
+        ));
+        // With a timeout over a day, the day rule reaps it first.
+        assert!(needs_check(
+            &silent,
+            TimeDelta::days(1) + minutes(1),
+            3 * 1440
+        ));
     }
 }

@@ -535,6 +535,12 @@ async fn watchdog_keeps_live_runs_and_reaps_dead_ones() {
                 .unwrap()
                 .is_none()
         );
+        let (next, _) =
+            processor::next_queue_item(&server.state, Some("other"), None, server.clock_now())
+                .await
+                .unwrap()
+                .expect("the requeued item is assignable");
+        assert_eq!(next.id, new_id, "{store:?}");
 
         // 61 minutes: the runs that could not be pinged are timed out; the live ones, pinged
         // 40 minutes ago, are pinged again and stay.
