@@ -216,7 +216,7 @@ impl AdvisoryLeases {
         let mut guard = self.conn.lock().await;
         let conn = guard
             .as_mut()
-            .ok_or_else(|| StoreError::InvalidData("run leases already finished".into()))?;
+            .ok_or_else(|| StoreError::InvalidData("the run leases lost their database session".into()))?;
         let outcome = sqlx::query_scalar(query)
             .bind(WATCHDOG_LOCK_CLASS)
             .bind(id)
