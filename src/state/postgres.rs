@@ -214,9 +214,9 @@ impl AdvisoryLeases {
 
     async fn call(&self, query: &'static str, id: &str) -> Result<bool, StoreError> {
         let mut guard = self.conn.lock().await;
-        let conn = guard
-            .as_mut()
-            .ok_or_else(|| StoreError::InvalidData("the run leases lost their database session".into()))?;
+        let conn = guard.as_mut().ok_or_else(|| {
+            StoreError::InvalidData("the run leases lost their database session".into())
+        })?;
         let outcome = sqlx::query_scalar(query)
             .bind(WATCHDOG_LOCK_CLASS)
             .bind(id)
