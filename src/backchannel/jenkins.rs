@@ -34,10 +34,9 @@ pub(super) async fn ping(
     if super::is_error_status(status) {
         return Err(BackchannelError::Failure(failed(status.to_string())));
     }
-    let body = response
-        .bytes()
+    let body = super::read_limited(response, super::MAX_JSON_ANSWER)
         .await
-        .map_err(|e| BackchannelError::Timeout(failed(describe(&e))))?;
+        .map_err(|e| e.into_backchannel(failed))?;
     let job: Value = serde_json::from_slice(&body)
         .map_err(|_| BackchannelError::Failure(failed("the answer is not JSON".to_string())))?;
     match job.get("result") {

@@ -196,6 +196,42 @@ impl BackchannelClient {
     }
 }
 
+/// Largest `/log-id` answer read (a run id is 36 bytes).
+const MAX_LOG_ID_ANSWER: usize = 64 * 1024;
+/// Largest log listing or Jenkins job description read.
+const MAX_JSON_ANSWER: usize = 4 * 1024 * 1024;
+
+/// Why a bounded read of an answer stopped.
+enum ReadError {
+    Transport(reqwest::Error),
+    TooLarge(usize),
+}
+
+/// The whole body, unless it is larger than `limit` bytes: a worker cannot make the runner
+/// hold more than that in memory.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Bytes, ReadError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+impl ReadError {
+    /// A transport error as `Timeout`, an oversize answer as `Failure`, each with `context`.
+    fn into_backchannel(self, context: impl FnOnce(String) -> String) -> BackchannelError {
+        match self {
+            Self::Transport(error) => BackchannelError::Timeout(context(describe(&error))),
+            Self::TooLarge(limit) => BackchannelError::Failure(context(format!(
+                "the answer is larger than {limit} bytes"
+            ))),
+        }
+    }
+}
+
 /// A reqwest error with its causes ("error sending request: connection refused"), which its
 /// own `Display` leaves out.
 fn describe(error: &reqwest::Error) -> String {
@@ -216,13 +252,14 @@ fn describe(error: &reqwest::Error) -> String {
 async fn status_failure(
     method: &str,
     url: &reqwest::Url,
-    response: reqwest::Response,
+    mut response: reqwest::Response,
 ) -> BackchannelError {
     let status = response.status();
-    let body = tokio::time::timeout(Duration::from_secs(5), response.bytes())
+    let body = tokio::time::timeout(Duration::from_secs(5), response.chunk())
         .await
         .ok()
         .and_then(Result::ok)
+        .flatten()
         .map(|bytes| {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
             text.trim().to_string()

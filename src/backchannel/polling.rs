@@ -30,7 +30,11 @@ pub(super) async fn ping(
     if super::is_error_status(status) {
         return Err(failed(status.to_string()));
     }
-    let body = response.bytes().await.map_err(|e| failed(describe(&e)))?;
+    let body = super::read_limited(response, super::MAX_LOG_ID_ANSWER)
+        .await
+        .map_err(|e| {
+            e.into_backchannel(|detail| format!("Failed to ping client {my_url}: {detail}"))
+        })?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         BackchannelError::Failure(format!(
             "worker at {my_url} answered /log-id with bytes that are not UTF-8"
@@ -76,10 +80,14 @@ pub(super) async fn list_log_files(
     if super::is_error_status(response.status()) {
         return Err(status_failure("GET", &url, response).await);
     }
-    let body = response
-        .bytes()
+    let body = super::read_limited(response, super::MAX_JSON_ANSWER)
         .await
-        .map_err(|e| unreachable(my_url, BackchannelError::Timeout(describe(&e))))?;
+        .map_err(|e| {
+            unreachable(
+                my_url,
+                e.into_backchannel(|detail| format!("listing logs: {detail}")),
+            )
+        })?;
     serde_json::from_slice::<Vec<String>>(&body).map_err(|_| {
         BackchannelError::Failure(format!(
             "worker at {my_url} did not list its logs as a JSON list of names"
