@@ -40,28 +40,10 @@ impl AssignRequest {
             Some(_) => Err(Error::BadRequest(format!("{key} must be a string or null"))),
         };
         let backchannel = match body.get("backchannel") {
-            None | Some(Value::Null) => BackchannelInfo::None,
-            Some(Value::Object(spec)) => {
-                let kind = match spec.get("kind") {
-                    Some(Value::String(kind)) => kind.as_str(),
-                    _ => return Err(Error::bad_request("backchannel.kind must be a string")),
-                };
-                let url = || match spec.get("url") {
-                    Some(Value::String(url)) if url::Url::parse(url).is_ok() => Ok(url.clone()),
-                    _ => Err(Error::BadRequest(format!(
-                        "backchannel.url must be an absolute URL for kind {kind:?}"
-                    ))),
-                };
-                match kind {
-                    "http" => BackchannelInfo::Polling { my_url: url()? },
-                    "jenkins" => BackchannelInfo::Jenkins {
-                        my_url: url()?,
-                        metadata: Value::Null,
-                    },
-                    _ => BackchannelInfo::None,
-                }
+            None => BackchannelInfo::None,
+            Some(spec) => {
+                BackchannelInfo::from_request(spec).map_err(|e| Error::BadRequest(e.to_string()))?
             }
-            Some(_) => return Err(Error::bad_request("backchannel must be an object or null")),
         };
         Ok(Self {
             worker: text("worker")?,

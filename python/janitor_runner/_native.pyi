@@ -77,7 +77,11 @@ class JenkinsBackchannel(Backchannel):
     def my_url(self) -> str: ...
 
 class ActiveRun:
-    """A run in progress, as the active-run store keeps it."""
+    """A run in progress, as the active-run store keeps it.
+
+    ``backchannel`` may be a backchannel object, its JSON form (``{"my_url": ...}``), the
+    assign request's form (``{"kind": "http", "url": ...}``) or None.
+    """
 
     def __init__(
         self,

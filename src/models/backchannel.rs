@@ -23,6 +23,34 @@ impl BackchannelInfo {
         }
     }
 
+    /// From the assign request's `backchannel`: `{"kind": "http"|"jenkins", "url": ...}`
+    /// (another kind: none), or null. The URL must be absolute.
+    pub fn from_request(spec: &Value) -> Result<Self, ModelError> {
+        let spec = match spec {
+            Value::Null => return Ok(Self::None),
+            Value::Object(spec) => spec,
+            _ => return Err(ModelError::new("backchannel must be an object or null")),
+        };
+        let kind = match spec.get("kind") {
+            Some(Value::String(kind)) => kind.as_str(),
+            _ => return Err(ModelError::new("backchannel.kind must be a string")),
+        };
+        let url = || match spec.get("url") {
+            Some(Value::String(url)) if url::Url::parse(url).is_ok() => Ok(url.clone()),
+            _ => Err(ModelError::new(format!(
+                "backchannel.url must be an absolute URL for kind {kind:?}"
+            ))),
+        };
+        Ok(match kind {
+            "http" => Self::Polling { my_url: url()? },
+            "jenkins" => Self::Jenkins {
+                my_url: url()?,
+                metadata: Value::Null,
+            },
+            _ => Self::None,
+        })
+    }
+
     /// A `jenkins` key means Jenkins, else a `my_url` key means polling, else none.
     pub fn from_json(value: &Value) -> Result<Self, ModelError> {
         let empty = Map::new();

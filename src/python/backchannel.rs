@@ -134,7 +134,16 @@ pub fn from_object(obj: Option<&Bound<'_, PyAny>>) -> PyResult<BackchannelInfo> 
         Some(obj) if obj.is_none() => Ok(BackchannelInfo::None),
         Some(obj) => match obj.cast::<PyBackchannel>() {
             Ok(backchannel) => Ok(backchannel.get().info.clone()),
-            Err(_) => BackchannelInfo::from_json(&to_json_value(obj)?).map_err(model_error),
+            // A dict: the stored form (`{"my_url", ...}`) or the assign request's
+            // (`{"kind", "url"}`).
+            Err(_) => {
+                let value = to_json_value(obj)?;
+                if value.get("kind").is_some() {
+                    BackchannelInfo::from_request(&value).map_err(model_error)
+                } else {
+                    BackchannelInfo::from_json(&value).map_err(model_error)
+                }
+            }
         },
     }
 }

@@ -168,6 +168,12 @@ def test_backchannel_json_forms():
         assert type(restored) is kind
         assert restored.json() == backchannel
     assert "PollingBackchannel" in repr(polling)
+    # The constructor also takes the assign request's form, or the stored one.
+    from_request = sample_run({"kind": "http", "url": "http://w:8080/"}).backchannel
+    assert from_request.json() == {"my_url": "http://w:8080/"}
+    assert sample_run({"my_url": "http://w/"}).backchannel.my_url == "http://w/"
+    with pytest.raises(jr.ModelError):
+        sample_run({"kind": "http"})
 
 
 def test_ping_failures_are_the_python_exceptions():
