@@ -169,8 +169,8 @@ impl JanitorResult {
         }
     }
 
-    /// A run the runner ended itself (unknown campaign, timeout, ...): no worker output, no
-    /// resume, the run's start time and `now` as finish.
+    /// A run the runner ended itself (unknown campaign, timeout, ...): no worker output, the
+    /// run's start time and `now` as finish, its subpath and resume kept.
     pub fn aborted(
         run: &ActiveRun,
         code: &str,
@@ -202,9 +202,11 @@ impl JanitorResult {
             worker_name: run.worker_name.clone(),
             branch_url: run.main_branch_url().map(str::to_string),
             vcs_type: run.vcs_type().map(str::to_string),
-            subpath: None,
+            // Python drops both; DECISIONS 10 keeps them, so an aborted run still says where
+            // it worked and what it resumed from.
+            subpath: run.subpath().map(str::to_string),
             target_branch_url: None,
-            resume_from: None,
+            resume_from: run.resume_from.clone(),
             transient,
         }
     }
@@ -340,11 +342,12 @@ mod tests {
         let result = JanitorResult::aborted(&run(), "worker-timeout", "gone", Some(true), now);
         let js = result.to_json();
         assert_eq!(js["remotes"], json!({}));
-        assert_eq!(js["resume"], Value::Null);
+        // DECISIONS 10: subpath and resume_from are kept (Python drops both).
+        assert_eq!(js["resume"], json!({"run_id": "run-0"}));
         assert_eq!(js["branch_url"], "https://x/alpha");
         assert_eq!(js["transient"], true);
         assert_eq!(js["duration"], json!(1.5));
-        assert_eq!(result.subpath, None);
+        assert_eq!(result.subpath.as_deref(), Some("sub"));
     }
 
     #[test]

@@ -228,7 +228,8 @@ impl PyActiveRun {
     }
 
     /// A result for this run without a worker report (Python `create_result`, as the aborts
-    /// use it): `code` and `branch_url` are required, as in Python; `resume_from` is dropped.
+    /// use it): `code` and `branch_url` are required, as in Python; the run's `resume_from`
+    /// is kept (DECISIONS 10; Python drops it).
     #[pyo3(signature = (
         *, code, branch_url, description=None, vcs_type=None, subpath=None,
         logfilenames=Vec::new(), transient=None
@@ -249,7 +250,7 @@ impl PyActiveRun {
         inner.description = description;
         inner.branch_url = branch_url;
         inner.vcs_type = vcs_type;
-        inner.subpath = subpath;
+        inner.subpath = subpath.or(inner.subpath);
         inner.logfilenames = logfilenames;
         PyJanitorResult { inner }
     }
