@@ -108,12 +108,16 @@ impl VcsStore {
         format!("{}/{}", self.base_url(), escape(codebase))
     }
 
-    /// A branch of the codebase: git names it with a `branch` segment parameter (with `/`
-    /// escaped, so the parameter stays in the last path segment), bzr as a path.
+    /// A branch of the codebase: git names it with segment parameters (with `/` escaped, so
+    /// they stay in the last path segment), bzr as a path. Two parameters, because the two
+    /// clients read different ones: breezy (the site, the publisher) reads `branch`, the
+    /// silver-platter that `janitor-worker` opens branches with reads `name` (and uses it as
+    /// it stands, so a name with `/` does not reach that worker intact).
     pub fn branch_url(&self, codebase: &str, branch: &str) -> String {
         let repository = self.repository_url(codebase);
         if self.vcs() == "git" {
-            format!("{repository},branch={}", escape(branch).replace('/', "%2F"))
+            let name = escape(branch).replace('/', "%2F");
+            format!("{repository},branch={name},name={name}")
         } else {
             format!("{repository}/{}", escape(branch))
         }
@@ -203,7 +207,7 @@ mod tests {
         );
         assert_eq!(
             git.branch_url("alpha", "debian/latest"),
-            "https://janitor.example.org/git/alpha,branch=debian%2Flatest"
+            "https://janitor.example.org/git/alpha,branch=debian%2Flatest,name=debian%2Flatest"
         );
         let bzr = stores.get("bzr").unwrap();
         assert_eq!(

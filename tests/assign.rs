@@ -99,7 +99,7 @@ async fn worker_gets_a_valid_generic_assignment() {
         assert_eq!(
             body["branch"],
             json!({"default-empty": false, "url": "https://git.example.org/alpha", "subpath": "",
-                   "vcs_type": "git", "cached_url": "http://127.0.0.1:1/vcs/git/alpha,branch=main",
+                   "vcs_type": "git", "cached_url": "http://127.0.0.1:1/vcs/git/alpha,branch=main,name=main",
                    "additional_colocated_branches": null})
         );
         assert_eq!(
@@ -288,7 +288,7 @@ async fn debian_build_configuration() {
     assert_eq!(
         body["branch"]["cached_url"],
         format!(
-            "http://127.0.0.1:1/vcs/git/alpha,branch={}%2Flatest",
+            "http://127.0.0.1:1/vcs/git/alpha,branch={0}%2Flatest,name={0}%2Flatest",
             server.state.host_vendor.to_lowercase()
         )
     );

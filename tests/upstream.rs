@@ -387,7 +387,9 @@ async fn resumes_from_the_store(store: Store) {
         json!({
             "run_id": "earlier",
             "result": {"fixed": 2},
-            "branch_url": forge.url("store/git/alpha,branch=lintian-fixes%2Fmain"),
+            "branch_url": forge.url(
+                "store/git/alpha,branch=lintian-fixes%2Fmain,name=lintian-fixes%2Fmain"
+            ),
             "branches": [["main", "master", "base-earlier", tips[1]]],
         })
     );

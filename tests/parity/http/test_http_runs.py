@@ -102,8 +102,10 @@ def test_assign_finish_and_stored_run(target, queued, cleanup):
             "EMAIL": email, "COMMITTER": target.committer, "BRZ_EMAIL": target.committer,
             "FOO": "bar"}
         # 6 K: generic campaigns use the branch "main" of the store; store URLs are
-        # <base>/git/<codebase> (docs/differences.md "Store URLs").
-        assert a["branch"]["cached_url"] == f"{target.vcs_base}/git/{codebase},branch=main"
+        # <base>/git/<codebase> (docs/differences.md "Store URLs"), and name the branch for
+        # breezy (`branch`) and for janitor-worker's silver-platter (`name`).
+        cached = f"{target.vcs_base}/git/{codebase},branch=main"
+        assert a["branch"]["cached_url"] == (cached + ",name=main" if target.rust else cached)
         assert a["target_repository"]["url"] == f"{target.vcs_base}/git/{codebase}"
 
     # -- the active run (4.1, 5.17) --
