@@ -431,6 +431,7 @@ async fn watchdog_keeps_live_runs_and_reaps_dead_ones() {
                 "other",
                 fake.polling("other", Worker::answering(LogId::Json("run-zzz".into()))),
             ),
+            // janitor-worker answers null between taking its assignment and starting on it.
             ("idle", fake.polling("idle", Worker::answering(LogId::Idle))),
             (
                 "erroring",
@@ -493,7 +494,6 @@ async fn watchdog_keeps_live_runs_and_reaps_dead_ones() {
             aborted,
             [
                 ("run-failed", "run-disappeared"),
-                ("run-idle", "run-disappeared"),
                 ("run-other", "run-disappeared"),
                 ("run-vanished", "run-disappeared"),
             ]
@@ -505,8 +505,8 @@ async fn watchdog_keeps_live_runs_and_reaps_dead_ones() {
             "{store:?}: quoted, raw, building: {report:?}"
         );
         assert_eq!(
-            report.unreachable, 4,
-            "{store:?}: erroring, hanging, closed, chatty: {report:?}"
+            report.unreachable, 5,
+            "{store:?}: erroring, hanging, closed, chatty, idle: {report:?}"
         );
         assert_eq!(
             report.due, 12,
@@ -521,13 +521,8 @@ async fn watchdog_keeps_live_runs_and_reaps_dead_ones() {
                 "Worker started processing new run run-zzz rather than run-other"
             )
         );
-        assert_eq!(
-            run_rows(pool, "run-idle").await,
-            row(
-                "run-disappeared",
-                "Worker is not processing any run rather than run-idle"
-            )
-        );
+        // A worker that says it has no run may not have started on it yet: not a verdict.
+        assert!(run_rows(pool, "run-idle").await.is_empty(), "{store:?}");
         assert_eq!(
             run_rows(pool, "run-failed").await,
             row(
@@ -568,7 +563,7 @@ async fn watchdog_keeps_live_runs_and_reaps_dead_ones() {
         let metrics = server.state.metrics.render();
         assert_eq!(
             metric(&metrics, "active_runs_ping_failed "),
-            4.0,
+            5.0,
             "{metrics}"
         );
 
@@ -607,13 +602,14 @@ async fn watchdog_keeps_live_runs_and_reaps_dead_ones() {
                 "run-ended",
                 "run-erroring",
                 "run-hanging",
+                "run-idle",
                 "run-silent"
             ]
             .map(|id| (id.to_string(), "worker-timeout".to_string())),
             "{store:?}: {report:?}"
         );
         assert_eq!(report.alive, 3, "{store:?}: {report:?}");
-        for timed_out in ["chatty", "closed", "erroring", "hanging", "silent"] {
+        for timed_out in ["chatty", "closed", "erroring", "hanging", "idle", "silent"] {
             assert_eq!(
                 run_rows(pool, &format!("run-{timed_out}")).await,
                 row("worker-timeout", "No keepalives received in 1:01:00."),
@@ -648,14 +644,14 @@ async fn watchdog_keeps_live_runs_and_reaps_dead_ones() {
                 &metrics,
                 "result_total{campaign=\"generic\",result_code=\"worker-timeout\"} "
             ),
-            6.0
+            7.0
         );
         assert_eq!(
             metric(
                 &metrics,
                 "watchdog_aborts_total{result_code=\"run-disappeared\"} "
             ),
-            4.0
+            3.0
         );
         assert_eq!(
             metric(&metrics, "active_runs_ping_failed "),

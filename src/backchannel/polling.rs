@@ -8,8 +8,9 @@ use super::{BackchannelClient, BackchannelError, LogStream, Pong, describe, stat
 /// `GET <my_url>/log-id`: the run the worker is working on must be `expected`.
 ///
 /// The body is the run id as raw text (the Python worker) or as a JSON string literal (the
-/// Rust `janitor-worker`, which also answers `null` when it has no run). Not reachable, an
-/// error status, or no answer within the keep-alive timeout: `Timeout`, as in Python.
+/// Rust `janitor-worker`, which also answers `null` when it has no run, or not yet). Not
+/// reachable, an error status, or no answer within the keep-alive timeout: `Timeout`, as in
+/// Python; another run id: `Fatal`; `null`: `Failure`.
 pub(super) async fn ping(
     client: &BackchannelClient,
     my_url: &str,
@@ -45,8 +46,10 @@ pub(super) async fn ping(
         Some(id) => Err(BackchannelError::Fatal(format!(
             "Worker started processing new run {id} rather than {expected}"
         ))),
-        None => Err(BackchannelError::Fatal(format!(
-            "Worker is not processing any run rather than {expected}"
+        // `janitor-worker` answers null between taking an assignment and starting on it, so
+        // this is no proof that the run is gone: no keep-alive, and the run's time runs on.
+        None => Err(BackchannelError::Failure(format!(
+            "Worker reports no current run rather than {expected}"
         ))),
     }
 }
