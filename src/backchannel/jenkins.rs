@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{BackchannelClient, BackchannelError, LogStream, Pong, describe, status_failure};
+use super::{BackchannelClient, BackchannelError, LogStream, Pong, status_failure};
 
 /// The only log a Jenkins build has: its console output.
 pub(super) const LOG_NAME: &str = "worker.log";
@@ -16,15 +16,8 @@ pub(super) async fn ping(
     my_url: &str,
     expected: &str,
 ) -> Result<Pong, BackchannelError> {
-    let url = client.url(my_url, &["api", "json"])?;
-    let failed = |detail: String| format!("Failed to ping client {my_url}: {detail}");
-    let response = client
-        .http
-        .get(url)
-        .timeout(client.keepalive_timeout)
-        .send()
-        .await
-        .map_err(|e| BackchannelError::Timeout(failed(describe(&e))))?;
+    let failed = |detail: String| super::ping_failed(my_url, &detail);
+    let response = client.ping_request(my_url, &["api", "json"]).await?;
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
         return Err(BackchannelError::Fatal(format!(

@@ -160,6 +160,23 @@ impl BackchannelClient {
         child_url(base, segments).map_err(|e| BackchannelError::Failure(e.to_string()))
     }
 
+    /// The GET of a ping, `my_url` + `segments`, bounded by the keep-alive timeout as a
+    /// whole. A worker that cannot be reached or does not answer in time is `Timeout`, with
+    /// the Python's "Failed to ping client" reason.
+    async fn ping_request(
+        &self,
+        my_url: &str,
+        segments: &[&str],
+    ) -> Result<reqwest::Response, BackchannelError> {
+        let url = self.url(my_url, segments)?;
+        self.http
+            .get(url)
+            .timeout(self.keepalive_timeout)
+            .send()
+            .await
+            .map_err(|e| BackchannelError::Timeout(ping_failed(my_url, &describe(&e))))
+    }
+
     /// Starts a GET (or POST) and waits for the headers at most `request_timeout`.
     async fn send(
         &self,
@@ -230,6 +247,11 @@ impl ReadError {
             ))),
         }
     }
+}
+
+/// The Python's reason for a ping that did not get an answer.
+fn ping_failed(my_url: &str, detail: &str) -> String {
+    format!("Failed to ping client {my_url}: {detail}")
 }
 
 /// A reqwest error with its causes ("error sending request: connection refused"), which its

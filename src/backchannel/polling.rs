@@ -3,7 +3,7 @@
 
 use reqwest::header::ACCEPT;
 
-use super::{BackchannelClient, BackchannelError, LogStream, Pong, describe, status_failure};
+use super::{BackchannelClient, BackchannelError, LogStream, Pong, status_failure};
 
 /// `GET <my_url>/log-id`: the run the worker is working on must be `expected`.
 ///
@@ -16,26 +16,17 @@ pub(super) async fn ping(
     my_url: &str,
     expected: &str,
 ) -> Result<Pong, BackchannelError> {
-    let url = client.url(my_url, &["log-id"])?;
-    let failed = |detail: String| {
-        BackchannelError::Timeout(format!("Failed to ping client {my_url}: {detail}"))
-    };
-    let response = client
-        .http
-        .get(url)
-        .timeout(client.keepalive_timeout)
-        .send()
-        .await
-        .map_err(|e| failed(describe(&e)))?;
+    let response = client.ping_request(my_url, &["log-id"]).await?;
     let status = response.status();
     if super::is_error_status(status) {
-        return Err(failed(status.to_string()));
+        return Err(BackchannelError::Timeout(super::ping_failed(
+            my_url,
+            &status.to_string(),
+        )));
     }
     let body = super::read_limited(response, super::MAX_LOG_ID_ANSWER)
         .await
-        .map_err(|e| {
-            e.into_backchannel(|detail| format!("Failed to ping client {my_url}: {detail}"))
-        })?;
+        .map_err(|e| e.into_backchannel(|detail| super::ping_failed(my_url, &detail)))?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         BackchannelError::Failure(format!(
             "worker at {my_url} answered /log-id with bytes that are not UTF-8"
