@@ -454,7 +454,7 @@ async fn probe(
             Ok(Ok(Some(tip))) => {
                 let url = store.branch_url(run.codebase(), &branch);
                 let mut conn = state.pool.acquire().await?;
-                check_resume_result(&mut conn, &run.campaign, &tip, url).await?
+                check_resume_result(&mut conn, run.codebase(), &run.campaign, &tip, url).await?
             }
             Ok(Ok(None)) => None,
             Ok(Err(OpenError::RateLimited(limited))) => {
@@ -483,9 +483,12 @@ async fn probe(
 
 /// The earlier run whose result the resume branch holds: the newest successful run of the
 /// campaign at that revision, unless its publication was rejected. A run with a result branch
-/// that has no remote name cannot be described to the worker, so it is not resumed.
+/// that has no remote name cannot be described to the worker, so it is not resumed; nor is a
+/// run that a worker of this codebase already failed to resume because it could not open the
+/// branch (`worker-resume-branch-missing`): offering it again would fail every later run.
 async fn check_resume_result(
     conn: &mut sqlx::PgConnection,
+    codebase: &str,
     campaign: &str,
     tip: &str,
     branch_url: String,
@@ -504,6 +507,14 @@ async fn check_resume_result(
         .any(|branch| branch.remote_name.is_none())
     {
         tracing::warn!(run_id = %found.id, "not resuming: a result branch has no remote name");
+        return Ok(None);
+    }
+    if crate::db::runs::resume_reported_missing(conn, codebase, campaign, &found.id).await? {
+        tracing::info!(
+            run_id = %found.id,
+            %branch_url,
+            "not resuming: a worker could not open this resume branch before"
+        );
         return Ok(None);
     }
     if is_authenticated_url(&branch_url) {

@@ -125,9 +125,11 @@ impl VcsStore {
 }
 
 impl VcsStore {
-    /// The tip revision of `branch` of the codebase's repository in the store; `None` when the
-    /// repository or the branch does not exist. Names that could leave the store directory
-    /// (`..`, absolute paths, `/` in a codebase name) find nothing.
+    /// The tip revision of `branch` of the codebase's repository in the store, as runs record
+    /// revisions (breezy revision ids: `git-v1:<sha>` for git, the revision id for bzr), so it
+    /// can be matched with `run.revision`; `None` when the repository or the branch does not
+    /// exist. Names that could leave the store directory (`..`, absolute paths, `/` in a
+    /// codebase name) find nothing.
     pub async fn branch_tip(
         &self,
         opener: &BranchOpener,
@@ -138,18 +140,19 @@ impl VcsStore {
             return Ok(None);
         }
         match self {
-            Self::Remote { vcs, .. } if vcs == "git" => {
-                opener
-                    .git_branch_tip(&self.repository_url(codebase), branch)
-                    .await
-            }
+            Self::Remote { vcs, .. } if vcs == "git" => Ok(opener
+                .git_branch_tip(&self.repository_url(codebase), branch)
+                .await?
+                .map(|sha| git_revision_id(&sha))),
             Self::Remote { .. } => {
                 opener
                     .bzr_branch_tip(&self.branch_url(codebase, branch))
                     .await
             }
             Self::Local { vcs, path } if vcs == "git" => {
-                Ok(local_git_tip(&path.join(codebase), branch).await)
+                Ok(local_git_tip(&path.join(codebase), branch)
+                    .await
+                    .map(|sha| git_revision_id(&sha)))
             }
             Self::Local { path, .. } => {
                 let file = path
@@ -163,6 +166,11 @@ impl VcsStore {
             }
         }
     }
+}
+
+/// The revision id breezy (and so the worker, in its result) gives a git commit.
+pub fn git_revision_id(sha: &str) -> String {
+    format!("git-v1:{sha}")
 }
 
 fn is_plain_name(name: &str) -> bool {

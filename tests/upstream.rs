@@ -352,13 +352,40 @@ async fn earlier_run(server: &TestServer, id: &str, revision: &str, publish_stat
     .await;
 }
 
+/// The tip breezy finds at `url` (`Branch.open(url).last_revision()`), with the Python named
+/// by `JR_BREEZY_PYTHON` (scripts/test installs breezy there); `None` without one.
+async fn breezy_tip(url: &str) -> Option<String> {
+    let python = std::env::var_os("JR_BREEZY_PYTHON")?;
+    let output = tokio::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys\n\
+             import breezy.bzr, breezy.git\n\
+             from breezy.branch import Branch\n\
+             print(Branch.open(sys.argv[1]).last_revision().decode())",
+            url,
+        ])
+        .output()
+        .await
+        .expect("run JR_BREEZY_PYTHON");
+    assert!(
+        output.status.success(),
+        "breezy cannot open {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(String::from_utf8(output.stdout).unwrap().trim().to_string())
+}
+
 async fn resumes_from_the_store(store: Store) {
     if !have_git() {
         common::skip("git is not installed");
         return;
     }
     let forge = Forge::start().await;
-    let tips = forge.git_repository("store/git/alpha", &["master", "lintian-fixes/main"]);
+    let tips = forge.git_repository(
+        "store/git/alpha",
+        &["master", "lintian-fixes/main", "debian/latest"],
+    );
     let server = server_with_store(store, &forge).await;
     sql(
         &server,
@@ -366,14 +393,16 @@ async fn resumes_from_the_store(store: Store) {
              ('alpha', 'x', 'http://127.0.0.1:1/alpha.git', 'git', '');",
     )
     .await;
+    // Runs record the worker's revision ids (`git-v1:<sha>`), which the store's tip must match.
+    let tip = format!("git-v1:{}", tips[1]);
     earlier_run(
         &server,
         "older",
-        "0000000000000000000000000000000000000000",
+        "git-v1:0000000000000000000000000000000000000000",
         "unknown",
     )
     .await;
-    earlier_run(&server, "earlier", &tips[1], "unknown").await;
+    earlier_run(&server, "earlier", &tip, "unknown").await;
     sql(
         &server,
         "INSERT INTO queue (codebase, suite, command) VALUES ('alpha', 'lintian-fixes', 'lintian-brush');",
@@ -390,9 +419,24 @@ async fn resumes_from_the_store(store: Store) {
             "branch_url": forge.url(
                 "store/git/alpha,branch=lintian-fixes%2Fmain,name=lintian-fixes%2Fmain"
             ),
-            "branches": [["main", "master", "base-earlier", tips[1]]],
+            "branches": [["main", "master", "base-earlier", tip]],
         })
     );
+    // Breezy (the site, the publisher) opens the URLs the worker is given at the branch named,
+    // not at the repository's default branch.
+    let resume_url = answer.body["resume"]["branch_url"].as_str().unwrap();
+    let cached_url = answer.body["branch"]["cached_url"].as_str().unwrap();
+    match breezy_tip(resume_url).await {
+        Some(found) => {
+            assert_eq!(found, tip, "{resume_url}");
+            assert_eq!(
+                breezy_tip(cached_url).await.as_deref(),
+                Some(format!("git-v1:{}", tips[2]).as_str()),
+                "{cached_url}"
+            );
+        }
+        None => common::skip("JR_BREEZY_PYTHON is not set: store URLs not opened with breezy"),
+    }
     let stored = server
         .state
         .store
@@ -434,8 +478,19 @@ async fn no_resume_when_rejected_refreshed_or_unknown() {
     let peeked = peek(&server).await;
     assert_eq!(peeked["resume"], Value::Null, "{peeked}");
 
+    // A run recording the bare sha is not the worker's revision id for the tip.
+    earlier_run(&server, "bare-sha", &tips[1], "unknown").await;
+    let peeked = peek(&server).await;
+    assert_eq!(peeked["resume"], Value::Null, "{peeked}");
+
     // The run at the tip was rejected.
-    earlier_run(&server, "rejected", &tips[1], "rejected").await;
+    earlier_run(
+        &server,
+        "rejected",
+        &format!("git-v1:{}", tips[1]),
+        "rejected",
+    )
+    .await;
     let peeked = peek(&server).await;
     assert_eq!(peeked["resume"], Value::Null, "{peeked}");
 
@@ -450,6 +505,19 @@ async fn no_resume_when_rejected_refreshed_or_unknown() {
     sql(&server, "UPDATE queue SET refresh = false;").await;
     let peeked = peek(&server).await;
     assert_eq!(peeked["resume"]["run_id"], "rejected", "{peeked}");
+
+    // A worker was given that resume and could not open the branch: not offered again.
+    sql(
+        &server,
+        "INSERT INTO change_set (id, campaign) VALUES ('cs-missing', 'lintian-fixes');
+         INSERT INTO run (id, command, start_time, finish_time, result_code, suite,
+                          logfilenames, change_set, codebase, resume_from)
+         VALUES ('missing', 'lintian-brush', now(), now(), 'worker-resume-branch-missing',
+                 'lintian-fixes', '{}', 'cs-missing', 'alpha', 'rejected');",
+    )
+    .await;
+    let peeked = peek(&server).await;
+    assert_eq!(peeked["resume"], Value::Null, "{peeked}");
     server.stop().await;
 }
 

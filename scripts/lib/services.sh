@@ -159,8 +159,9 @@ python_env() {
   if [ ! -x "$JR_VENV/bin/python" ]; then
     python3 -m venv "$JR_VENV" 2>/dev/null || { apt_install python3-venv; rm -rf "$JR_VENV"; python3 -m venv "$JR_VENV"; }
   fi
-  # moto: a real S3 server for the object-storage test.
-  "$JR_VENV/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7" "moto[server,s3]>=5,<6" "mypy>=1.8" >&2
+  # moto: a real S3 server for the object-storage test; breezy: the client the Python site
+  # and publisher open store branch URLs with (tests/upstream.rs, through JR_BREEZY_PYTHON).
+  "$JR_VENV/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7" "moto[server,s3]>=5,<6" "mypy>=1.8" "breezy>=3.3,<4" >&2
 }
 
 # Builds the extension into .venv (debug build, sharing cargo's target directory).

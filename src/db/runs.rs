@@ -263,6 +263,26 @@ pub async fn resume_candidate(
     }))
 }
 
+/// Whether a run of `codebase` in `campaign` that was to resume `run_id` ended with the worker
+/// unable to open the resume branch.
+pub async fn resume_reported_missing(
+    conn: &mut sqlx::PgConnection,
+    codebase: &str,
+    campaign: &str,
+    run_id: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM run
+                        WHERE codebase = $1 AND suite = $2 AND resume_from = $3
+                          AND result_code = 'worker-resume-branch-missing')",
+    )
+    .bind(codebase)
+    .bind(campaign)
+    .bind(run_id)
+    .fetch_one(conn)
+    .await
+}
+
 /// A non-transient run of a codebase in a campaign, for the estimator.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct HistoryRow {

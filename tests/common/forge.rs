@@ -57,8 +57,9 @@ impl Forge {
         self.addr.to_string()
     }
 
-    /// A bare git repository at `<root>/<name>` with one commit on each branch (the first
-    /// one is `HEAD`); returns the tip of each branch.
+    /// A bare git repository at `<root>/<name>`: the first branch (`HEAD`) has one commit,
+    /// each other branch one more commit of its own on top of it, so every branch has its own
+    /// tip; returns the tip of each branch.
     pub fn git_repository(&self, name: &str, branches: &[&str]) -> Vec<String> {
         let bare = self.root.path().join(name);
         let work = tempfile::tempdir().expect("work tree");
@@ -67,8 +68,14 @@ impl Forge {
         git(work.path(), &["add", "README"]);
         git(work.path(), &["commit", "-q", "-m", "initial"]);
         for branch in &branches[1..] {
-            git(work.path(), &["branch", branch]);
+            git(work.path(), &["checkout", "-q", "-b", branch, branches[0]]);
+            git(
+                work.path(),
+                &["commit", "-q", "--allow-empty", "-m", branch],
+            );
         }
+        // The clone's HEAD follows the work tree's.
+        git(work.path(), &["checkout", "-q", branches[0]]);
         std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
         git(
             self.root.path(),
