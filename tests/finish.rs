@@ -558,6 +558,23 @@ async fn upload_attacks_are_refused_and_write_nothing() {
         ),
         (
             vec![
+                (
+                    "metadata",
+                    Some("result.json"),
+                    "application/json",
+                    br#"{"code": "success", "description": "a\u0000b"}"#.to_vec(),
+                ),
+                (
+                    "file",
+                    Some("worker.log"),
+                    "application/octet-stream",
+                    b"x".to_vec(),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
                 result(),
                 (
                     "file",

@@ -283,6 +283,39 @@ fn cases() -> Vec<Case> {
         // Active runs.
         case(get.clone(), "/active-runs/no-such-run", None, 404),
         case(get.clone(), "/active-runs/%FF%FE", None, 400),
+        // NUL bytes, which PostgreSQL refuses in text and in jsonb strings.
+        case(get.clone(), "/runs/%00", None, 400),
+        case(
+            post.clone(),
+            "/runs/%00",
+            Json(json!({"publish_status": "approved"})),
+            400,
+        ),
+        case(get.clone(), "/active-runs/%00", None, 400),
+        case(
+            get.clone(),
+            "/queue/position?codebase=%00&campaign=generic",
+            None,
+            400,
+        ),
+        case(
+            post.clone(),
+            "/codebases",
+            Json(json!([{"name": "nul\u{0}", "url": "https://x/n"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/candidates",
+            Json(json!([{"codebase": "alpha\u{0}", "campaign": "generic"}])),
+            400,
+        ),
+        case(
+            post.clone(),
+            "/active-runs",
+            Json(json!({"worker": "w", "worker_link": "https://w/\u{0}"})),
+            400,
+        ),
     ]
 }
 

@@ -13,11 +13,17 @@ use sqlx::postgres::PgPoolOptions;
 
 pub use migrate::{MigrationReport, migrate};
 
-/// Opens a pool. Connection attempts give up after `acquire_timeout` rather than hanging.
+/// How long a request waits for a working connection. A PostgreSQL that is down refuses at
+/// once, but one that is frozen or unreachable (a host gone, a network partition) leaves the
+/// health check of a pooled connection hanging: past this, the request answers 503 and the
+/// worker retries, rather than holding its connection (and the worker) for half a minute.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Opens a pool. Connection attempts give up after [`ACQUIRE_TIMEOUT`] rather than hanging.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect(url)
         .await
 }
@@ -36,6 +42,12 @@ pub fn constraint(error: &sqlx::Error) -> Option<String> {
         sqlx::Error::Database(db) => db.constraint().map(str::to_string),
         _ => None,
     }
+}
+
+/// SQLSTATE class 22, data exception: a value the server refuses, such as a NUL byte in text
+/// (22021) or a `\u0000` in jsonb (22P05).
+pub fn is_invalid_input(error: &sqlx::Error) -> bool {
+    sqlstate(error).is_some_and(|code| code.starts_with("22"))
 }
 
 /// SQLSTATE class 53: the server is out of connections, memory or disk.

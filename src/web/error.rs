@@ -44,6 +44,15 @@ impl ApiError {
             api.insufficient_resources = true;
             return api;
         }
+        if crate::db::is_invalid_input(error) {
+            // The request carried a value PostgreSQL cannot hold (a NUL byte in text or a
+            // JSON string, a number out of range): the client's fault, and nothing was written.
+            let message = match error {
+                sqlx::Error::Database(db) => db.message().to_string(),
+                other => other.to_string(),
+            };
+            return Self::bad_request(format!("invalid input: {message}"));
+        }
         if matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) {
             tracing::error!(%error, "database unavailable");
             return Self::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");

@@ -31,10 +31,41 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 "request body is empty; expected JSON",
             ));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))?;
+        refuse_nul(&value, "request body")?;
+        Ok(JsonBody(value))
     }
+}
+
+/// PostgreSQL stores neither a NUL byte in text nor `\u0000` in jsonb, so a JSON document
+/// carrying one could be accepted and then fail when it is written (a finish would fail after
+/// its logs were stored). Refused up front, with the 400 every other bad body gets.
+pub(super) fn refuse_nul(value: &Value, what: &str) -> Result<(), ApiError> {
+    if has_nul(value) {
+        return Err(nul_error(what));
+    }
+    Ok(())
+}
+
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => object_has_nul(map),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+fn object_has_nul(map: &serde_json::Map<String, Value>) -> bool {
+    map.iter()
+        .any(|(key, value)| key.contains('\0') || has_nul(value))
+}
+
+fn nul_error(what: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "{what}: a JSON string contains a NUL character (\\u0000), which cannot be stored"
+    ))
 }
 
 /// A JSON object body, where an empty body counts as `{}`.
@@ -52,6 +83,7 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonObject {
             return Ok(Self(serde_json::Map::new()));
         }
         match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(obj)) if object_has_nul(&obj) => Err(nul_error("request body")),
             Ok(Value::Object(obj)) => Ok(Self(obj)),
             Ok(_) => Err(ApiError::bad_request("expected a JSON object")),
             Err(error) => Err(ApiError::bad_request(format!("invalid JSON body: {error}"))),

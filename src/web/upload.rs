@@ -52,6 +52,7 @@ pub async fn receive<S: Send + Sync>(request: Request, state: &S) -> Result<Uplo
             let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
                 ApiError::bad_request(format!("result.json is not valid JSON: {e}"))
             })?;
+            super::extract::refuse_nul(&value, "result.json")?;
             result = Some(value);
             continue;
         }
