@@ -402,3 +402,440 @@ async fn bad_requests_get_4xx_json_reasons() {
     assert!(!metrics.contains("status=\"5"), "{metrics}");
     server.stop().await;
 }
+
+/// Generated bodies: JSON of every shape (keys the routes read, NULs, deep nesting, numbers
+/// beyond any integer type), raw bytes, invalid UTF-8, and multipart uploads with odd
+/// boundaries, headers and part names. Every answer must be a 4xx or 2xx with a JSON body or
+/// the protocol's own 503 for an empty queue; never a 5xx, never a dropped connection (a
+/// handler panic). `JR_FUZZ_CASES` sets the bodies per route (default 10,000); the run stops
+/// early after `JR_FUZZ_SECONDS` per route (default 6; three times that for the finish
+/// parser), so CI time stays bounded. The seeds are fixed: a failure reproduces.
+mod generated {
+    use super::*;
+    use futures::StreamExt;
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    use serde_json::Value;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    const BOUNDARY: &str = "jr-fuzz-boundary";
+
+    /// Keys the JSON routes read, so generated objects reach past the first check.
+    const KEYS: &[&str] = &[
+        "name",
+        "url",
+        "branch_url",
+        "vcs_type",
+        "subpath",
+        "value",
+        "inactive",
+        "codebase",
+        "campaign",
+        "command",
+        "success_chance",
+        "publish_policy",
+        "change_set",
+        "context",
+        "requester",
+        "refresh",
+        "offset",
+        "bucket",
+        "estimated_duration",
+        "main_branch_revision",
+        "publish_status",
+        "worker",
+        "worker_link",
+        "backchannel",
+        "kind",
+        "my_url",
+        "jenkins_url",
+        "node",
+        "archs",
+        "code",
+        "description",
+        "details",
+        "target",
+        "branches",
+        "tags",
+        "start_time",
+        "finish_time",
+        "transient",
+        "stage",
+        "failure_details",
+        "revision",
+        "queue_id",
+        "id",
+        "duration",
+        "remotes",
+        "refreshed",
+        "builder_result",
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "\\PC{0,24}",
+            1 => Just("\0".to_string()),
+            1 => Just("../../etc/passwd".to_string()),
+            1 => "[a-z0-9/%.-]{0,40}",
+            1 => Just("2026-11-29T12:00:00Z".to_string()),
+            1 => Just("x".repeat(10_000)),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => proptest::sample::select(KEYS).prop_map(str::to_string),
+            1 => text(),
+        ]
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter_map("finite", |f| {
+                serde_json::Number::from_f64(f).map(Value::Number)
+            }),
+            text().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(5, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((key(), inner), 0..8)
+                    .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A request body: mostly JSON, otherwise text that is almost JSON or not at all.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            6 => json().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+            // A list of objects, the shape of the upload routes.
+            3 => proptest::collection::vec(json(), 0..4)
+                .prop_map(|v| serde_json::to_vec(&Value::Array(v)).unwrap()),
+            1 => proptest::collection::vec(any::<u8>(), 0..256),
+            1 => (1usize..5_000).prop_map(|n| format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes()),
+            1 => (1usize..5_000).prop_map(|n| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n)).into_bytes()),
+            1 => proptest::sample::select(KEYS).prop_flat_map(|k| {
+                prop_oneof![
+                    Just(format!("{{\"{k}\": 1{}}}", "0".repeat(400)).into_bytes()),
+                    Just(format!("{{\"{k}\": 1e999999}}").into_bytes()),
+                    Just(format!("{{\"{k}\": -0.0e-999}}").into_bytes()),
+                    Just(format!("{{\"{k}\": \"\\ud800\"}}").into_bytes()),
+                    Just([format!("{{\"{k}\": \"").as_bytes(), b"\xff\xfe\xc0\x80", b"\"}"].concat()),
+                ]
+            }),
+        ]
+    }
+
+    /// A good body of a route with some of its fields replaced by generated values (NULs,
+    /// huge numbers, wrong types) or left out, so the values reach the handlers and SQL.
+    fn mutated(template: Value) -> BoxedStrategy<Value> {
+        let Value::Object(fields) = template else {
+            return Just(template).boxed();
+        };
+        let fields: Vec<BoxedStrategy<Option<(String, Value)>>> = fields
+            .into_iter()
+            .map(|(key, good)| {
+                let value = prop_oneof![
+                    3 => Just(good),
+                    1 => json(),
+                    1 => text().prop_map(Value::String),
+                ];
+                proptest::option::weighted(0.9, value.prop_map(move |v| (key.clone(), v))).boxed()
+            })
+            .collect();
+        fields
+            .prop_map(|pairs| Value::Object(pairs.into_iter().flatten().collect()))
+            .boxed()
+    }
+
+    fn route_body(route: &str) -> BoxedStrategy<Vec<u8>> {
+        use serde_json::json;
+        let template = match route {
+            "/codebases" => {
+                json!({"name": "c1", "url": "https://x/c1", "branch_url": "https://x/c1",
+                                   "vcs_type": "git", "subpath": "", "value": 1, "inactive": false})
+            }
+            "/candidates" => json!({"codebase": "alpha", "campaign": "generic", "command": "true",
+                                    "value": 1, "success_chance": 0.5, "publish_policy": null,
+                                    "context": null, "change_set": null}),
+            "/schedule" => json!({"codebase": "alpha", "campaign": "generic", "requester": "r",
+                                  "refresh": false, "offset": 0, "bucket": "manual",
+                                  "estimated_duration": 10}),
+            "/schedule-control" => json!({"codebase": "alpha", "requester": "r", "refresh": false,
+                                          "offset": 0, "bucket": "manual",
+                                          "main_branch_revision": "git-v1:abc"}),
+            "/runs/run-1" => json!({"publish_status": "approved"}),
+            "/active-runs" => json!({"worker_link": "https://w/", "codebase": "alpha",
+                                     "campaign": "generic", "node": "n",
+                                     "backchannel": {"kind": "http", "url": "http://w/"}}),
+            _ => json!({}),
+        };
+        let one = mutated(template);
+        let shaped = if matches!(route, "/codebases" | "/candidates") {
+            proptest::collection::vec(one, 1..3)
+                .prop_map(Value::Array)
+                .boxed()
+        } else {
+            one
+        };
+        prop_oneof![
+            2 => shaped.prop_map(|v| serde_json::to_vec(&v).unwrap()),
+            1 => body(),
+        ]
+        .boxed()
+    }
+
+    /// A worker's result.json, good or with generated fields.
+    fn result_json() -> BoxedStrategy<Value> {
+        use serde_json::json;
+        mutated(json!({
+            "code": "success", "description": "Fixed it", "context": {"x": 1},
+            "branches": [["main", "master", "git-v1:aa", "git-v1:bb"]], "tags": [],
+            "target": {"name": "generic", "details": {}}, "value": 10,
+            "start_time": "2026-11-29T12:00:00Z", "finish_time": "2026-11-29T12:01:00Z",
+            "codemod": {"x": 1}, "refreshed": false,
+        }))
+    }
+
+    /// A multipart upload: the runner's boundary or another, parts named as the worker names
+    /// them or not, result.json of any shape, sometimes cut short.
+    fn multipart_body() -> impl Strategy<Value = (String, Vec<u8>)> {
+        let part = (
+            prop_oneof![
+                Just("metadata".to_string()),
+                Just("file".to_string()),
+                text()
+            ],
+            prop_oneof![
+                3 => Just(Some("result.json".to_string())),
+                2 => Just(Some("worker.log".to_string())),
+                1 => Just(None),
+                2 => text().prop_map(Some),
+            ],
+            prop_oneof![
+                Just("application/json".to_string()),
+                Just("application/octet-stream".to_string()),
+                Just("multipart/mixed; boundary=x".to_string()),
+                text(),
+            ],
+            prop_oneof![
+                3 => result_json().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+                1 => json().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+                1 => body(),
+            ],
+        );
+        (
+            prop_oneof![Just(BOUNDARY.to_string()), "[a-zA-Z0-9'()+_,./:=? -]{1,70}", text()],
+            proptest::collection::vec(part, 0..4),
+            any::<bool>(),
+            any::<prop::sample::Index>(),
+            any::<bool>(),
+        )
+            .prop_map(|(boundary, parts, cut, at, header_boundary)| {
+                let mut out = Vec::new();
+                for (field, filename, content_type, data) in parts {
+                    out.extend(format!("--{boundary}\r\n").as_bytes());
+                    let disposition = match filename {
+                        Some(name) => format!(
+                            "Content-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
+                        ),
+                        None => format!("Content-Disposition: form-data; name=\"{field}\"\r\n"),
+                    };
+                    out.extend(disposition.as_bytes());
+                    out.extend(format!("Content-Type: {content_type}\r\n\r\n").as_bytes());
+                    out.extend(data);
+                    out.extend(b"\r\n");
+                }
+                out.extend(format!("--{boundary}--\r\n").as_bytes());
+                if cut && !out.is_empty() {
+                    out.truncate(at.index(out.len()));
+                }
+                // A header cannot carry control characters; the body still can.
+                let sendable = boundary.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+                let header = if header_boundary || !sendable { BOUNDARY.to_string() } else { boundary };
+                (format!("multipart/form-data; boundary={header}"), out)
+            })
+    }
+
+    fn budget() -> (usize, Duration) {
+        let cases = std::env::var("JR_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        let seconds = std::env::var("JR_FUZZ_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(6);
+        (cases, Duration::from_secs(seconds))
+    }
+
+    fn runner(seed: u8) -> TestRunner {
+        TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]),
+        )
+    }
+
+    /// Whether an answer is acceptable: not a server error (the protocol's 503 for an empty
+    /// queue aside), with a JSON body when it is an error.
+    fn check(route: &str, status: u16, text: &str, sent: &[u8]) {
+        let shown = String::from_utf8_lossy(&sent[..sent.len().min(300)]).to_string();
+        let empty_queue = status == 503 && text.contains("queue empty");
+        assert!(
+            status < 500 || empty_queue,
+            "{route} answered {status} {text} to {shown:?}"
+        );
+        if status >= 400 {
+            let body: Value = serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("{route}: {status} not JSON ({e}): {text}"));
+            assert!(body["reason"].is_string(), "{route}: {text}");
+        }
+    }
+
+    /// Panics anywhere in this test binary (the server runs in it): a handler that panics
+    /// drops its connection, which the client sees as no answer.
+    static PANICS: AtomicUsize = AtomicUsize::new(0);
+    /// Requests that got no answer the client could read. The server answers a bad upload as
+    /// soon as it sees the fault, without reading the rest of the body, and closes the
+    /// connection; a client still sending may then see the connection reset.
+    static LOST: AtomicUsize = AtomicUsize::new(0);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn generated_bodies_never_get_a_5xx() {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::Relaxed);
+            previous(info);
+        }));
+        let server = TestServer::start(Store::Postgres).await;
+        sqlx::raw_sql(
+            "INSERT INTO codebase (name, url, branch_url) VALUES ('alpha', 'https://x/a', 'https://x/a');
+             INSERT INTO change_set (id, campaign) VALUES ('cs1', 'generic');
+             INSERT INTO run (id, command, start_time, finish_time, result_code, suite,
+                              logfilenames, change_set, codebase)
+             VALUES ('run-1', 'x', now(), now(), 'success', 'generic', '{}', 'cs1', 'alpha');",
+        )
+        .execute(&server.db.pool)
+        .await
+        .unwrap();
+        let client = reqwest::Client::new();
+        let (cases, limit) = budget();
+        let routes = [
+            "/codebases",
+            "/candidates",
+            "/schedule",
+            "/schedule-control",
+            "/runs/run-1",
+            "/active-runs",
+        ];
+        let mut report = Vec::new();
+        for (index, route) in routes.iter().enumerate() {
+            let mut runner = runner(index as u8 + 1);
+            let strategy = route_body(route);
+            let started = Instant::now();
+            let bodies = std::iter::from_fn(|| {
+                (started.elapsed() < limit)
+                    .then(|| strategy.new_tree(&mut runner).unwrap().current())
+            })
+            .take(cases);
+            let url = server.url(route);
+            let sent = futures::stream::iter(bodies)
+                .map(|body| {
+                    let request = client.post(&url).body(body.clone());
+                    async move {
+                        let Ok(response) = request.send().await else {
+                            // See `lost`: a panic is counted; an answer the client could not
+                            // read is allowed, within bounds.
+                            LOST.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        };
+                        let status = response.status().as_u16();
+                        let text = response.text().await.unwrap();
+                        check(route, status, &text, &body);
+                    }
+                })
+                .buffer_unordered(8)
+                .count()
+                .await;
+            report.push(format!("{route}: {sent}"));
+        }
+
+        // The finish parser, on a run that is always active: when a generated upload is a
+        // good one and finishes it, the requeued item is assigned again.
+        let mut runner = runner(99);
+        let strategy = multipart_body();
+        let started = Instant::now();
+        let mut run_id = assign_any(&server, 0).await;
+        let mut sent = 0;
+        let mut finished = 0;
+        // One request at a time (each may finish the run), so it gets a longer budget.
+        while sent < cases && started.elapsed() < limit * 3 {
+            let (content_type, body) = strategy.new_tree(&mut runner).unwrap().current();
+            let route = format!("/active-runs/{run_id}/finish");
+            let response = client
+                .post(server.url(&route))
+                .header("content-type", content_type)
+                .body(body.clone())
+                .send()
+                .await;
+            sent += 1;
+            let Ok(response) = response else {
+                LOST.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            check(&route, status, &text, &body);
+            if status == 201 {
+                finished += 1;
+                run_id = assign_any(&server, finished).await;
+            }
+        }
+        report.push(format!("finish: {sent} ({finished} finished a run)"));
+        let lost = LOST.load(Ordering::Relaxed);
+        eprintln!(
+            "generated bodies per route: {}; answers the client could not read: {lost}",
+            report.join(", ")
+        );
+        assert_eq!(
+            PANICS.load(Ordering::Relaxed),
+            0,
+            "a handler panicked (see above)"
+        );
+        assert!(lost < 50, "{lost} requests got no answer");
+        let metrics = server.state.metrics.render();
+        assert!(!metrics.contains("status=\"500"), "{metrics}");
+        server.stop().await;
+    }
+
+    /// An active run: a queued item of a codebase of its own (`fuzzed-<n>`), assigned.
+    async fn assign_any(server: &TestServer, n: usize) -> String {
+        common::sql(
+            server,
+            &format!(
+                "INSERT INTO codebase (name, url, branch_url, vcs_type, subpath) VALUES
+                     ('fuzzed-{n}', 'https://x/f{n}', 'https://x/f{n}', 'git', '');
+                 INSERT INTO queue (codebase, suite, command) VALUES
+                     ('fuzzed-{n}', 'generic', 'true');"
+            ),
+        )
+        .await;
+        let response = reqwest::Client::new()
+            .post(server.url("/active-runs"))
+            .json(&serde_json::json!({"codebase": format!("fuzzed-{n}")}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+}

@@ -193,11 +193,22 @@ impl PythonFloatSum {
 }
 
 /// `timedelta(seconds=x)`: whole seconds exactly, the fraction rounded to the microsecond,
-/// ties to even.
+/// ties to even. Beyond what microseconds in an `i64` hold (about 292,000 years) it saturates.
 pub fn timedelta_from_seconds(seconds: f64) -> Micros {
     let whole = seconds.trunc();
     let fraction = seconds - whole;
-    Micros(whole as i64 * 1_000_000 + (fraction * 1e6).round_ties_even() as i64)
+    // `as` saturates from f64 (NaN gives 0).
+    Micros(
+        (whole as i64)
+            .saturating_mul(1_000_000)
+            .saturating_add((fraction * 1e6).round_ties_even() as i64),
+    )
+}
+
+/// [`timedelta_from_seconds`], or `None` when the duration does not fit.
+pub fn checked_timedelta_from_seconds(seconds: f64) -> Option<Micros> {
+    const LIMIT: f64 = i64::MAX as f64 / 1e6;
+    (seconds.is_finite() && seconds.abs() < LIMIT).then(|| timedelta_from_seconds(seconds))
 }
 
 #[cfg(test)]

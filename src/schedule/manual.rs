@@ -54,6 +54,17 @@ fn number(body: &Map<String, Value>, key: &str) -> Result<Option<f64>> {
     }
 }
 
+/// A number of seconds as a duration; one that a duration cannot hold (Python's `timedelta`
+/// raises `OverflowError`) is a bad request.
+fn duration(body: &Map<String, Value>, key: &str) -> Result<Option<super::Micros>> {
+    number(body, key)?
+        .map(|seconds| {
+            super::checked_timedelta_from_seconds(seconds)
+                .ok_or_else(|| Error::BadRequest(format!("{key} is out of range")))
+        })
+        .transpose()
+}
+
 fn bucket(body: &Map<String, Value>) -> Result<Option<String>> {
     let bucket = text(body, "bucket")?;
     if let Some(name) = &bucket
@@ -124,9 +135,7 @@ pub async fn schedule(pool: &PgPool, config: &Config, body: &Map<String, Value>)
                 .or(run_command),
         }
         .ok_or_else(|| Error::bad_request("no command specified"))?;
-    let estimated_duration = number(body, "estimated_duration")?
-        .filter(|seconds| *seconds != 0.0)
-        .map(super::timedelta_from_seconds);
+    let estimated_duration = duration(body, "estimated_duration")?.filter(|d| d.0 != 0);
     let bucket = bucket(body)?;
     let change_set = text(body, "change_set")?;
     let requester = text(body, "requester")?;
@@ -186,8 +195,7 @@ pub async fn schedule_control(pool: &PgPool, body: &Map<String, Value>) -> Resul
             refresh: flag(body, "refresh")?,
             bucket: bucket.as_deref(),
             requester: requester.as_deref(),
-            estimated_duration: number(body, "estimated_duration")?
-                .map(super::timedelta_from_seconds),
+            estimated_duration: duration(body, "estimated_duration")?,
         },
     )
     .await?;

@@ -11,7 +11,8 @@ pub mod manual;
 pub mod offset;
 
 pub use estimate::{
-    DEFAULT_ESTIMATED_DURATION, Estimate, PastRun, estimate_from_history, timedelta_from_seconds,
+    DEFAULT_ESTIMATED_DURATION, Estimate, PastRun, checked_timedelta_from_seconds,
+    estimate_from_history, timedelta_from_seconds,
 };
 pub use offset::{OffsetError, OffsetInputs, calculate_offset};
 
