@@ -130,6 +130,11 @@ pub struct ServeArgs {
     /// process (another process's must then reap dead runs).
     #[arg(long, default_value_t = 10)]
     pub watchdog_interval: u64,
+    /// Seconds that requests in flight (finish uploads above all) get to complete after
+    /// SIGTERM or SIGINT; new connections are refused at once. Past it the process exits
+    /// anyway: an interrupted finish stores nothing, and the worker's retry is accepted.
+    #[arg(long, default_value_t = 60)]
+    pub shutdown_grace: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,7 +252,18 @@ pub async fn run_server(
         std::sync::Arc::new(crate::watchdog::Watchdog::new(state.clone()))
             .spawn(std::time::Duration::from_secs(args.watchdog_interval))
     });
-    let served = crate::web::serve(state, listeners, shutdown).await;
+    let (stopping, stopped) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: refusing new connections, finishing requests in flight");
+        let _ = stopping.send(());
+    };
+    let served = with_grace(
+        crate::web::serve(state, listeners, shutdown),
+        stopped,
+        std::time::Duration::from_secs(args.shutdown_grace),
+    )
+    .await;
     if let Some(watchdog) = watchdog {
         watchdog.stop().await;
     }
@@ -255,6 +271,31 @@ pub async fn run_server(
         mover.abort();
     }
     served.map_err(ServeError::Serve)
+}
+
+/// `serving` until it ends, or until `grace` has passed since `stopping` fired.
+async fn with_grace(
+    serving: impl Future<Output = std::io::Result<()>>,
+    stopping: tokio::sync::oneshot::Receiver<()>,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
+    let expired = async {
+        match stopping.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            // The shutdown future is gone without firing: only the server ending drops it.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = serving => served,
+        () = expired => {
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "requests still in flight after the shutdown grace period; exiting anyway"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// How often logs and artifacts written to `--backup-directory` are moved to the primary.

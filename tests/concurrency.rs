@@ -1,5 +1,7 @@
 //! Atomic claims across processes: two runner processes on one database (and once on one
-//! Redis), 64 concurrent assigners; every queue item is handed out exactly once.
+//! Redis), 64 concurrent assigners; every queue item is handed out exactly once. And a runner
+//! stopped with SIGTERM mid-upload: the upload completes within the grace period, or the
+//! process exits when the period ends and the worker's retry is accepted by the next one.
 //!
 //! The suite uses 2,000 items; `JR_CONCURRENCY_ITEMS=10000` runs the full size.
 
@@ -126,4 +128,156 @@ async fn every_item_exactly_once_postgres_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_item_exactly_once_redis_store() {
     hand_out_everything(true).await;
+}
+
+/// A finish upload as janitor-worker sends it: result.json and a log.
+fn finish_request(address: &str, run_id: &str) -> (Vec<u8>, Vec<u8>) {
+    let boundary = "shutdown-test-boundary";
+    let mut body = Vec::new();
+    for (name, content_type, data) in [
+        (
+            "result.json",
+            "application/json",
+            br#"{"code": "success", "description": "ok"}"#.to_vec(),
+        ),
+        ("worker.log", "text/plain", vec![b'x'; 64 * 1024]),
+    ] {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; \
+                 filename=\"{name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend(data);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    let head = format!(
+        "POST /active-runs/{run_id}/finish HTTP/1.1\r\nHost: {address}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    (head.into_bytes(), body)
+}
+
+async fn assign_one(runner: &process::Runner) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{}/active-runs", runner.url))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["id"].as_str().unwrap().to_string()
+}
+
+/// A runner with `--shutdown-grace <grace>`, a run assigned by it, and a connection that has
+/// sent half of that run's finish upload; with the rest of the upload.
+async fn half_uploaded(
+    database_url: &str,
+    config: &std::path::Path,
+    grace: &str,
+) -> (process::Runner, String, tokio::net::TcpStream, Vec<u8>) {
+    use tokio::io::AsyncWriteExt;
+    let runner = process::start_runner_with_args(
+        database_url,
+        config,
+        None,
+        &[],
+        &["--shutdown-grace", grace],
+    );
+    let run_id = assign_one(&runner).await;
+    let (head, body) = finish_request(&runner.address(), &run_id);
+    let mut upload = tokio::net::TcpStream::connect(runner.address())
+        .await
+        .unwrap();
+    upload.write_all(&head).await.unwrap();
+    upload.write_all(&body[..body.len() / 2]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    (runner, run_id, upload, body[body.len() / 2..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_uploads_finish_within_the_grace_period() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let db = common::migrated_database().await;
+    sqlx::raw_sql(
+        "INSERT INTO codebase (name, url, branch_url, vcs_type) VALUES
+             ('sig-a', 'http://127.0.0.1:1/a', 'http://127.0.0.1:1/a', 'git'),
+             ('sig-b', 'http://127.0.0.1:1/b', 'http://127.0.0.1:1/b', 'git');
+         INSERT INTO queue (codebase, suite, command) VALUES ('sig-a', 'generic', 'true'),
+                                                             ('sig-b', 'generic', 'true');",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = process::generic_config(dir.path());
+    let stored = |id: String| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM run WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+
+    // An upload that completes during the grace period is stored and answered.
+    let (mut runner, run_id, mut upload, rest) = half_uploaded(&db.url, &config, "5").await;
+    runner.terminate();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        tokio::net::TcpStream::connect(runner.address())
+            .await
+            .is_err(),
+        "new connections are refused once stopping"
+    );
+    upload.write_all(&rest).await.unwrap();
+    let mut answer = Vec::new();
+    upload.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let status = runner
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits after the upload");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(stored(run_id).await, 1);
+
+    // An upload that stalls past the grace period: the process exits 0 at its end, nothing
+    // is stored, and the worker's retry to the next process is accepted.
+    let (mut runner, run_id, upload, _) = half_uploaded(&db.url, &config, "2").await;
+    let stopping = Instant::now();
+    runner.terminate();
+    let status = runner
+        .wait_exit(Duration::from_secs(6))
+        .expect("exits after the grace period");
+    let took = stopping.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "exited after {took:?}, before the grace period"
+    );
+    assert_eq!(stored(run_id.clone()).await, 0);
+    drop(upload);
+    let runner = process::start_runner(&db.url, &config, None, &[]);
+    let (head, body) = finish_request(&runner.address(), &run_id);
+    let mut retry = tokio::net::TcpStream::connect(runner.address())
+        .await
+        .unwrap();
+    retry.write_all(&head).await.unwrap();
+    retry.write_all(&body).await.unwrap();
+    let mut answer = Vec::new();
+    retry.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(stored(run_id).await, 1);
+    drop(runner);
+    db.drop_now().await;
 }

@@ -19,6 +19,36 @@ impl Drop for Runner {
     }
 }
 
+impl Runner {
+    /// Sends SIGTERM, as a service manager stops the runner.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// `host:port` of the internal app.
+    pub fn address(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
+    }
+}
+
 /// Starts a runner on `database_url` with `config`, the PostgreSQL store unless `redis` gives
 /// a URL and key prefix, and `env` added to its environment; returns once it listens.
 pub fn start_runner(
