@@ -169,7 +169,7 @@ impl VcsStore {
 }
 
 /// The revision id breezy (and so the worker, in its result) gives a git commit.
-pub fn git_revision_id(sha: &str) -> String {
+fn git_revision_id(sha: &str) -> String {
     format!("git-v1:{sha}")
 }
 

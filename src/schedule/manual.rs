@@ -54,10 +54,10 @@ fn number(body: &Map<String, Value>, key: &str) -> Result<Option<f64>> {
     }
 }
 
-/// A number of seconds as a duration; one that a duration cannot hold (Python's `timedelta`
-/// raises `OverflowError`) is a bad request.
-fn duration(body: &Map<String, Value>, key: &str) -> Result<Option<super::Micros>> {
-    number(body, key)?
+/// A number of seconds (of field `key`) as a duration; one that a duration cannot hold
+/// (Python's `timedelta` raises `OverflowError`) is a bad request.
+fn duration(seconds: Option<f64>, key: &str) -> Result<Option<super::Micros>> {
+    seconds
         .map(|seconds| {
             super::checked_timedelta_from_seconds(seconds)
                 .ok_or_else(|| Error::BadRequest(format!("{key} is out of range")))
@@ -135,7 +135,10 @@ pub async fn schedule(pool: &PgPool, config: &Config, body: &Map<String, Value>)
                 .or(run_command),
         }
         .ok_or_else(|| Error::bad_request("no command specified"))?;
-    let estimated_duration = duration(body, "estimated_duration")?.filter(|d| d.0 != 0);
+    let estimated_duration = duration(
+        number(body, "estimated_duration")?.filter(|seconds| *seconds != 0.0),
+        "estimated_duration",
+    )?;
     let bucket = bucket(body)?;
     let change_set = text(body, "change_set")?;
     let requester = text(body, "requester")?;
@@ -195,7 +198,10 @@ pub async fn schedule_control(pool: &PgPool, body: &Map<String, Value>) -> Resul
             refresh: flag(body, "refresh")?,
             bucket: bucket.as_deref(),
             requester: requester.as_deref(),
-            estimated_duration: duration(body, "estimated_duration")?,
+            estimated_duration: duration(
+                number(body, "estimated_duration")?,
+                "estimated_duration",
+            )?,
         },
     )
     .await?;
