@@ -50,6 +50,19 @@ pub fn is_invalid_input(error: &sqlx::Error) -> bool {
     sqlstate(error).is_some_and(|code| code.starts_with("22"))
 }
 
+/// The server cannot be reached or is going away: no connection within the acquire timeout,
+/// a broken socket, SQLSTATE class 08 (connection exception), or 57P01-57P03 (the server is
+/// shutting down or starting up, as during a restart). Retrying later can succeed.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        _ => sqlstate(error).is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02" | "57P03")
+        }),
+    }
+}
+
 /// SQLSTATE class 53: the server is out of connections, memory or disk.
 pub fn is_insufficient_resources(error: &sqlx::Error) -> bool {
     sqlstate(error).is_some_and(|code| code.starts_with("53"))

@@ -53,7 +53,7 @@ impl ApiError {
             };
             return Self::bad_request(format!("invalid input: {message}"));
         }
-        if matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) {
+        if crate::db::is_unavailable(error) {
             tracing::error!(%error, "database unavailable");
             return Self::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
         }
