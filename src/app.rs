@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::schedule::after_run::Rescheduler;
-use crate::state::{ActiveRunStore, PostgresStore, RedisKeys, RedisStore};
+use crate::state::{ActiveRunStore, MirroredStore, PostgresStore, RedisKeys, RedisStore};
 use crate::status::{AnnouncerParts, StatusAnnouncer};
 use crate::storage::{Storage, StorageError};
 use crate::upstream::{BranchOpener, REMOTE_BRANCH_OPEN_TIMEOUT};
@@ -90,8 +90,12 @@ pub type SharedState = Arc<AppState>;
 pub enum StoreLocation {
     /// The PostgreSQL tables `runner_*` in the runner's database.
     Postgres,
-    /// A Redis server; the prefix goes before every key and channel (empty in production).
+    /// A Redis server as the only store, as the Python runner keeps it; the prefix goes
+    /// before every key and channel (empty in production).
     Redis { url: String, prefix: String },
+    /// The PostgreSQL tables hold the claims, and a Redis server a copy under the Python
+    /// runner's keys (rebuilt when Redis restarts empty), plus the pub/sub channels.
+    Mirrored { url: String, prefix: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +139,18 @@ impl AppState {
                     Arc::new(RedisStore::new(
                         conn.clone(),
                         RedisKeys::with_prefix(&prefix),
+                    )),
+                    Events::redis(conn, &prefix),
+                )
+            }
+            StoreLocation::Mirrored { url, prefix } => {
+                let conn = connect_redis(&url).await?;
+                (
+                    Arc::new(MirroredStore::spawn(
+                        PostgresStore::new(pool.clone()),
+                        conn.clone(),
+                        RedisKeys::with_prefix(&prefix),
+                        clock.clone(),
                     )),
                     Events::redis(conn, &prefix),
                 )

@@ -112,10 +112,16 @@ pub struct ServeArgs {
     /// Show debug output.
     #[arg(long)]
     pub debug: bool,
-    /// Redis URL for the active-run store and pub/sub; overrides `redis_location`. Without
-    /// either, active runs are kept in PostgreSQL.
+    /// Redis URL for pub/sub and the copy of the active runs under the Python runner's keys;
+    /// overrides `redis_location`. The claims themselves stay in PostgreSQL (see
+    /// `--claims-in-redis`). Without either, Redis is not used.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Keep the active runs and claims in Redis alone, as the Python runner does: needed when
+    /// a Python runner shares the Redis and must see this runner's claims. A Redis restart
+    /// then forgets the runs out with workers.
+    #[arg(long)]
+    pub claims_in_redis: bool,
     /// Put before every Redis key and channel, to keep several instances apart on one server.
     /// Empty (the default) gives the Python runner's key names.
     #[arg(long, default_value = "")]
@@ -193,7 +199,11 @@ impl ServeArgs {
             .filter(|u| !u.is_empty())
             .or_else(|| config.redis_location().map(str::to_string))
         {
-            Some(url) => StoreLocation::Redis {
+            Some(url) if self.claims_in_redis => StoreLocation::Redis {
+                url,
+                prefix: self.redis_prefix.clone(),
+            },
+            Some(url) => StoreLocation::Mirrored {
                 url,
                 prefix: self.redis_prefix.clone(),
             },

@@ -61,7 +61,7 @@ async fn seed(server: &TestServer) {
 
 #[tokio::test]
 async fn worker_gets_a_valid_generic_assignment() {
-    for store in [Store::Postgres, Store::Redis] {
+    for store in [Store::Postgres, Store::Mirrored, Store::Redis] {
         let server = TestServer::start(store).await;
         seed(&server).await;
         assert_eq!(

@@ -125,7 +125,7 @@ fn gunzip(path: &std::path::Path) -> (u32, String) {
 
 #[tokio::test]
 async fn finish_like_janitor_worker() {
-    for store in [Store::Postgres, Store::Redis] {
+    for store in [Store::Postgres, Store::Mirrored, Store::Redis] {
         let server = TestServer::start(store).await;
         seed(&server).await;
         let assignment = assign(&server, "generic").await;

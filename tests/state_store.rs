@@ -1,12 +1,16 @@
-//! One behaviour suite for the active-run store, run against Redis and PostgreSQL.
+//! One behaviour suite for the active-run store, run against PostgreSQL, the mirrored store
+//! and Redis; then what the mirrored store keeps when Redis loses everything.
 
 mod common;
 
 use std::sync::Arc;
 
 use chrono::TimeDelta;
+use janitor_runner::clock::SystemClock;
 use janitor_runner::models::{ActiveRun, BackchannelInfo, QueueItem, VcsInfo};
-use janitor_runner::state::{ActiveRunStore, PostgresStore, RedisKeys, RedisStore, StoreError};
+use janitor_runner::state::{
+    ActiveRunStore, MirroredStore, PostgresStore, RedisKeys, RedisStore, StoreError,
+};
 use serde_json::Value;
 use tokio::sync::Barrier;
 
@@ -242,6 +246,23 @@ macro_rules! suite {
                 }
             )*
         }
+        mod mirrored {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let db = common::migrated_database().await;
+                    let prefix = common::redis_prefix();
+                    let store = super::mirrored_store(&db, &prefix).await;
+                    super::run_case(stringify!($case), Arc::new(store.clone())).await;
+                    // Whatever the case left, the copy equals PostgreSQL once written.
+                    store.flush().await;
+                    super::assert_copy_matches(&store, &prefix).await;
+                    common::clear_prefix(&prefix).await;
+                    db.drop_now().await;
+                }
+            )*
+        }
         mod redis {
             use super::*;
             $(
@@ -336,4 +357,139 @@ async fn redis_layout_matches_the_python_runner() {
     assert_eq!(parsed.codebase(), "beta");
     assert_eq!(parsed.backchannel, BackchannelInfo::None);
     common::clear_prefix(&prefix).await;
+}
+
+async fn mirrored_store(db: &common::TestDb, prefix: &str) -> MirroredStore {
+    let conn = janitor_runner::app::connect_redis(&common::redis_url())
+        .await
+        .unwrap();
+    MirroredStore::spawn(
+        PostgresStore::new(db.pool.clone()),
+        conn,
+        RedisKeys::with_prefix(prefix),
+        Arc::new(SystemClock),
+    )
+}
+
+async fn redis_hash(prefix: &str, key: &str) -> std::collections::BTreeMap<String, String> {
+    let client = ::redis::Client::open(common::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    ::redis::cmd("HGETALL")
+        .arg(format!("{prefix}{key}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// The Redis copy holds exactly the runs, claims and keep-alives PostgreSQL holds, in the
+/// Python runner's encodings.
+async fn assert_copy_matches(store: &MirroredStore, prefix: &str) {
+    let runs = store.list_runs().await.unwrap();
+    let copied_runs = redis_hash(prefix, "active-runs").await;
+    let copied_claims = redis_hash(prefix, "assigned-queue-items").await;
+    let copied_keepalives = redis_hash(prefix, "last-keepalive").await;
+    assert_eq!(
+        copied_runs.len(),
+        runs.len(),
+        "runs in the copy: {copied_runs:?}"
+    );
+    assert_eq!(
+        copied_claims.len(),
+        runs.len(),
+        "claims in the copy: {copied_claims:?}"
+    );
+    for run in &runs {
+        let copied: Value = serde_json::from_str(&copied_runs[&run.id]).unwrap();
+        assert_eq!(copied, run.data);
+        let queue_id = run.data["queue_id"].as_i64().unwrap().to_string();
+        assert_eq!(copied_claims[&queue_id], run.id);
+        assert_eq!(
+            copied_keepalives.get(&run.id),
+            run.last_keepalive
+                .map(|at| janitor_runner::time::isoformat(&at))
+                .as_ref()
+        );
+    }
+}
+
+/// Redis restarting empty (its keys gone) loses no claim: PostgreSQL still refuses a second
+/// claim of each held item, and the copy is rebuilt, rate limits included, without a call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_is_rebuilt_after_redis_loses_everything() {
+    let db = common::migrated_database().await;
+    let prefix = common::redis_prefix();
+    let store = mirrored_store(&db, &prefix).await;
+    let now = common::fixed_now();
+    for queue_id in 1..=3 {
+        let active = run(&format!("run-{queue_id}"), queue_id);
+        store
+            .register_run(&active.log_id, queue_id, &data(&active), now)
+            .await
+            .unwrap();
+    }
+    let until = chrono::Utc::now().naive_utc() + TimeDelta::hours(1);
+    store
+        .rate_limit_host("forge.example.org", until)
+        .await
+        .unwrap();
+    store.flush().await;
+    assert_copy_matches(&store, &prefix).await;
+
+    common::clear_prefix(&prefix).await;
+    for queue_id in 1..=3 {
+        let late = run(&format!("late-{queue_id}"), queue_id);
+        let refused = store
+            .register_run(&late.log_id, queue_id, &data(&late), now)
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::AlreadyClaimed { ref run_id, .. }) if *run_id == format!("run-{queue_id}")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(store.active_run_count().await.unwrap(), 3);
+    // Rebuilt by the periodic check, not by a write of this test.
+    let deadline = std::time::Instant::now() + janitor_runner::state::MIRROR_CHECK_INTERVAL * 5;
+    while redis_hash(&prefix, "active-runs").await.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy was not rebuilt"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    store.flush().await;
+    assert_copy_matches(&store, &prefix).await;
+    let limits = redis_hash(&prefix, "rate-limit-hosts").await;
+    assert_eq!(
+        limits.get("forge.example.org"),
+        Some(&janitor_runner::time::isoformat(&until))
+    );
+
+    // A run only Redis shows (another writer's late copy) goes at the second reconciliation.
+    let stray = run("stray", 9);
+    let client = ::redis::Client::open(common::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = ::redis::pipe()
+        .hset(
+            format!("{prefix}active-runs"),
+            "stray",
+            data(&stray).to_string(),
+        )
+        .hset(format!("{prefix}assigned-queue-items"), "9", "stray")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    store.flush().await;
+    assert!(
+        redis_hash(&prefix, "active-runs")
+            .await
+            .contains_key("stray")
+    );
+    store.flush().await;
+    assert_copy_matches(&store, &prefix).await;
+
+    store.unclaim_run("run-2").await.unwrap();
+    store.flush().await;
+    assert_copy_matches(&store, &prefix).await;
+    common::clear_prefix(&prefix).await;
+    db.drop_now().await;
 }

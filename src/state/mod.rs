@@ -1,10 +1,12 @@
 //! The active-run store: which runs are out with workers, which queue items they hold, when
 //! each worker was last heard from, and which hosts are rate limited.
 //!
-//! One trait, two implementations: Redis (the Python runner's hashes, key for key, so both
-//! runners can share an instance) and PostgreSQL (durable, the default without Redis).
-//! Claiming a queue item is atomic in both.
+//! One trait, three implementations: PostgreSQL (durable, the default without Redis), the
+//! mirrored store (PostgreSQL holds the claims, Redis a copy under the Python runner's keys:
+//! the default with Redis), and Redis alone (the Python runner's hashes as the source of
+//! truth, so a Python runner can share them). Claiming a queue item is atomic in all three.
 
+mod mirrored;
 mod postgres;
 mod redis;
 
@@ -12,6 +14,7 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use serde_json::Value;
 
+pub use self::mirrored::{CHECK_INTERVAL as MIRROR_CHECK_INTERVAL, MirroredStore};
 pub use self::postgres::PostgresStore;
 pub use self::redis::{RedisKeys, RedisStore};
 

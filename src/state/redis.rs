@@ -22,6 +22,9 @@ pub struct RedisKeys {
     pub rate_limit_hosts: String,
     /// Before a run id: the watchdog's lease on that run (not a Python key).
     pub watchdog_lease: String,
+    /// Present while the mirror of a PostgreSQL-backed runner is complete (not a Python key):
+    /// a Redis that restarted empty lacks it.
+    pub mirror_marker: String,
 }
 
 impl RedisKeys {
@@ -32,6 +35,7 @@ impl RedisKeys {
             last_keepalive: format!("{prefix}last-keepalive"),
             rate_limit_hosts: format!("{prefix}rate-limit-hosts"),
             watchdog_lease: format!("{prefix}watchdog-lease:"),
+            mirror_marker: format!("{prefix}janitor-runner-mirror"),
         }
     }
 }
@@ -57,7 +61,7 @@ static REGISTER: LazyLock<redis::Script> = LazyLock::new(|| {
 });
 
 // Rewrite a run only while it is still registered, so a late update cannot resurrect it.
-static UPDATE: LazyLock<redis::Script> = LazyLock::new(|| {
+pub(super) static UPDATE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
         if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then

@@ -222,6 +222,9 @@ pub struct TestServer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
     Postgres,
+    /// PostgreSQL holds the claims, Redis a copy (the binary's default with `--redis-url`).
+    Mirrored,
+    /// Redis alone (`--claims-in-redis`).
     Redis,
 }
 
@@ -240,6 +243,16 @@ impl TestServer {
                 let prefix = redis_prefix();
                 (
                     StoreLocation::Redis {
+                        url: redis_url(),
+                        prefix: prefix.clone(),
+                    },
+                    Some(prefix),
+                )
+            }
+            Store::Mirrored => {
+                let prefix = redis_prefix();
+                (
+                    StoreLocation::Mirrored {
                         url: redis_url(),
                         prefix: prefix.clone(),
                     },

@@ -50,7 +50,8 @@ impl Runner {
 }
 
 /// Starts a runner on `database_url` with `config`, the PostgreSQL store unless `redis` gives
-/// a URL and key prefix, and `env` added to its environment; returns once it listens.
+/// a URL and key prefix (then claims live in Redis alone, `--claims-in-redis`), and `env`
+/// added to its environment; returns once it listens.
 pub fn start_runner(
     database_url: &str,
     config: &std::path::Path,
@@ -87,7 +88,13 @@ pub fn start_runner_with_args(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if let Some((url, prefix)) = redis {
-        command.args(["--redis-url", url, "--redis-prefix", prefix]);
+        command.args([
+            "--redis-url",
+            url,
+            "--redis-prefix",
+            prefix,
+            "--claims-in-redis",
+        ]);
     }
     command.args(args);
     let mut child = command.spawn().expect("start janitor-runner");
