@@ -1,6 +1,9 @@
 //! Load tool for a running runner: `seed` fills a database with codebases and queue items;
 //! `run` drives N simulated workers through assign → finish (with a small log) and reports
 //! cycles per second and p50/p95/p99 latency of each call. Bounded in time and count.
+//! `chaos` runs two runners under load while injecting faults, and checks what they promise.
+
+mod chaos;
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +55,10 @@ enum Command {
         #[arg(long, default_value_t = 4096)]
         log_size: usize,
     },
+    /// Two runners, simulated workers and injected faults (runner kills, PostgreSQL and
+    /// Redis restarts, a log-store outage) on private servers; then the invariants. Exits
+    /// non-zero when one is violated.
+    Chaos(chaos::ChaosArgs),
 }
 
 #[tokio::main]
@@ -80,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Chaos(args) => chaos::chaos(args).await,
     }
 }
 
