@@ -41,7 +41,12 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub message: ConfigMessage,
+    /// The `control` campaign used when the file defines none (built on first use).
+    default_control: std::sync::OnceLock<Campaign>,
 }
+
+/// The campaign whose runs are the unchanged codebase, for comparison.
+pub const CONTROL_CAMPAIGN: &str = "control";
 
 static LOCATED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(\d+):(\d+): (.*)$").expect("static regex compiles"));
@@ -65,14 +70,58 @@ impl Config {
     /// Parses configuration text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         match protobuf::text_format::parse_from_str::<ConfigMessage>(text) {
-            Ok(message) => Ok(Self { message }),
+            Ok(message) => Ok(Self::from_message(message)),
             Err(error) => Err(located_error(text, path, &error.to_string())),
         }
     }
 
-    /// The first campaign with this name (later duplicates are ignored, as in Python).
+    pub fn from_message(message: ConfigMessage) -> Self {
+        Self {
+            message,
+            default_control: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The first campaign with this name (later duplicates are ignored, as in Python). A
+    /// configuration without a `control` campaign gets a default one (DECISIONS 14), so the
+    /// publisher's control runs are built rather than aborted as `unknown-campaign`.
     pub fn campaign(&self, name: &str) -> Option<&Campaign> {
-        self.message.campaign.iter().find(|c| c.name() == name)
+        let configured = self.message.campaign.iter().find(|c| c.name() == name);
+        if configured.is_none() && name == CONTROL_CAMPAIGN {
+            return Some(self.default_control.get_or_init(|| self.default_control()));
+        }
+        configured
+    }
+
+    /// Builds the unchanged codebase the way the configured campaigns build: with the first
+    /// Debian campaign's build settings when every campaign that builds is a Debian one,
+    /// else generically. Always builds, since the build is the point of a control run.
+    fn default_control(&self) -> Campaign {
+        let mut control = Campaign::new();
+        control.set_name(CONTROL_CAMPAIGN.to_string());
+        control.set_branch_name(CONTROL_CAMPAIGN.to_string());
+        control.set_force_build(true);
+        let builds: Vec<&CampaignBuild> = self
+            .message
+            .campaign
+            .iter()
+            .filter_map(|c| c.build.as_ref())
+            .collect();
+        let debian = builds.iter().find_map(|build| match build {
+            CampaignBuild::DebianBuild(debian) => Some(debian.clone()),
+            CampaignBuild::GenericBuild(_) => None,
+        });
+        match debian {
+            Some(debian)
+                if builds
+                    .iter()
+                    .all(|b| matches!(b, CampaignBuild::DebianBuild(_))) =>
+            {
+                control.set_debian_build(debian)
+            }
+            _ => control.set_generic_build(GenericBuild::new()),
+        }
+        control
     }
 
     pub fn campaigns(&self) -> impl Iterator<Item = &Campaign> {
@@ -149,6 +198,44 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("janitor.conf"))
+    }
+
+    #[test]
+    fn a_control_campaign_exists_when_none_is_configured() {
+        let mixed = parse(
+            r#"campaign { name: "a" debian_build { base_distribution: "unstable" } }
+               campaign { name: "b" generic_build {} }"#,
+        )
+        .unwrap();
+        let control = mixed.campaign("control").unwrap();
+        assert_eq!(control.name(), "control");
+        assert!(control.force_build());
+        assert!(matches!(
+            control.build,
+            Some(CampaignBuild::GenericBuild(_))
+        ));
+        assert_eq!(mixed.campaigns().count(), 2);
+        assert!(mixed.campaign("other").is_none());
+
+        let debian = parse(
+            r#"campaign { name: "a" debian_build { base_distribution: "unstable" build_suffix: "x" } }
+               campaign { name: "b" debian_build { base_distribution: "bookworm" } }"#,
+        )
+        .unwrap();
+        match &debian.campaign("control").unwrap().build {
+            Some(CampaignBuild::DebianBuild(build)) => {
+                assert_eq!(build.base_distribution(), "unstable")
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let configured = parse(
+            r#"campaign { name: "control" command: "brz up" generic_build { chroot: "c" } }"#,
+        )
+        .unwrap();
+        let control = configured.campaign("control").unwrap();
+        assert_eq!(control.command(), "brz up");
+        assert!(!control.force_build());
     }
 
     #[test]

@@ -59,6 +59,33 @@ async fn seed(server: &TestServer) {
     .await;
 }
 
+/// DECISIONS 14: without a `control` campaign in the configuration, a control run (as the
+/// publisher schedules them) is handed out with the default one, not aborted.
+#[tokio::test]
+async fn control_runs_are_assigned_without_a_configured_control_campaign() {
+    let server = TestServer::start(Store::Postgres).await;
+    seed(&server).await;
+    sql(
+        &server,
+        "INSERT INTO queue (codebase, suite, command, bucket, estimated_duration)
+         VALUES ('alpha', 'control', 'brz up --revision=abc', 'control', interval '60 seconds')",
+    )
+    .await;
+    let (status, _, body) = assign(&server, serde_json::from_str(WORKER_BODY).unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_worker_accepts(&body);
+    assert_eq!(body["campaign"], "control");
+    assert_eq!(body["command"], "brz up --revision=abc");
+    assert_eq!(body["force-build"], true);
+    assert_eq!(body["build"]["target"], "generic");
+    let aborted: i64 = sqlx::query_scalar("SELECT count(*) FROM run")
+        .fetch_one(&server.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(aborted, 0);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn worker_gets_a_valid_generic_assignment() {
     for store in [Store::Postgres, Store::Mirrored, Store::Redis] {
