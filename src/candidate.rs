@@ -42,7 +42,9 @@ pub struct AcceptedCandidate {
 pub struct UploadReport {
     pub accepted: Vec<AcceptedCandidate>,
     pub invalid_command: BTreeSet<Option<String>>,
-    pub invalid_value: BTreeSet<String>,
+    /// The refused values as sent. Every refused value equals zero, and Python keeps them in a
+    /// set, where `0`, `0.0` and `false` are one member: the first one sent.
+    pub invalid_value: Vec<Value>,
     pub unknown_campaigns: BTreeSet<String>,
     pub unknown_codebases: BTreeSet<String>,
     pub unknown_publish_policies: BTreeSet<Option<String>>,
@@ -248,7 +250,9 @@ fn parse_candidate(
         },
     };
     if let Some(zero) = zero_value {
-        report.invalid_value.insert(zero);
+        if report.invalid_value.is_empty() {
+            report.invalid_value.push(zero);
+        }
         return Ok(None);
     }
     Ok(Some(Upload {
@@ -272,11 +276,11 @@ fn parse_candidate(
 /// returned separately, as its JSON text: such candidates are reported, not rejected.
 fn parse_value(
     obj: &Map<String, Value>,
-) -> std::result::Result<(Option<i32>, Option<String>), String> {
+) -> std::result::Result<(Option<i32>, Option<Value>), String> {
     match obj.get("value") {
         None | Some(Value::Null) => Ok((None, None)),
-        Some(v @ Value::Bool(false)) => Ok((None, Some(v.to_string()))),
-        Some(v @ Value::Number(n)) if n.as_f64() == Some(0.0) => Ok((None, Some(v.to_string()))),
+        Some(v @ Value::Bool(false)) => Ok((None, Some(v.clone()))),
+        Some(v @ Value::Number(n)) if n.as_f64() == Some(0.0) => Ok((None, Some(v.clone()))),
         Some(Value::Number(n)) => {
             let value = n
                 .as_i64()
