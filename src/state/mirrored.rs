@@ -6,7 +6,8 @@
 //! reach Redis from one background task per process, in the order this process made them,
 //! off the request path. The same task reconciles the whole copy with PostgreSQL: at once
 //! when Redis comes back empty (the marker key is gone) or a mirror write failed, and every
-//! minute in any case, since two processes' writes to the copy can arrive out of order.
+//! 10 s in any case, since two processes' writes to the copy can arrive out of order and a
+//! killed process loses the writes it had queued.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,8 +31,10 @@ const QUEUED_WRITES: usize = 10_000;
 /// How often the task checks whether Redis lost the copy.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Checks between two unconditional reconciliations.
-const CHECKS_PER_RECONCILE: u32 = 30;
+/// Checks between two unconditional reconciliations (10 s): a process killed with mirror
+/// writes still queued leaves runs in the copy that are gone, until the second
+/// reconciliation of another process after the kill removes them.
+const CHECKS_PER_RECONCILE: u32 = 5;
 
 enum MirrorWrite {
     Register {
