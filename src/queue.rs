@@ -64,7 +64,7 @@ pub async fn position(
     };
     let active = store.active_run_count().await?;
     let wait_time = match (cumulative, active) {
-        (Some(total), n) if n > 0 => Some(total / n as f64),
+        (Some(total), n) if n > 0 => Some(spread_over_runs(total, n)),
         _ => None,
     };
     Ok(Position {
@@ -72,6 +72,20 @@ pub async fn position(
         wait_time,
         cumulative_wait_time: cumulative,
     })
+}
+
+/// `total` seconds divided among `runs` as Python divides a `timedelta` by an int: in whole
+/// microseconds, the quotient rounded half to even (341.028665, not 341.0286651).
+fn spread_over_runs(total: f64, runs: usize) -> f64 {
+    let micros = (total * 1e6).round() as i128;
+    let runs = runs as i128;
+    let (quotient, remainder) = (micros.div_euclid(runs), micros.rem_euclid(runs));
+    let rounded = match (2 * remainder).cmp(&runs) {
+        std::cmp::Ordering::Less => quotient,
+        std::cmp::Ordering::Greater => quotient + 1,
+        std::cmp::Ordering::Equal => quotient + (quotient & 1),
+    };
+    rounded as f64 / 1e6
 }
 
 /// `Queue.next_item`: the first item in run order that no run holds (`assigned`), whose
@@ -120,4 +134,22 @@ pub async fn items(
         .into_iter()
         .map(|row| row.into_parts().0)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_over_runs;
+
+    #[test]
+    fn waits_are_divided_in_whole_microseconds() {
+        // timedelta(seconds=1023.085995) / 3 == timedelta(seconds=341, microseconds=28665)
+        assert_eq!(spread_over_runs(1023.085995, 3), 341.028665);
+        assert_eq!(spread_over_runs(10.0, 4), 2.5);
+        // Halves go to the even neighbour: 5 us / 2 -> 2 us, 7 us / 2 -> 4 us.
+        assert_eq!(spread_over_runs(0.000005, 2), 0.000002);
+        assert_eq!(spread_over_runs(0.000007, 2), 0.000004);
+        // 1 us / 3 rounds down, 2 us / 3 up.
+        assert_eq!(spread_over_runs(0.000001, 3), 0.0);
+        assert_eq!(spread_over_runs(0.000002, 3), 0.000001);
+    }
 }

@@ -365,20 +365,14 @@ impl PyQueueProcessor {
                 .map_err(service_error)?;
             let delta = |seconds: Option<f64>| seconds.map(timedelta_from_seconds);
             Python::attach(|py| -> PyResult<Py<PyAny>> {
-                Ok(match found.position {
-                    None => (None::<i64>, None::<TimeDelta>)
-                        .into_pyobject(py)?
-                        .into_any()
-                        .unbind(),
-                    Some(position) => (
-                        position,
-                        delta(found.wait_time),
-                        delta(found.cumulative_wait_time),
-                    )
-                        .into_pyobject(py)?
-                        .into_any()
-                        .unbind(),
-                })
+                Ok((
+                    found.position,
+                    delta(found.wait_time),
+                    delta(found.cumulative_wait_time),
+                )
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind())
             })
         })
     }

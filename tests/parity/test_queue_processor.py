@@ -152,7 +152,7 @@ def test_queue_processor(database, store):
         # Nothing runs: the per-run wait is None where the Python divides by zero.
         assert await processor.estimate_wait("beta", CAMPAIGN) == (
             2, None, timedelta(seconds=45))
-        assert await processor.estimate_wait("nowhere", CAMPAIGN) == (None, None)
+        assert await processor.estimate_wait("nowhere", CAMPAIGN) == (None, None, None)
 
         item, vcs = await queue.next_item()
         active = jr.ActiveRun.from_queue_item(item, vcs, None, "worker-1")
