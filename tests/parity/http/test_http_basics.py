@@ -91,7 +91,15 @@ def test_json_body_over_the_limit_is_413(target):
     target.expect_error(resp, 413)
 
 
-@pytest.mark.parametrize("path", ["/status", "/queue", "/active-runs", "/codebases"])
+QUEUE_CRASH = "Python crashes (500) on GET /queue: it awaits an async generator"
+
+
+@pytest.mark.parametrize("path", [
+    "/status",
+    pytest.param("/queue", marks=pytest.mark.differs(QUEUE_CRASH)),
+    "/active-runs",
+    "/codebases",
+])
 def test_get_routes_answer_head(target, path):
     resp = request("HEAD", target.url + path)
     assert resp.status == 200, resp

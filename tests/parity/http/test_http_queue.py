@@ -32,6 +32,18 @@ def expected_position(target, codebase, campaign):
     return None, None
 
 
+QUEUE_CRASH = "Python crashes (500) on GET /queue: it awaits an async generator"
+WAIT_CRASH = ("Python crashes (500) on /queue/position with no run active: it divides the wait "
+              "by zero (DECISIONS 11)")
+
+
+def per_run_wait(cumulative, active):
+    """The wait spread over the active runs as Python computes it: a timedelta divided by an
+    int, in whole microseconds rounded half to even."""
+    return (datetime.timedelta(seconds=cumulative) / active).total_seconds()
+
+
+@pytest.mark.differs(QUEUE_CRASH)
 def test_queue_lists_items_in_order(target):
     first, second = target.new_codebase(), target.new_codebase()
     a = target.upload_candidate(first, command="echo first", context="ctx-a")
@@ -57,6 +69,7 @@ def test_queue_lists_items_in_order(target):
     assert len(ids) == len(order)
 
 
+@pytest.mark.differs(QUEUE_CRASH)
 def test_queue_limit(target):
     for _ in range(3):
         target.upload_candidate(target.new_codebase(), command="echo limit")
@@ -77,27 +90,30 @@ def test_queue_bad_limit(target, limit):
 
 def test_queue_position(target, queued):
     codebase, success = queued
+    position, cumulative = expected_position(target, codebase, target.campaign)
+    active = len(target.get("/active-runs").json())
+    if cumulative is not None and not active and not target.rust:
+        pytest.skip("deliberate difference: " + WAIT_CRASH)
     resp = target.get(f"/queue/position?codebase={codebase}&campaign={target.campaign}")
     assert resp.status == 200, resp
     body = resp.json()
     assert set(body) == {"position", "wait_time", "cumulative_wait_time"}
-    position, cumulative = expected_position(target, codebase, target.campaign)
     assert body["position"] == position
     assert body["cumulative_wait_time"] == cumulative
-    active = len(target.get("/active-runs").json())
     if cumulative is None:
         assert body["wait_time"] is None
     elif active:
-        assert body["wait_time"] == cumulative / active
+        assert body["wait_time"] == per_run_wait(cumulative, active)
     else:
-        # Python divides by zero (500); DECISIONS 11: wait is null.
-        assert target.rust
+        # DECISIONS 11: with no run active the per-run wait is null.
         assert body["wait_time"] is None
 
 
 def test_queue_position_head_of_queue(target, queued):
     # /schedule with the default offset -1 gives priority min(priority) - 1 (queue spec 2.6).
     codebase, _ = queued
+    if not target.rust and not target.get("/active-runs").json():
+        pytest.skip("deliberate difference: " + WAIT_CRASH)
     resp = target.post("/schedule", {"codebase": codebase, "campaign": target.campaign,
                                      "bucket": "update-existing-mp"})
     assert resp.status == 200, resp

@@ -22,7 +22,10 @@ def cleanup(target):
     yield ids
     for run_id in ids:
         if target.get(f"/active-runs/{run_id}").status == 200:
-            target.finish(run_id, {"code": "parity-cleanup"})
+            # With times: the Python runner refuses a result without them.
+            start, finish = times()
+            target.finish(run_id, {"code": "parity-cleanup", "start_time": start.isoformat(),
+                                   "finish_time": finish.isoformat()})
 
 
 def times(minutes_ago=5, minutes=4):
@@ -697,7 +700,6 @@ def test_admin_finish_of_stored_run_is_409(target, queued, cleanup):
     assert [r["id"] for r in target.queue_rows(codebase)] == [success["queue-id"]]
 
 
-@pytest.mark.differs("peek registers, aborts and publishes nothing (Python's peek does)")
 def test_peek_changes_nothing(target, queued):
     before = target.get("/active-runs").json()
     queue_before = target.rows("SELECT id FROM queue ORDER BY id")
