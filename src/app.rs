@@ -56,9 +56,47 @@ impl Default for Settings {
     }
 }
 
+/// Whether the database has been reached and migrated. A server starts before it has (the
+/// database may be down at boot); until then only `/health`, `/ready` and `/metrics` answer,
+/// and the rest say 503 with the reason.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseReadiness {
+    waiting_for: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl DatabaseReadiness {
+    /// Not ready yet, for `reason`.
+    pub fn pending(reason: impl Into<String>) -> Self {
+        let readiness = Self::default();
+        readiness.wait_for(reason);
+        readiness
+    }
+
+    pub fn wait_for(&self, reason: impl Into<String>) {
+        *self.lock() = Some(reason.into());
+    }
+
+    pub fn set_ready(&self) {
+        *self.lock() = None;
+    }
+
+    /// `None` once ready; else why not.
+    pub fn waiting_for(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.waiting_for
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 #[derive(Debug)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Ready from the start for a state assembled around a migrated pool.
+    pub database: DatabaseReadiness,
     pub store: Arc<dyn ActiveRunStore>,
     pub events: Events,
     pub config: Arc<Config>,
@@ -183,6 +221,7 @@ impl AppState {
         )?;
         Ok(Self {
             pool,
+            database: DatabaseReadiness::default(),
             store,
             events,
             config: Arc::new(config),
@@ -198,6 +237,48 @@ impl AppState {
             queue_positions: crate::queue_positions::QueuePositions::new(),
             backchannels,
         })
+    }
+
+    /// Assembles the state around a pool that connects on first use, and a task that
+    /// migrates the database as soon as it can be reached. Until it has, `database` says why
+    /// not. The task ends with an error only for a failure that waiting cannot cure (a schema
+    /// it cannot adopt).
+    pub async fn start_before_database(
+        database_url: &str,
+        store: StoreLocation,
+        config: Config,
+        settings: Settings,
+    ) -> Result<(Self, tokio::task::JoinHandle<Result<(), StartupError>>), StartupError> {
+        let pool = crate::db::connect_lazy(database_url, 16)?;
+        let mut state =
+            Self::assemble(pool.clone(), store, config, settings, Arc::new(SystemClock)).await?;
+        state.database = DatabaseReadiness::pending("connecting to the database");
+        let readiness = state.database.clone();
+        let preparing = tokio::spawn(async move {
+            let mut pause = Duration::from_millis(250);
+            loop {
+                match crate::db::migrate(&pool).await {
+                    Ok(_) => {
+                        readiness.set_ready();
+                        tracing::info!("database reachable and migrated");
+                        return Ok(());
+                    }
+                    Err(sqlx::migrate::MigrateError::Execute(error))
+                        if crate::db::is_unavailable(&error) =>
+                    {
+                        tracing::warn!(%error, "database not reachable yet; trying again");
+                        readiness.wait_for(format!("database not reachable yet: {error}"));
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                    Err(error) => {
+                        readiness.wait_for(format!("cannot migrate the database: {error}"));
+                        return Err(StartupError::Migrate(error));
+                    }
+                }
+            }
+        });
+        Ok((state, preparing))
     }
 
     /// Opens the pool, migrates, and assembles the state with the system clock.

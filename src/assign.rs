@@ -67,6 +67,10 @@ pub enum Mode {
 pub enum AssignError {
     #[error("queue empty")]
     QueueEmpty,
+    /// The runner was started without `--public-vcs-location`: workers could not push their
+    /// results, so nothing is handed out (and nothing aborted).
+    #[error("no public VCS location configured: start the runner with --public-vcs-location")]
+    NoVcsLocation,
     /// A forge or the VCS store answered 429: the item was aborted as `*-rate-limited` and its
     /// host is blocked until `until`.
     #[error("{limited}")]
@@ -160,6 +164,9 @@ pub async fn assign(
     // Candidates finished by this request: the post-run reschedule may queue them again at
     // once, and they must not be picked (and finished) over and over.
     let mut finished_here: HashSet<(String, String, Option<String>)> = HashSet::new();
+    if state.vcs_stores.is_empty() {
+        return Err(AssignError::NoVcsLocation);
+    }
     loop {
         let now = state.clock.now();
         let mut exclude_hosts: Vec<String> = state.settings.avoid_hosts.iter().cloned().collect();

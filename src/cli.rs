@@ -241,11 +241,14 @@ pub async fn run_server(
         .as_deref()
         .is_none_or(str::is_empty)
     {
-        return Err(ServeError::NoPublicVcsLocation);
+        tracing::warn!(
+            "no --public-vcs-location: nothing will be assigned until the runner is restarted with one"
+        );
     }
     let (config, database_url) = args.database.load().await?;
     let store = args.store_location(&config);
-    let state = AppState::start(&database_url, store, config, args.settings()).await?;
+    let (state, preparing) =
+        AppState::start_before_database(&database_url, store, config, args.settings()).await?;
     let (internal, public) = args.addresses().await?;
     let listeners = Listeners::bind(internal, public)
         .await
@@ -268,12 +271,33 @@ pub async fn run_server(
         tracing::info!("shutting down: refusing new connections, finishing requests in flight");
         let _ = stopping.send(());
     };
-    let served = with_grace(
+    // A database that cannot be adopted ends the server; one that is only unreachable is
+    // waited for while the probes answer.
+    let unrecoverable = async {
+        match preparing.await {
+            Ok(Ok(())) => std::future::pending().await,
+            Ok(Err(error)) => ServeError::Startup(error),
+            Err(panicked) => ServeError::Serve(std::io::Error::other(panicked)),
+        }
+    };
+    let serving = with_grace(
         crate::web::serve(state, listeners, shutdown),
         stopped,
         std::time::Duration::from_secs(args.shutdown_grace),
-    )
-    .await;
+    );
+    let served = tokio::select! {
+        served = serving => served,
+        error = unrecoverable => {
+            tracing::error!(%error, "cannot prepare the database; stopping");
+            if let Some(watchdog) = watchdog {
+                watchdog.stop().await;
+            }
+            if let Some(mover) = mover {
+                mover.abort();
+            }
+            return Err(error);
+        }
+    };
     if let Some(watchdog) = watchdog {
         watchdog.stop().await;
     }

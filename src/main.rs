@@ -166,6 +166,16 @@ async fn push_last_success(gateway: &str) -> anyhow::Result<()> {
 }
 
 async fn serve(cli: &Cli) -> anyhow::Result<()> {
+    // Required on the command line, as in the Python runner; the in-process server of the
+    // Python face starts without it (and assigns nothing).
+    if cli
+        .serve
+        .public_vcs_location
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
+        return Err(ServeError::NoPublicVcsLocation.into());
+    }
     run_server(
         &cli.serve,
         |internal, public| {

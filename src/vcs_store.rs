@@ -64,6 +64,11 @@ impl VcsStores {
         Ok(Self { stores })
     }
 
+    /// No location was given (`--public-vcs-location`): nothing can be assigned.
+    pub fn is_empty(&self) -> bool {
+        self.stores.is_empty()
+    }
+
     pub fn get(&self, vcs: &str) -> Option<&VcsStore> {
         self.stores.get(vcs)
     }

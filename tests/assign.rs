@@ -59,6 +59,39 @@ async fn seed(server: &TestServer) {
     .await;
 }
 
+/// Without a public VCS location nothing is handed out, and nothing is aborted either: the
+/// items wait for a runner that can tell workers where to push.
+#[tokio::test]
+async fn no_vcs_location_assigns_nothing_and_changes_nothing() {
+    let server = TestServer::start_with(Store::Postgres, |settings| {
+        settings.public_vcs_location = None;
+    })
+    .await;
+    seed(&server).await;
+    sql(
+        &server,
+        "INSERT INTO queue (codebase, suite, command) VALUES ('alpha', 'generic', 'true')",
+    )
+    .await;
+    let (status, _, body) = assign(&server, serde_json::from_str(WORKER_BODY).unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--public-vcs-location"),
+        "{body}"
+    );
+    let counts: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM queue), (SELECT count(*) FROM run)")
+            .fetch_one(&server.state.pool)
+            .await
+            .unwrap();
+    assert_eq!(counts, (1, 0));
+    assert_eq!(server.state.store.active_run_count().await.unwrap(), 0);
+    server.stop().await;
+}
+
 /// DECISIONS 14: without a `control` campaign in the configuration, a control run (as the
 /// publisher schedules them) is handed out with the default one, not aborted.
 #[tokio::test]

@@ -11,6 +11,7 @@ mod process;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Barrier, Mutex};
 
@@ -202,7 +203,6 @@ async fn half_uploaded(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_uploads_finish_within_the_grace_period() {
-    use std::time::{Duration, Instant};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let db = common::migrated_database().await;
@@ -279,5 +279,91 @@ async fn sigterm_lets_uploads_finish_within_the_grace_period() {
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     assert_eq!(stored(run_id).await, 1);
     drop(runner);
+    db.drop_now().await;
+}
+
+/// Forwards `listener`'s connections to the PostgreSQL server of `database_url` (a Unix
+/// socket or TCP), so a test decides when "the database" becomes reachable.
+async fn forward_to_postgres(listener: tokio::net::TcpListener, database_url: String) {
+    let options: sqlx::postgres::PgConnectOptions = database_url.parse().unwrap();
+    let socket_dir = options.get_socket().cloned();
+    let host = options.get_host().to_string();
+    let port = options.get_port();
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            return;
+        };
+        let (host, socket_dir) = (host.clone(), socket_dir.clone());
+        tokio::spawn(async move {
+            if let Some(dir) = socket_dir {
+                let path = dir.join(format!(".s.PGSQL.{port}"));
+                if let Ok(mut server) = tokio::net::UnixStream::connect(path).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            } else if let Ok(mut server) = tokio::net::TcpStream::connect((host, port)).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            }
+        });
+    }
+}
+
+/// A runner started while its database is unreachable serves its probes at once, answers 503
+/// with the reason elsewhere (assigning nothing), and migrates and serves by itself once the
+/// database can be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_before_its_database_and_recovers_by_itself() {
+    let db = common::empty_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = process::generic_config(dir.path());
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let unreachable = format!("postgresql://postgres@127.0.0.1:{port}/{}", db.name);
+    let runner = process::start_runner(&unreachable, &config, None, &[]);
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{}{path}", runner.url)).send();
+    assert_eq!(get("/health").await.unwrap().status(), 200);
+    let ready = get("/ready").await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reason = ready.json::<serde_json::Value>().await.unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("database"), "{reason}");
+    let queue = get("/queue").await.unwrap();
+    assert_eq!(queue.status(), 503);
+    assert!(queue.json::<serde_json::Value>().await.unwrap()["reason"].is_string());
+    let assign = client
+        .post(format!("{}/active-runs", runner.url))
+        .json(&serde_json::json!({"node": "n"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assign.status(), 503);
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let forwarder = tokio::spawn(forward_to_postgres(listener, db.url.clone()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get("/ready").await.unwrap().status() != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "not ready 30 s after the database came"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get("/queue").await.unwrap().status(), 200);
+    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('runner_active_run') IS NOT NULL")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(
+        migrated,
+        "the runner migrated the database once it could reach it"
+    );
+    drop(runner);
+    forwarder.abort();
     db.drop_now().await;
 }

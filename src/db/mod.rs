@@ -28,6 +28,14 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
+/// A pool that connects on first use, so a server can start while the database is down.
+pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy(url)
+}
+
 /// The SQLSTATE of a database error, if the error came from the server.
 pub fn sqlstate(error: &sqlx::Error) -> Option<String> {
     match error {

@@ -19,7 +19,7 @@ use crate::{backchannel, candidate, codebase, db, queue, runs, status};
 pub fn routes(max_upload_size: usize) -> axum::Router<SharedState> {
     axum::Router::new()
         .route("/health", get(health))
-        .route("/ready", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/status", get(get_status))
         .route("/queue", get(get_queue))
@@ -48,6 +48,17 @@ pub fn routes(max_upload_size: usize) -> axum::Router<SharedState> {
 
 async fn health() -> &'static str {
     "ok"
+}
+
+/// 200 once the database is reachable and migrated; until then 503 with what it waits for.
+async fn ready(State(state): State<SharedState>) -> ApiResult<&'static str> {
+    match state.database.waiting_for() {
+        None => Ok("ok"),
+        Some(reason) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            reason,
+        )),
+    }
 }
 
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
@@ -298,6 +309,10 @@ pub(super) fn assignment_response(
         Err(AssignError::QueueEmpty) => Err(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "queue empty",
+        )),
+        Err(error @ AssignError::NoVcsLocation) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            error.to_string(),
         )),
         Err(AssignError::RateLimited { limited, until }) => {
             let seconds = (until - state.clock.now()).num_seconds().max(0);

@@ -65,12 +65,39 @@ async fn finish_run(
     outcome.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Routes that answer before the database is ready: the probes and the metrics.
+const ANSWERED_WITHOUT_DATABASE: [&str; 4] = ["/", "/health", "/ready", "/metrics"];
+
+/// 503 with the reason for every other route while the database is not reachable and
+/// migrated yet (a server started before its database).
+async fn require_database(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let exempt = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|path| ANSWERED_WITHOUT_DATABASE.contains(&path.as_str()));
+    match state.database.waiting_for() {
+        Some(reason) if !exempt => axum::response::IntoResponse::into_response(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            reason,
+        )),
+        _ => next.run(request).await,
+    }
+}
+
 /// The internal app (`--port`, default 9911).
 pub fn internal_router(state: SharedState) -> Router {
     let limit = state.settings.max_json_body;
     internal::routes(state.settings.max_upload_size)
         .fallback(observe::not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_database,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             observe::track,
@@ -85,6 +112,10 @@ pub fn public_router(state: SharedState) -> Router {
     public::routes(state.settings.max_upload_size)
         .fallback(observe::not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_database,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             observe::track,

@@ -4,6 +4,7 @@ options, answering over HTTP while the asyncio event loop keeps running other ta
 import asyncio
 import json
 import socket
+import urllib.error
 import urllib.request
 
 import pytest
@@ -89,11 +90,40 @@ def test_bad_options_are_a_value_error():
         jr.start_server(["--no-such-flag"])
 
 
-def test_start_failure_is_reported(monkeypatch):
+def test_start_failure_is_reported(monkeypatch, tmp_path):
     monkeypatch.delenv("DATABASE_URL", raising=False)
 
     async def main():
-        with pytest.raises(RuntimeError, match="public-vcs-location"):
-            await jr.start_server(["--port", "0"])
+        with pytest.raises(RuntimeError, match="cannot read configuration"):
+            await jr.start_server(["--port", "0", "--config", str(tmp_path / "missing.conf")])
 
     asyncio.run(main())
+
+
+def error_of(url):
+    try:
+        urllib.request.urlopen(url, timeout=10)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    raise AssertionError(f"{url} answered 2xx")
+
+
+def test_starts_without_database_or_vcs_location(monkeypatch):
+    """The probes answer at once; the rest says 503 with the reason; nothing is assigned."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+
+    async def main():
+        server = await jr.start_server(
+            ["--database-url", unreachable, "--config", "/dev/null", "--listen-address",
+             "127.0.0.1", "--port", "0", "--public-port", "0"])
+        try:
+            assert await asyncio.to_thread(get, server.internal_url + "/health") == (200, "ok")
+            status, body = await asyncio.to_thread(error_of, server.internal_url + "/ready")
+            assert status == 503 and "database" in body["reason"], body
+            status, body = await asyncio.to_thread(error_of, server.internal_url + "/queue")
+            assert status == 503 and body["reason"], body
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), timeout=120))
