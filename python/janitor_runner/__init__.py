@@ -42,6 +42,8 @@ from ._native import (
     serve,
     splitout_env,
     start_server,
+    store_change_set,
+    store_run,
 )
 
 
@@ -99,4 +101,6 @@ __all__ = [
     "serve",
     "splitout_env",
     "start_server",
+    "store_change_set",
+    "store_run",
 ]

@@ -241,6 +241,43 @@ async def do_schedule_control(
     estimated_duration: timedelta | None = None,
 ) -> tuple[float, timedelta, int, str]: ...
 
+async def store_change_set(pool: Pool, name: str, campaign: str) -> None:
+    """``janitor.runner.store_change_set`` on a pool: the row, unless it exists."""
+async def store_run(
+    pool: Pool,
+    *,
+    run_id: str,
+    codebase: str,
+    vcs_type: str | None,
+    branch_url: str | None,
+    start_time: datetime,
+    finish_time: datetime,
+    command: str,
+    description: str | None,
+    instigated_context: str | None,
+    context: str | None,
+    main_branch_revision: bytes | str | None,
+    result_code: str,
+    revision: bytes | str | None,
+    codemod_result: Any | None,
+    campaign: str,
+    logfilenames: list[str],
+    value: int | None,
+    worker_name: str | None = None,
+    subpath: str | None = "",
+    result_branches: list[tuple[str, str | None, bytes | str | None, bytes | str | None]]
+    | None = None,
+    result_tags: list[tuple[str, bytes | str]] | None = None,
+    resume_from: str | None = None,
+    failure_details: Any | None = None,
+    failure_stage: str | None = None,
+    target_branch_url: str | None = None,
+    change_set: str | None = None,
+    failure_transient: bool | None = None,
+) -> None:
+    """``janitor.runner.store_run`` on a pool: the run and its result branches in one
+    transaction. Without ``change_set``, the run id names a new change set (the column is
+    NOT NULL, so the Python's ``None`` fails there). Duplicate roles: ``ValueError``."""
 async def estimate_duration(pool: Pool, codebase: str, campaign: str) -> timedelta:
     """Average duration of the pair's runs, else the codebase's, else the campaign's, else 15 s."""
 async def estimate_success_probability_and_duration(

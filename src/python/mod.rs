@@ -15,6 +15,7 @@ use crate::models;
 mod backchannel;
 mod processor;
 mod queue;
+mod runs;
 mod scheduling;
 mod server;
 
@@ -553,6 +554,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m
     )?)?;
     m.add_function(wrap_pyfunction!(scheduling::connect, m)?)?;
+    m.add_function(wrap_pyfunction!(runs::store_run, m)?)?;
+    m.add_function(wrap_pyfunction!(runs::store_change_set, m)?)?;
     m.add_function(wrap_pyfunction!(scheduling::py_do_schedule_regular, m)?)?;
     m.add_function(wrap_pyfunction!(scheduling::py_do_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(scheduling::py_do_schedule_control, m)?)?;

@@ -72,7 +72,16 @@ async def watch(dsn: str, worker_url: str) -> list[str]:
         alive = False
     log = await run.backchannel.get_log_file("worker.log")
     names = await channel.list_log_files() + [log.read().decode()]
-    processor = jr.QueueProcessor(await jr.connect(dsn))
+    pool = await jr.connect(dsn)
+    await jr.store_change_set(pool, "cs", "lintian-fixes")
+    await jr.store_run(
+        pool, run_id="r", codebase="c", vcs_type="git", branch_url=None,
+        start_time=datetime(2026, 1, 1), finish_time=datetime(2026, 1, 1),
+        command="x", description=None, instigated_context=None, context=None,
+        main_branch_revision=b"git-v1:a", result_code="success", revision=None,
+        codemod_result={}, campaign="lintian-fixes", logfilenames=[], value=None,
+        result_branches=[("main", None, None, b"git-v1:b")])
+    processor = jr.QueueProcessor(pool)
     processor.start_watchdog()
     if processor._watch_dog is not None and not processor._watch_dog.done():
         report = await processor.check_active_runs()
