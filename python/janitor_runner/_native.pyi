@@ -23,16 +23,20 @@ def splitout_env(command: str) -> tuple[dict[str, str], str]:
     """
 
 
-class QueueItemAlreadyClaimed(Exception): ...
-class RunExists(Exception): ...
-class CandidateUnavailable(Exception): ...
-class QueueEmpty(Exception): ...
-class QueueRateLimiting(Exception): ...
+class RunnerError(Exception):
+    """The base of the runner's own exceptions (not of ModelError, a ValueError)."""
+class QueueItemAlreadyClaimed(RunnerError): ...
+class RunExists(RunnerError): ...
+class CandidateUnavailable(RunnerError): ...
+class QueueEmpty(RunnerError): ...
+class QueueRateLimiting(RunnerError): ...
+class ZeroMaximumValue(RunnerError):
+    """Every codebase value is 0, so none can be normalised."""
 
 class ModelError(ValueError):
     """JSON that does not have the shape a model needs; the message names the key."""
 
-class PingFailure(Exception):
+class PingFailure(RunnerError):
     """Failure to ping the job; ``reason`` says why."""
 
     reason: str
@@ -213,7 +217,7 @@ async def do_schedule_regular(
     """Schedule one candidate as ``janitor.schedule.do_schedule_regular`` does.
 
     Returns ``(offset, estimated_duration, queue_id, bucket)``; raises CandidateUnavailable,
-    ZeroDivisionError (every codebase value 0) or AssertionError (no positive offset).
+    ZeroMaximumValue (every codebase value 0) or AssertionError (no positive offset).
     """
 async def do_schedule(
     pool: Pool,

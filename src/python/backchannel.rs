@@ -18,11 +18,11 @@ use super::{from_json_value, model_error, to_json_value};
 use crate::backchannel::{BackchannelClient, BackchannelError};
 use crate::models::BackchannelInfo;
 
-/// The exception classes, defined in Python so that they are plain `Exception` subclasses
+/// The exception classes, defined in Python so that they are plain `RunnerError` subclasses
 /// with a `reason` attribute, as the Python runner's are (an abi3 extension cannot subclass
 /// `Exception` from Rust before Python 3.12).
 const PING_EXCEPTIONS: &std::ffi::CStr = cr#"
-class PingFailure(Exception):
+class PingFailure(RunnerError):
     """Failure to ping the job."""
 
     def __init__(self, reason):
@@ -47,6 +47,7 @@ del _cls
 pub fn add_exceptions(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
     let namespace = PyDict::new(py);
+    namespace.set_item("RunnerError", py.get_type::<super::RunnerError>())?;
     py.run(PING_EXCEPTIONS, Some(&namespace), None)?;
     for name in ["PingFailure", "PingTimeout", "PingFatalFailure"] {
         let class = namespace

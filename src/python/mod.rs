@@ -19,12 +19,17 @@ mod runs;
 mod scheduling;
 mod server;
 
-// The exceptions of the Python runner, with its names, so `except` clauses keep working.
-create_exception!(janitor_runner, QueueItemAlreadyClaimed, PyException);
-create_exception!(janitor_runner, RunExists, PyException);
-create_exception!(janitor_runner, CandidateUnavailable, PyException);
-create_exception!(janitor_runner, QueueEmpty, PyException);
-create_exception!(janitor_runner, QueueRateLimiting, PyException);
+// The exceptions of the Python runner, with its names, so `except` clauses keep working; all
+// but ModelError (a ValueError, as bad input is in Python) share the base RunnerError.
+create_exception!(janitor_runner, RunnerError, PyException);
+create_exception!(janitor_runner, QueueItemAlreadyClaimed, RunnerError);
+create_exception!(janitor_runner, RunExists, RunnerError);
+create_exception!(janitor_runner, CandidateUnavailable, RunnerError);
+create_exception!(janitor_runner, QueueEmpty, RunnerError);
+create_exception!(janitor_runner, QueueRateLimiting, RunnerError);
+// Every codebase value is 0, so none can be normalised (Python: asyncpg's DivisionByZeroError
+// from the SQL; DECISIONS asks for a typed error).
+create_exception!(janitor_runner, ZeroMaximumValue, RunnerError);
 create_exception!(janitor_runner, ModelError, PyValueError);
 
 /// A Python object (dict, list, str, ...) as JSON, through Python's own `json` module, so
@@ -572,5 +577,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("QueueEmpty", py.get_type::<QueueEmpty>())?;
     m.add("QueueRateLimiting", py.get_type::<QueueRateLimiting>())?;
     m.add("ModelError", py.get_type::<ModelError>())?;
+    m.add("RunnerError", py.get_type::<RunnerError>())?;
+    m.add("ZeroMaximumValue", py.get_type::<ZeroMaximumValue>())?;
     Ok(())
 }

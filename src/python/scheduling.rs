@@ -4,7 +4,7 @@
 //! runtime of `pyo3-async-runtimes`; Python waits without holding the GIL.
 
 use chrono::{NaiveDateTime, TimeDelta};
-use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyZeroDivisionError};
+use pyo3::exceptions::{PyAssertionError, PyRuntimeError};
 use pyo3::prelude::*;
 use sqlx::PgPool;
 
@@ -44,7 +44,7 @@ fn schedule_error(error: ScheduleError) -> PyErr {
         ScheduleError::CandidateUnavailable { campaign, codebase } => {
             CandidateUnavailable::new_err((campaign, codebase))
         }
-        ScheduleError::ZeroMaximumValue => PyZeroDivisionError::new_err(error.to_string()),
+        ScheduleError::ZeroMaximumValue => super::ZeroMaximumValue::new_err(error.to_string()),
         ScheduleError::Offset { .. } => PyAssertionError::new_err(error.to_string()),
         ScheduleError::Database(error) => database_error(error),
     }

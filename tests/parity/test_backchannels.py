@@ -179,7 +179,8 @@ def test_backchannel_json_forms():
 def test_ping_failures_are_the_python_exceptions():
     assert issubclass(jr.PingTimeout, jr.PingFailure)
     assert issubclass(jr.PingFatalFailure, jr.PingFailure)
-    assert issubclass(jr.PingFailure, Exception)
+    assert issubclass(jr.PingFailure, jr.RunnerError)
+    assert issubclass(jr.RunnerError, Exception)
     error = jr.PingFatalFailure("gone")
     assert (error.reason, str(error)) == ("gone", "gone")
 

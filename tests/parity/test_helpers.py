@@ -86,3 +86,12 @@ def test_splitout_env():
 def test_splitout_env_bad_syntax():
     with pytest.raises(ValueError):
         jr.splitout_env("echo 'unterminated")
+
+
+def test_runner_exceptions_share_a_base():
+    for name in ["QueueItemAlreadyClaimed", "RunExists", "CandidateUnavailable", "QueueEmpty",
+                 "QueueRateLimiting", "ZeroMaximumValue", "PingFailure", "PingTimeout",
+                 "PingFatalFailure"]:
+        assert issubclass(getattr(jr, name), jr.RunnerError), name
+    assert issubclass(jr.ModelError, ValueError)
+    assert not issubclass(jr.ModelError, jr.RunnerError)

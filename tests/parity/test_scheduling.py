@@ -68,3 +68,16 @@ def test_fifty_concurrent_calls(database):
         await pool.close()
 
     asyncio.run(main())
+
+
+def test_zero_maximum_value_is_a_typed_error(database):
+    from _database import psql
+    psql(database, "-c", "UPDATE codebase SET value = 0")
+
+    async def main():
+        pool = await jr.connect(database)
+        with pytest.raises(jr.ZeroMaximumValue):
+            await jr.do_schedule_regular(pool, codebase="alpha", campaign="lintian-fixes")
+        await pool.close()
+
+    asyncio.run(main())
