@@ -13,6 +13,8 @@ __version__: str
 def committer_env(committer: str | None) -> dict[str, str]:
     """Environment variables that make VCS tools commit as ``committer``; ``None`` gives ``{}``."""
 
+def dpkg_vendor() -> str:
+    """``dpkg-vendor --query vendor`` of this host, asked once ("Debian" if it cannot be)."""
 def is_log_filename(name: str) -> bool:
     """Whether an uploaded file name is a log (``foo.log``, ``foo.log.1``)."""
 

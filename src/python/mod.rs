@@ -529,12 +529,27 @@ fn splitout_env(command: &str) -> PyResult<(BTreeMap<String, String>, String)> {
     crate::splitout_env(command).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// `dpkg_vendor()`: `dpkg-vendor --query vendor` of this host ("Debian" when it cannot be
+/// asked), asked once per process as the Python's cached function does.
+#[pyfunction]
+fn dpkg_vendor(py: Python<'_>) -> String {
+    static VENDOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    py.detach(|| {
+        VENDOR
+            .get_or_init(|| {
+                pyo3_async_runtimes::tokio::get_runtime().block_on(crate::builder::host_vendor())
+            })
+            .clone()
+    })
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
     m.add_function(wrap_pyfunction!(committer_env, m)?)?;
     m.add_function(wrap_pyfunction!(is_log_filename, m)?)?;
     m.add_function(wrap_pyfunction!(splitout_env, m)?)?;
+    m.add_function(wrap_pyfunction!(dpkg_vendor, m)?)?;
     m.add_class::<PyActiveRun>()?;
     m.add_class::<PyWorkerResult>()?;
     m.add_class::<PyJanitorResult>()?;

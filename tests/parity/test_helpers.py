@@ -95,3 +95,15 @@ def test_runner_exceptions_share_a_base():
         assert issubclass(getattr(jr, name), jr.RunnerError), name
     assert issubclass(jr.ModelError, ValueError)
     assert not issubclass(jr.ModelError, jr.RunnerError)
+
+
+def test_dpkg_vendor():
+    import shutil
+    import subprocess
+    vendor = jr.dpkg_vendor()
+    if shutil.which("dpkg-vendor"):
+        expected = subprocess.check_output(["dpkg-vendor", "--query", "vendor"]).strip().decode()
+        assert vendor == expected
+    else:
+        assert vendor == "Debian"
+    assert jr.dpkg_vendor() is not None
