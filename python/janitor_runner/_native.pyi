@@ -166,10 +166,84 @@ class ActiveRun:
 class WorkerResult:
     """What a worker reported in ``result.json``."""
 
+    def __init__(
+        self,
+        code: str | None,
+        description: str | None,
+        context: Any = None,
+        codemod: Any | None = None,
+        main_branch_revision: bytes | str | None = None,
+        revision: bytes | str | None = None,
+        value: int | None = None,
+        branches: list[tuple[str, str | None, bytes | str | None, bytes | str | None]]
+        | None = None,
+        tags: list[tuple[str, bytes | str | None]] | None = None,
+        remotes: dict[str, dict[str, Any]] | None = None,
+        details: Any = None,
+        stage: str | None = None,
+        builder_result: dict[str, Any] | None = None,
+        start_time: datetime | None = None,
+        finish_time: datetime | None = None,
+        queue_id: int | None = None,
+        worker_name: str | None = None,
+        refreshed: bool = False,
+        target_branch_url: str | None = None,
+        branch_url: str | None = None,
+        vcs_type: str | None = None,
+        subpath: str | None = None,
+        transient: bool | None = None,
+        codebase: str | None = None,
+    ) -> None:
+        """The Python dataclass's fields; ``builder_result`` in its JSON form
+        (``{"name": ..., "details": ...}``). Checked as ``result.json`` is: ModelError."""
     @classmethod
     def from_json(cls, js: Any) -> WorkerResult: ...
     @property
     def code(self) -> str: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def context(self) -> str | None: ...
+    @property
+    def codemod(self) -> Any: ...
+    @property
+    def main_branch_revision(self) -> bytes | None: ...
+    @property
+    def revision(self) -> bytes | None: ...
+    @property
+    def value(self) -> int | None: ...
+    @property
+    def branches(self) -> list[tuple[str, str | None, bytes | None, bytes | None]] | None: ...
+    @property
+    def tags(self) -> list[tuple[str, bytes]] | None: ...
+    @property
+    def remotes(self) -> dict[str, dict[str, Any]] | None: ...
+    @property
+    def details(self) -> Any: ...
+    @property
+    def stage(self) -> str | None: ...
+    @property
+    def start_time(self) -> datetime | None: ...
+    @property
+    def finish_time(self) -> datetime | None: ...
+    @property
+    def queue_id(self) -> int | None: ...
+    @property
+    def worker_name(self) -> str | None: ...
+    @property
+    def refreshed(self) -> bool: ...
+    @property
+    def target_branch_url(self) -> str | None: ...
+    @property
+    def branch_url(self) -> str | None: ...
+    @property
+    def vcs_type(self) -> str | None: ...
+    @property
+    def subpath(self) -> str | None: ...
+    @property
+    def transient(self) -> bool | None: ...
+    @property
+    def codebase(self) -> str | None: ...
 
 class JanitorResult:
     """The stored outcome of a run."""

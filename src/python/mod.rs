@@ -15,6 +15,7 @@ use crate::models;
 mod backchannel;
 mod processor;
 mod queue;
+mod results;
 mod runs;
 mod scheduling;
 mod server;
@@ -426,29 +427,6 @@ impl PyActiveRun {
     }
 }
 
-/// What a worker reported (Python `WorkerResult`).
-#[pyclass(name = "WorkerResult", module = "janitor_runner")]
-#[derive(Clone)]
-struct PyWorkerResult {
-    inner: models::WorkerResult,
-}
-
-#[pymethods]
-impl PyWorkerResult {
-    #[classmethod]
-    fn from_json(_cls: &Bound<'_, PyType>, js: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let value = to_json_value(js)?;
-        Ok(Self {
-            inner: models::WorkerResult::from_json(&value).map_err(model_error)?,
-        })
-    }
-
-    #[getter]
-    fn code(&self) -> &str {
-        &self.inner.code
-    }
-}
-
 /// The stored outcome of a run (Python `JanitorResult`).
 #[pyclass(name = "JanitorResult", module = "janitor_runner", from_py_object)]
 #[derive(Clone)]
@@ -464,7 +442,7 @@ impl PyJanitorResult {
     fn from_worker_result(
         _cls: &Bound<'_, PyType>,
         active_run: &PyActiveRun,
-        worker_result: &PyWorkerResult,
+        worker_result: &results::PyWorkerResult,
         logfilenames: Vec<String>,
         now: Option<NaiveDateTime>,
     ) -> Self {
@@ -551,7 +529,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(splitout_env, m)?)?;
     m.add_function(wrap_pyfunction!(dpkg_vendor, m)?)?;
     m.add_class::<PyActiveRun>()?;
-    m.add_class::<PyWorkerResult>()?;
+    m.add_class::<results::PyWorkerResult>()?;
     m.add_class::<PyJanitorResult>()?;
     m.add_class::<PyResumeInfo>()?;
     m.add_class::<backchannel::PyBackchannel>()?;

@@ -79,3 +79,51 @@ def test_exception_names():
         exc = getattr(jr, name)
         assert issubclass(exc, Exception)
         assert exc.__name__ == name
+
+
+def test_worker_result_from_keywords_equals_from_json():
+    """The dataclass's constructor: keywords with bytes revisions give the result the same
+    result.json gives, and every field reads back as the Python's does (bytes revisions)."""
+    start = datetime(2026, 1, 1, 12, 0)
+    keywords = dict(
+        context="ctx", codemod={"fixed": 1},
+        main_branch_revision=b"git-v1:aaa", revision="git-v1:bbb", value=20,
+        branches=[("main", None, b"git-v1:aaa", b"git-v1:bbb")], tags=[("v1", b"git-v1:ccc")],
+        remotes={"origin": {"url": "https://example.org/x"}}, details={"k": "v"}, stage="build",
+        builder_result={"name": "generic", "details": {}}, start_time=start,
+        finish_time=start.replace(minute=5), queue_id=7, worker_name="w1", refreshed=True,
+        target_branch_url="https://example.org/t", branch_url="https://example.org/b",
+        vcs_type="git", subpath="", transient=False, codebase="alpha")
+    made = jr.WorkerResult("success", "Fixed", **keywords)
+    sent = jr.WorkerResult.from_json({
+        "code": "success", "description": "Fixed", "context": "ctx", "codemod": {"fixed": 1},
+        "main_branch_revision": "git-v1:aaa", "revision": "git-v1:bbb", "value": 20,
+        "branches": [["main", None, "git-v1:aaa", "git-v1:bbb"]], "tags": [["v1", "git-v1:ccc"]],
+        "remotes": {"origin": {"url": "https://example.org/x"}}, "details": {"k": "v"},
+        "stage": "build", "target": {"name": "generic", "details": {}},
+        "start_time": "2026-01-01T12:00:00", "finish_time": "2026-01-01T12:05:00",
+        "queue_id": 7, "worker_name": "w1", "refreshed": True,
+        "target_branch_url": "https://example.org/t", "branch_url": "https://example.org/b",
+        "vcs_type": "git", "subpath": "", "transient": False, "codebase": "alpha"})
+    run = jr.ActiveRun.from_json(fixture("active_run_polling.json")["input"])
+    now = datetime(2026, 1, 1, 13, 0)
+    assert (jr.JanitorResult.from_worker_result(run, made, ["worker.log"], now).json()
+            == jr.JanitorResult.from_worker_result(run, sent, ["worker.log"], now).json())
+    assert made.code == "success"
+    assert (made.description, made.context, made.codemod) == ("Fixed", "ctx", {"fixed": 1})
+    assert (made.main_branch_revision, made.revision) == (b"git-v1:aaa", b"git-v1:bbb")
+    assert made.branches == [("main", None, b"git-v1:aaa", b"git-v1:bbb")]
+    assert made.tags == [("v1", b"git-v1:ccc")]
+    assert made.remotes == {"origin": {"url": "https://example.org/x"}}
+    assert (made.details, made.stage, made.value) == ({"k": "v"}, "build", 20)
+    assert (made.start_time, made.finish_time) == (start, start.replace(minute=5))
+    assert (made.queue_id, made.worker_name, made.refreshed) == (7, "w1", True)
+    assert (made.target_branch_url, made.branch_url, made.vcs_type, made.subpath) == (
+        "https://example.org/t", "https://example.org/b", "git", "")
+    assert (made.transient, made.codebase) == (False, "alpha")
+    # Only the required fields: the dataclass defaults; and the same checks as result.json.
+    bare = jr.WorkerResult(None, None)
+    assert (bare.code, bare.branches, bare.refreshed, bare.start_time) == (
+        "success", None, False, None)
+    with pytest.raises(jr.ModelError, match="branches"):
+        jr.WorkerResult("x", None, branches=[("main", None, None, None), ("main", None, None, None)])
