@@ -248,6 +248,59 @@ class WorkerResult:
 class JanitorResult:
     """The stored outcome of a run."""
 
+    def __init__(
+        self,
+        *,
+        codebase: str,
+        log_id: str,
+        branch_url: str | None,
+        code: str,
+        description: str | None = None,
+        worker_result: WorkerResult | None = None,
+        logfilenames: list[str] | None = None,
+        campaign: str | None = None,
+        start_time: datetime | None = None,
+        finish_time: datetime | None = None,
+        worker_name: str | None = None,
+        vcs_type: str | None = None,
+        subpath: str | None = None,
+        resume_from: str | None = None,
+        change_set: str | None = None,
+        transient: bool | None = None,
+    ) -> None:
+        """The Python class's keywords; the campaign and both times must be known (from
+        ``worker_result`` or given), else ValueError."""
+    @property
+    def log_id(self) -> str: ...
+    @property
+    def codebase(self) -> str: ...
+    @property
+    def campaign(self) -> str: ...
+    @property
+    def change_set(self) -> str | None: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def branch_url(self) -> str | None: ...
+    @property
+    def vcs_type(self) -> str | None: ...
+    @property
+    def subpath(self) -> str | None: ...
+    @property
+    def transient(self) -> bool | None: ...
+    @property
+    def logfilenames(self) -> list[str]: ...
+    @property
+    def worker_name(self) -> str | None: ...
+    @property
+    def resume_from(self) -> str | None: ...
+    @property
+    def start_time(self) -> datetime: ...
+    @property
+    def finish_time(self) -> datetime: ...
+    @property
+    def duration(self) -> timedelta: ...
+
     @classmethod
     def from_worker_result(
         cls,

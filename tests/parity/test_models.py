@@ -127,3 +127,30 @@ def test_worker_result_from_keywords_equals_from_json():
         "success", None, False, None)
     with pytest.raises(jr.ModelError, match="branches"):
         jr.WorkerResult("x", None, branches=[("main", None, None, None), ("main", None, None, None)])
+
+
+def test_janitor_result_keywords():
+    start, finish = datetime(2026, 1, 1, 12, 0), datetime(2026, 1, 1, 12, 3)
+    aborted = jr.JanitorResult(
+        codebase="alpha", log_id="run-1", branch_url="https://example.org/a", code="timeout",
+        description="gone", campaign="lintian-fixes", start_time=start, finish_time=finish,
+        worker_name="w1", transient=True, change_set="cs")
+    assert (aborted.log_id, aborted.codebase, aborted.campaign, aborted.code) == (
+        "run-1", "alpha", "lintian-fixes", "timeout")
+    assert (aborted.description, aborted.transient, aborted.change_set) == ("gone", True, "cs")
+    assert aborted.duration.total_seconds() == 180
+    assert aborted.logfilenames == [] and aborted.resume_from is None
+    js = aborted.json()
+    assert (js["remotes"], js["branch_url"], aborted.worker_name) == (
+        {}, "https://example.org/a", "w1")
+    # With a worker result, its fields win; a refreshed run does not resume.
+    worker = jr.WorkerResult("success", "done", start_time=start, finish_time=finish,
+                             codebase="beta", refreshed=True, branch_url="https://b")
+    reported = jr.JanitorResult(
+        codebase="alpha", log_id="run-2", branch_url="https://example.org/a", code="x",
+        worker_result=worker, logfilenames=["worker.log"], campaign="c", resume_from="run-0")
+    assert (reported.code, reported.description, reported.codebase) == ("success", "done", "beta")
+    assert (reported.branch_url, reported.resume_from) == ("https://b", None)
+    assert reported.logfilenames == ["worker.log"]
+    with pytest.raises(ValueError, match="start_time"):
+        jr.JanitorResult(codebase="a", log_id="r", branch_url=None, code="x", campaign="c")
