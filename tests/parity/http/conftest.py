@@ -16,8 +16,8 @@ Two modes:
   directory, and serves the two apps on free ports of 127.0.0.1 with
   `--public-vcs-location http://127.0.0.1:9/vcs` (nothing listens on port 9, so the
   upstream and store probes fail at once and stay out of the picture). When `REDIS_URL` is
-  set, active runs live in that Redis under a unique `--redis-prefix`; unset it to test the
-  PostgreSQL store. The runner's output goes to `runner.log` in the session's temporary
+  set, the runner uses that Redis under a unique `--redis-prefix` (the mirrored store: claims
+  in PostgreSQL, a copy and pub/sub in Redis); unset it to test the PostgreSQL store alone. The runner's output goes to `runner.log` in the session's temporary
   directory. At the end the runner is stopped and the database dropped.
   `JR_PARITY_SKIP_BUILD=1` uses the existing binary without running cargo.
 
