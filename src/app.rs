@@ -136,6 +136,9 @@ pub enum StoreLocation {
     Mirrored { url: String, prefix: String },
 }
 
+/// How long start-up waits for the database before listening anyway.
+const READY_WAIT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot connect to PostgreSQL: {0}")]
@@ -240,8 +243,9 @@ impl AppState {
     }
 
     /// Assembles the state around a pool that connects on first use, and a task that
-    /// migrates the database as soon as it can be reached. Until it has, `database` says why
-    /// not. The task ends with an error only for a failure that waiting cannot cure (a schema
+    /// migrates the database as soon as it can be reached (waited for up to `READY_WAIT`
+    /// here, so a healthy database is ready before the first request). Until it has,
+    /// `database` says why not. The task ends with an error only for a failure that waiting cannot cure (a schema
     /// it cannot adopt).
     pub async fn start_before_database(
         database_url: &str,
@@ -278,7 +282,25 @@ impl AppState {
                 }
             }
         });
-        Ok((state, preparing))
+        // A database that answers is usually migrated within moments: wait that long, so a
+        // runner (re)started next to a healthy database serves ready from its first request.
+        // The task is not cancelled when the wait ends; an adoption that takes longer goes on.
+        let mut preparing = preparing;
+        tokio::select! {
+            finished = &mut preparing => {
+                match finished {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => return Err(error),
+                    Err(panicked) => {
+                        return Err(StartupError::Migrate(sqlx::migrate::MigrateError::Execute(
+                            sqlx::Error::Io(std::io::Error::other(panicked)),
+                        )));
+                    }
+                }
+                Ok((state, tokio::spawn(async { Ok(()) })))
+            }
+            () = tokio::time::sleep(READY_WAIT) => Ok((state, preparing)),
+        }
     }
 
     /// Opens the pool, migrates, and assembles the state with the system clock.

@@ -131,13 +131,17 @@ pub async fn announce(
 /// Removes a run from the active-run store and the `active_runs` gauge.
 pub async fn release(state: &AppState, run: &ActiveRun) -> Result<()> {
     if state.store.unclaim_run(&run.log_id).await?.is_some() {
-        state
-            .metrics
-            .active_runs
-            .with_label_values(&[Metrics::label(run.worker_name.as_deref())])
-            .dec();
+        lower_active_gauge(state, run);
     }
     Ok(())
+}
+
+fn lower_active_gauge(state: &AppState, run: &ActiveRun) {
+    state
+        .metrics
+        .active_runs
+        .with_label_values(&[Metrics::label(run.worker_name.as_deref())])
+        .dec();
 }
 
 fn record_result_metrics(metrics: &Metrics, result: &JanitorResult) {
@@ -169,8 +173,18 @@ pub async fn finish_run(
         }
         Err(other) => return Err(other),
     }
+    if !state.store.claims_in_database() {
+        tx.commit().await?;
+        return announce(state, run, result, true).await;
+    }
+    // The claim goes with the same commit that stores the run: a process killed in between
+    // cannot leave a stored run still registered as out with its worker.
+    let released = state.store.unclaim_run_in(&mut tx, &run.log_id).await?;
     tx.commit().await?;
-    announce(state, run, result, true).await
+    if released.is_some() {
+        lower_active_gauge(state, run);
+    }
+    announce(state, run, result, false).await
 }
 
 /// A received finish upload: the files in a temporary directory (removed on drop), their

@@ -493,3 +493,36 @@ async fn mirror_is_rebuilt_after_redis_loses_everything() {
     common::clear_prefix(&prefix).await;
     db.drop_now().await;
 }
+
+/// The PostgreSQL-backed stores release a claim inside the caller's transaction: rolled back,
+/// the run is still registered; committed, it is gone with whatever else the commit wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_commits_with_the_callers_transaction() {
+    let db = common::migrated_database().await;
+    let prefix = common::redis_prefix();
+    let stores: Vec<Arc<dyn ActiveRunStore>> = vec![
+        Arc::new(PostgresStore::new(db.pool.clone())),
+        Arc::new(mirrored_store(&db, &prefix).await),
+    ];
+    for (n, store) in stores.into_iter().enumerate() {
+        assert!(store.claims_in_database());
+        let queue_id = 100 + n as i64;
+        let active = run(&format!("in-tx-{n}"), queue_id);
+        let now = common::fixed_now();
+        store
+            .register_run(&active.log_id, queue_id, &data(&active), now)
+            .await
+            .unwrap();
+        let mut tx = db.pool.begin().await.unwrap();
+        let removed = store.unclaim_run_in(&mut tx, &active.log_id).await.unwrap();
+        assert_eq!(removed, Some(data(&active)));
+        tx.rollback().await.unwrap();
+        assert!(store.get_run(&active.log_id).await.unwrap().is_some());
+        let mut tx = db.pool.begin().await.unwrap();
+        store.unclaim_run_in(&mut tx, &active.log_id).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(store.get_run(&active.log_id).await.unwrap().is_none());
+    }
+    common::clear_prefix(&prefix).await;
+    db.drop_now().await;
+}

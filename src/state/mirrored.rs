@@ -112,6 +112,18 @@ impl MirroredStore {
         }
     }
 
+    fn mirror_removal(&self, id: &str, removed: Option<&Value>) {
+        if let Some(queue_id) = removed
+            .and_then(|data| data.get("queue_id"))
+            .and_then(Value::as_i64)
+        {
+            self.mirror(MirrorWrite::Remove {
+                id: id.to_string(),
+                queue_id,
+            });
+        }
+    }
+
     fn mirror(&self, write: MirrorWrite) {
         if self.writes.try_send(write).is_err() {
             self.stale.store(true, Ordering::Relaxed);
@@ -165,16 +177,19 @@ impl ActiveRunStore for MirroredStore {
 
     async fn unclaim_run(&self, id: &str) -> Result<Option<Value>, StoreError> {
         let removed = self.truth.unclaim_run(id).await?;
-        if let Some(queue_id) = removed
-            .as_ref()
-            .and_then(|data| data.get("queue_id"))
-            .and_then(Value::as_i64)
-        {
-            self.mirror(MirrorWrite::Remove {
-                id: id.to_string(),
-                queue_id,
-            });
-        }
+        self.mirror_removal(id, removed.as_ref());
+        Ok(removed)
+    }
+
+    async fn unclaim_run_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        id: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        // Written to the copy before the caller commits; a rollback leaves the copy short of
+        // a run PostgreSQL still has until the next reconciliation puts it back.
+        let removed = self.truth.unclaim_run_in(conn, id).await?;
+        self.mirror_removal(id, removed.as_ref());
         Ok(removed)
     }
 

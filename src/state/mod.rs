@@ -77,6 +77,18 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
     /// Removes a run and releases its queue item; returns what was stored, if anything.
     async fn unclaim_run(&self, id: &str) -> Result<Option<Value>, StoreError>;
 
+    /// `unclaim_run` as part of the caller's transaction (the finish's, which stores the run),
+    /// so the run is never both stored and still registered. Only stores whose claims live in
+    /// the database (`claims_in_database`) do it in `conn`; the others ignore it.
+    async fn unclaim_run_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        id: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let _ = conn;
+        self.unclaim_run(id).await
+    }
+
     async fn list_runs(&self) -> Result<Vec<StoredRun>, StoreError>;
 
     async fn active_run_count(&self) -> Result<usize, StoreError>;

@@ -59,6 +59,16 @@ async fn insert_claim(
     }
 }
 
+/// Deletes the claim; returns the run's stored JSON if it was registered.
+async fn delete_claim(conn: &mut PgConnection, id: &str) -> Result<Option<Value>, StoreError> {
+    let data: Option<String> =
+        sqlx::query_scalar("DELETE FROM runner_active_run WHERE id = $1 RETURNING data::text")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    data.as_deref().map(parse).transpose()
+}
+
 fn parse(text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::InvalidData(e.to_string()))
 }
@@ -106,12 +116,16 @@ impl ActiveRunStore for PostgresStore {
     }
 
     async fn unclaim_run(&self, id: &str) -> Result<Option<Value>, StoreError> {
-        let data: Option<String> =
-            sqlx::query_scalar("DELETE FROM runner_active_run WHERE id = $1 RETURNING data::text")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        data.as_deref().map(parse).transpose()
+        let mut conn = self.pool.acquire().await?;
+        delete_claim(&mut conn, id).await
+    }
+
+    async fn unclaim_run_in(
+        &self,
+        conn: &mut PgConnection,
+        id: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        delete_claim(conn, id).await
     }
 
     async fn list_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
