@@ -361,15 +361,15 @@ mod tests {
         assert_eq!(parse_value(&obj(Value::from(5))), Ok((Some(5), None)));
         assert_eq!(
             parse_value(&obj(Value::from(0))),
-            Ok((None, Some("0".into())))
+            Ok((None, Some(Value::from(0))))
         );
         assert_eq!(
             parse_value(&obj(Value::from(0.0))),
-            Ok((None, Some("0.0".into())))
+            Ok((None, Some(Value::from(0.0))))
         );
         assert_eq!(
             parse_value(&obj(Value::Bool(false))),
-            Ok((None, Some("false".into())))
+            Ok((None, Some(Value::Bool(false))))
         );
         assert!(parse_value(&obj(Value::from(-3))).is_err());
         assert!(parse_value(&obj(Value::from(2.5))).is_err());
