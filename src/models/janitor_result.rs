@@ -122,6 +122,19 @@ pub struct JanitorResult {
     pub transient: Option<bool>,
 }
 
+/// What a result knows of its run besides the worker's report.
+#[derive(Debug, Clone)]
+pub struct ResultOf {
+    pub log_id: String,
+    pub codebase: String,
+    pub campaign: String,
+    pub change_set: Option<String>,
+    pub description: Option<String>,
+    pub worker_name: Option<String>,
+    pub resume_from: Option<String>,
+    pub logfilenames: Vec<String>,
+}
+
 impl JanitorResult {
     /// A run the worker reported on. Times are the worker's, falling back to the run's start
     /// and `now` when the worker sent none.
@@ -131,16 +144,45 @@ impl JanitorResult {
         logfilenames: Vec<String>,
         now: NaiveDateTime,
     ) -> Self {
+        let start_time = worker.start_time.unwrap_or(run.start_time);
+        let finish_time = worker.finish_time.unwrap_or(now);
+        let worker_name = run.worker_name.clone().or(worker.worker_name.clone());
+        Self::reported(
+            ResultOf {
+                log_id: run.log_id.clone(),
+                codebase: run.codebase().to_string(),
+                campaign: run.campaign.clone(),
+                change_set: run.change_set.clone(),
+                description: None,
+                worker_name,
+                resume_from: run.resume_from.clone(),
+                logfilenames,
+            },
+            worker,
+            start_time,
+            finish_time,
+        )
+    }
+
+    /// The result `worker` reported for the run `of`, with its times resolved. The worker's
+    /// fields win over `of` as in the Python's `JanitorResult` (codebase when it sent one,
+    /// description only when `of` has none); a refreshed run does not resume.
+    pub fn reported(
+        of: ResultOf,
+        worker: WorkerResult,
+        start_time: NaiveDateTime,
+        finish_time: NaiveDateTime,
+    ) -> Self {
         Self {
-            log_id: run.log_id.clone(),
+            log_id: of.log_id,
             codebase: worker
                 .codebase
                 .filter(|c| !c.is_empty())
-                .unwrap_or_else(|| run.codebase().to_string()),
-            campaign: run.campaign.clone(),
-            change_set: run.change_set.clone(),
+                .unwrap_or(of.codebase),
+            campaign: of.campaign,
+            change_set: of.change_set,
             code: worker.code,
-            description: worker.description,
+            description: of.description.or(worker.description),
             context: worker.context,
             main_branch_revision: worker.main_branch_revision,
             revision: worker.revision,
@@ -152,10 +194,10 @@ impl JanitorResult {
             remotes: worker.remotes,
             failure_details: worker.details,
             failure_stage: worker.stage,
-            start_time: worker.start_time.unwrap_or(run.start_time),
-            finish_time: worker.finish_time.unwrap_or(now),
-            logfilenames,
-            worker_name: run.worker_name.clone().or(worker.worker_name),
+            start_time,
+            finish_time,
+            logfilenames: of.logfilenames,
+            worker_name: of.worker_name,
             branch_url: worker.branch_url,
             vcs_type: worker.vcs_type,
             subpath: worker.subpath,
@@ -163,7 +205,7 @@ impl JanitorResult {
             resume_from: if worker.refreshed {
                 None
             } else {
-                run.resume_from.clone()
+                of.resume_from
             },
             transient: worker.transient,
         }

@@ -471,42 +471,21 @@ impl PyJanitorResult {
             time.ok_or_else(|| PyValueError::new_err(format!("JanitorResult needs a {name}")))
         };
         let inner = match worker_result.map(|w| w.inner.clone()) {
-            Some(worker) => models::JanitorResult {
-                log_id,
-                codebase: worker
-                    .codebase
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or(codebase),
-                campaign,
-                change_set,
-                code: if worker.code.is_empty() {
-                    code
-                } else {
-                    worker.code
-                },
-                description: description.or(worker.description),
-                context: worker.context,
-                main_branch_revision: worker.main_branch_revision,
-                revision: worker.revision,
-                codemod_result: worker.codemod,
-                value: worker.value,
-                builder_result: worker.builder_result,
-                branches: worker.branches,
-                tags: worker.tags,
-                remotes: worker.remotes,
-                failure_details: worker.details,
-                failure_stage: worker.stage,
-                start_time: required(worker.start_time.or(start_time), "start_time")?,
-                finish_time: required(worker.finish_time.or(finish_time), "finish_time")?,
-                logfilenames: logfilenames.unwrap_or_default(),
-                worker_name,
-                branch_url: worker.branch_url,
-                vcs_type: worker.vcs_type,
-                subpath: worker.subpath,
-                target_branch_url: worker.target_branch_url,
-                resume_from: if worker.refreshed { None } else { resume_from },
-                transient: worker.transient,
-            },
+            Some(worker) => {
+                let start_time = required(worker.start_time.or(start_time), "start_time")?;
+                let finish_time = required(worker.finish_time.or(finish_time), "finish_time")?;
+                let of = models::ResultOf {
+                    log_id,
+                    codebase,
+                    campaign,
+                    change_set,
+                    description,
+                    worker_name,
+                    resume_from,
+                    logfilenames: logfilenames.unwrap_or_default(),
+                };
+                models::JanitorResult::reported(of, worker, start_time, finish_time)
+            }
             None => models::JanitorResult {
                 log_id,
                 codebase,
