@@ -32,6 +32,13 @@ pub struct Settings {
     pub public_apt_archive_location: Option<String>,
     pub public_dep_server_url: Option<String>,
     pub backup_directory: Option<PathBuf>,
+    /// Where logs go, in place of the configuration's `logs_location` (the Python face's
+    /// `logfile_manager`).
+    pub logs_location: Option<String>,
+    /// Where artifacts go, in place of the configuration's `artifact_location`.
+    pub artifact_location: Option<String>,
+    /// The committer of runs, in place of the configuration's `committer`.
+    pub committer: Option<String>,
     /// Largest JSON request body accepted, in bytes.
     pub max_json_body: usize,
     /// Largest finish upload accepted, in bytes.
@@ -49,6 +56,9 @@ impl Default for Settings {
             public_apt_archive_location: None,
             public_dep_server_url: None,
             backup_directory: None,
+            logs_location: None,
+            artifact_location: None,
+            committer: None,
             max_json_body: 32 * 1024 * 1024,
             max_upload_size: 1024 * 1024 * 1024,
             backchannel_timeout: crate::backchannel::KEEPALIVE_TIMEOUT,
@@ -62,6 +72,9 @@ impl Default for Settings {
 #[derive(Debug, Clone, Default)]
 pub struct DatabaseReadiness {
     waiting_for: Arc<std::sync::Mutex<Option<String>>>,
+    /// Created without a database (a Python-face app or processor on Redis alone): nothing
+    /// is awaited, so the runner is ready, and what needs the database says why it cannot.
+    absent: bool,
 }
 
 impl DatabaseReadiness {
@@ -70,6 +83,18 @@ impl DatabaseReadiness {
         let readiness = Self::default();
         readiness.wait_for(reason);
         readiness
+    }
+
+    /// No database at all, and none coming: `waiting_for` gives `reason` for ever.
+    pub fn absent(reason: impl Into<String>) -> Self {
+        Self {
+            absent: true,
+            ..Self::pending(reason)
+        }
+    }
+
+    pub fn is_absent(&self) -> bool {
+        self.absent
     }
 
     pub fn wait_for(&self, reason: impl Into<String>) {
@@ -92,7 +117,7 @@ impl DatabaseReadiness {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AppState {
     pub pool: PgPool,
     /// Ready from the start for a state assembled around a migrated pool.
@@ -201,11 +226,7 @@ impl AppState {
             Some(location) => VcsStores::parse(location)?,
             None => VcsStores::default(),
         };
-        let storage = Storage::new(
-            config.logs_location(),
-            config.artifact_location(),
-            settings.backup_directory.as_deref(),
-        )?;
+        let storage = storage_for(&config, &settings)?;
         let status_announcer = StatusAnnouncer::spawn(
             AnnouncerParts {
                 store: store.clone(),
@@ -240,6 +261,25 @@ impl AppState {
             queue_positions: crate::queue_positions::QueuePositions::new(),
             backchannels,
         })
+    }
+
+    /// The same state (store, pool, background tasks) serving another configuration.
+    pub fn with_config(&self, config: Config) -> Result<Self, StartupError> {
+        Ok(Self {
+            storage: storage_for(&config, &self.settings)?,
+            config: Arc::new(config),
+            ..self.clone()
+        })
+    }
+
+    /// The same state over another database pool, reachable and migrated.
+    pub fn with_pool(&self, pool: PgPool) -> Self {
+        Self {
+            rescheduler: Rescheduler::new(pool.clone(), self.clock.clone()),
+            pool,
+            database: DatabaseReadiness::default(),
+            ..self.clone()
+        }
     }
 
     /// Assembles the state around a pool that connects on first use, and a task that
@@ -314,6 +354,18 @@ impl AppState {
         crate::db::migrate(&pool).await?;
         Self::assemble(pool, store, config, settings, Arc::new(SystemClock)).await
     }
+}
+
+/// Where logs and artifacts go: the settings' locations, else the configuration's.
+fn storage_for(config: &Config, settings: &Settings) -> Result<Storage, StorageError> {
+    Storage::new(
+        settings.logs_location.as_deref().or(config.logs_location()),
+        settings
+            .artifact_location
+            .as_deref()
+            .or(config.artifact_location()),
+        settings.backup_directory.as_deref(),
+    )
 }
 
 /// A Redis connection that reconnects by itself and never waits more than a few seconds.

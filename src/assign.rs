@@ -575,7 +575,12 @@ async fn describe(state: &AppState, run: &ActiveRun, plan: &Plan, probed: Probed
     let cached_url = store.branch_url(run.codebase(), &builder.cache_branch_name(&locations));
     let target_url = store.repository_url(run.codebase());
     let mut env: BTreeMap<String, String> = build_env.clone();
-    if let Some(committer) = state.config.committer() {
+    if let Some(committer) = state
+        .settings
+        .committer
+        .as_deref()
+        .or(state.config.committer())
+    {
         env.extend(crate::committer_env(Some(committer)));
     }
     env.extend(plan.command_env.clone());

@@ -27,6 +27,7 @@ pub mod names;
 pub mod processor;
 pub mod queue;
 pub mod queue_positions;
+pub mod review;
 pub mod runs;
 pub mod schedule;
 pub mod state;

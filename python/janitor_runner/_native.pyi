@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 import io
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 _T = TypeVar("_T")
@@ -411,6 +411,21 @@ async def store_run(
     """``janitor.runner.store_run`` on a pool: the run and its result branches in one
     transaction. Without ``change_set``, the run id names a new change set (the column is
     NOT NULL, so the Python's ``None`` fails there). Duplicate roles: ``ValueError``."""
+async def store_review(
+    conn: Pool,
+    session: object,
+    runner_url: str,
+    run_id: str,
+    verdict: str,
+    comment: str | None,
+    reviewer: str | None,
+    is_qa_reviewer: bool,
+) -> None:
+    """``janitor.review.store_review``: the verdict (approved, rejected, abstained,
+    reschedule) stored per run and reviewer; ``reschedule`` is stored as ``rejected`` and
+    schedules a fresh run; a QA reviewer's verdict is POSTed to ``runner_url`` as the run's
+    publish status before the transaction commits. ``session`` is accepted and not used.
+    ValueError for an unknown verdict, KeyError for an unknown run."""
 async def estimate_duration(pool: Pool, codebase: str, campaign: str) -> timedelta:
     """Average duration of the pair's runs, else the codebase's, else the campaign's, else 15 s."""
 async def estimate_success_probability_and_duration(
@@ -505,25 +520,37 @@ class Queue:
     async def get_buckets(self) -> list[tuple[str, int]]: ...
 
 class QueueProcessor:
-    """The run registry of the Python runner's ``QueueProcessor``.
+    """The run registry of the Python runner's ``QueueProcessor``, with its parameters.
 
-    Active runs live in Redis when ``redis_url`` is given (the Python runner's keys), else in
-    the database; ``config`` is a janitor.conf path.
+    Where the Python takes objects, this takes what identifies them: ``database`` is the
+    ``Pool`` of ``await connect(dsn)`` (or None: the registry, rate limits and status then work
+    on Redis alone), ``redis`` the Redis URL (or None: active runs live in the database),
+    ``logfile_manager``/``artifact_manager`` a location as janitor.conf's ``logs_location``
+    gives it (a directory, ``s3://``/``gs://`` URL; None: the config's), ``public_vcs_managers``
+    the location ``get_vcs_managers`` was given (a base URL or directory, or a dict of VCS name
+    to location), the backup managers ``<backup_directory>/logs`` and ``.../artifacts``.
+    ``config`` is a janitor.conf path (an app created with ``create_app`` brings its own).
+    ``use_cached_only`` is accepted and, as in the Python, has no effect.
     """
 
     def __init__(
         self,
-        pool: Pool,
+        database: Pool | None,
+        redis: str | None = None,
+        run_timeout: int = 60,
+        logfile_manager: str | os.PathLike[str] | None = None,
+        artifact_manager: str | os.PathLike[str] | None = None,
+        public_vcs_managers: str | os.PathLike[str] | Mapping[str, str] | None = None,
+        use_cached_only: bool = False,
+        committer: str | None = None,
+        backup_artifact_manager: str | os.PathLike[str] | None = None,
+        backup_logfile_manager: str | os.PathLike[str] | None = None,
+        avoid_hosts: Iterable[str] | None = None,
+        dep_server_url: str | None = None,
+        apt_archive_url: str | None = None,
         *,
         config: str | os.PathLike[str] | None = None,
-        redis_url: str | None = None,
         redis_prefix: str = "",
-        run_timeout: int = 60,
-        avoid_hosts: set[str] | None = None,
-        public_vcs_location: str | None = None,
-        public_apt_archive_location: str | None = None,
-        public_dep_server_url: str | None = None,
-        backup_directory: str | os.PathLike[str] | None = None,
     ) -> None: ...
     async def register_run(self, active_run: ActiveRun) -> None:
         """Raises QueueItemAlreadyClaimed when another run holds the queue item."""
@@ -578,6 +605,23 @@ class Server:
     async def stop(self) -> None: ...
     async def wait(self) -> None: ...
 
+async def create_app(
+    queue_processor: QueueProcessor | None = None,
+    config: str | os.PathLike[str] | None = None,
+    database: Pool | None = None,
+    tracer: object = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> Server:
+    """The internal app (the Python ``create_app``'s routes), serving on ``host:port`` over the
+    queue processor's state: an aiohttp Application there, a running ``Server`` here (point a
+    client at ``internal_url``). ``config`` is a janitor.conf path, used by the processor from
+    then on too; ``tracer`` is accepted and not used. Without a database, ``/health``,
+    ``/ready``, ``/metrics``, ``/status`` and the active runs answer; the rest answer 503."""
+async def migrate(pool: Pool) -> None:
+    """Brings the database to the runner's schema, adopting the Python runner's
+    (``janitor-runner migrate``)."""
 async def serve(args: Sequence[str] = ()) -> None:
     """Run the runner with the binary's options until cancelled."""
 async def start_server(args: Sequence[str] = ()) -> Server:

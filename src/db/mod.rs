@@ -4,6 +4,7 @@ pub mod candidates;
 pub mod codebases;
 pub mod migrate;
 pub mod queue;
+pub mod reviews;
 pub mod runs;
 
 use std::time::Duration;
@@ -34,6 +35,18 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_lazy(url)
+}
+
+/// A pool for a state that has no database (the Python face's processor on Redis alone): it
+/// points at a socket that cannot exist and is never used while the state says the database
+/// is absent.
+pub fn absent_pool() -> PgPool {
+    let nowhere = sqlx::postgres::PgConnectOptions::new_without_pgpass()
+        .socket("/nonexistent/janitor-runner/no-database");
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_lazy_with(nowhere)
 }
 
 /// The SQLSTATE of a database error, if the error came from the server.

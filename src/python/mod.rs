@@ -704,6 +704,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(queue::vcs_info_json, m)?)?;
     m.add_function(wrap_pyfunction!(server::serve, m)?)?;
     m.add_function(wrap_pyfunction!(server::start_server, m)?)?;
+    m.add_function(wrap_pyfunction!(server::create_app, m)?)?;
+    m.add_function(wrap_pyfunction!(server::migrate, m)?)?;
     m.add_function(wrap_pyfunction!(scheduling::py_estimate_duration, m)?)?;
     m.add_function(wrap_pyfunction!(
         scheduling::py_estimate_success_probability_and_duration,
@@ -712,6 +714,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scheduling::connect, m)?)?;
     m.add_function(wrap_pyfunction!(runs::store_run, m)?)?;
     m.add_function(wrap_pyfunction!(runs::store_change_set, m)?)?;
+    m.add_function(wrap_pyfunction!(runs::store_review, m)?)?;
     m.add_function(wrap_pyfunction!(scheduling::py_do_schedule_regular, m)?)?;
     m.add_function(wrap_pyfunction!(scheduling::py_do_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(scheduling::py_do_schedule_control, m)?)?;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{NaiveDateTime, TimeDelta};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use super::queue::{AsyncRows, item_with_vcs, timedelta_from_seconds};
 use super::scheduling::PyPool;
 use super::{PyActiveRun, PyJanitorResult, collect_iterable, from_json_value, service_error};
-use crate::app::{AppState, Settings, StoreLocation};
+use crate::app::{AppState, DatabaseReadiness, Settings, StoreLocation};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::processor::{self, RetryAfter};
@@ -22,11 +22,13 @@ fn utc_now() -> NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
 
-/// The Python runner's `QueueProcessor`: active runs in Redis (`redis_url`) or in the
-/// database, the configuration from `config` (a janitor.conf path; none: no campaigns).
-#[pyclass(name = "QueueProcessor", module = "janitor_runner", frozen)]
+/// The Python runner's `QueueProcessor`: active runs in Redis (`redis`, the Python runner's
+/// keys) or else in the database; without a database, the registry, rate limits and status
+/// work on Redis alone. The configuration comes from `config` (a janitor.conf path) or, as in
+/// the Python, from the app it is served with (`create_app`).
+#[pyclass(name = "QueueProcessor", module = "janitor_runner", frozen, subclass)]
 pub struct PyQueueProcessor {
-    state: Arc<AppState>,
+    state: RwLock<Arc<AppState>>,
     watchdog: Mutex<Option<Arc<WatchdogHandle>>>,
 }
 
@@ -42,6 +44,25 @@ impl Drop for PyQueueProcessor {
 impl PyQueueProcessor {
     fn watchdog_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<WatchdogHandle>>> {
         self.watchdog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state the processor works on (replaced when an app is created with another
+    /// configuration or database).
+    pub(crate) fn state(&self) -> Arc<AppState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn replace_state(&self, state: Arc<AppState>) {
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    /// The state, for a method that needs the database.
+    fn state_with_database(&self) -> PyResult<Arc<AppState>> {
+        let state = self.state();
+        if state.database.is_absent() {
+            return Err(PyRuntimeError::new_err(NO_DATABASE));
+        }
+        Ok(state)
     }
 }
 
@@ -68,40 +89,102 @@ impl PyWatchdogTask {
     }
 }
 
+const NO_DATABASE: &str = "this QueueProcessor was created without a database";
+
+/// A location given as a string or path (what identifies a Python log-file, artifact or VCS
+/// manager).
+fn location(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<String>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok(text) = value.extract::<String>() {
+        return Ok(Some(text).filter(|t| !t.is_empty()));
+    }
+    if let Ok(path) = value.extract::<PathBuf>() {
+        return Ok(Some(path.to_string_lossy().into_owned()));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be a location (a URL or a directory, str or os.PathLike), not {}",
+        value.get_type().name()?
+    )))
+}
+
+/// `public_vcs_managers`: one location for all (`https://host/` or a directory), or a
+/// mapping of VCS name to location, as `get_vcs_managers` would be given them.
+fn vcs_location(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    if let Some(mapping) = value.and_then(|v| v.cast::<pyo3::types::PyDict>().ok()) {
+        let mut pairs = Vec::new();
+        for (vcs, place) in mapping.iter() {
+            let place = location(Some(&place), "a VCS manager location")?.unwrap_or_default();
+            pairs.push(format!("{}={place}", vcs.extract::<String>()?));
+        }
+        return Ok(Some(pairs.join(",")).filter(|p| !p.is_empty()));
+    }
+    location(value, "public_vcs_managers")
+}
+
 #[pymethods]
 impl PyQueueProcessor {
     #[new]
     #[pyo3(signature = (
-        pool, *, config=None, redis_url=None, redis_prefix=String::new(), run_timeout=60,
-        avoid_hosts=None, public_vcs_location=None, public_apt_archive_location=None,
-        public_dep_server_url=None, backup_directory=None
+        database, redis=None, run_timeout=60, logfile_manager=None, artifact_manager=None,
+        public_vcs_managers=None, use_cached_only=false, committer=None,
+        backup_artifact_manager=None, backup_logfile_manager=None, avoid_hosts=None,
+        dep_server_url=None, apt_archive_url=None, *, config=None, redis_prefix=String::new()
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        pool: &PyPool,
-        config: Option<PathBuf>,
-        redis_url: Option<String>,
-        redis_prefix: String,
+        database: Option<&PyPool>,
+        redis: Option<String>,
         run_timeout: i64,
+        logfile_manager: Option<&Bound<'_, PyAny>>,
+        artifact_manager: Option<&Bound<'_, PyAny>>,
+        public_vcs_managers: Option<&Bound<'_, PyAny>>,
+        use_cached_only: bool,
+        committer: Option<String>,
+        backup_artifact_manager: Option<&Bound<'_, PyAny>>,
+        backup_logfile_manager: Option<&Bound<'_, PyAny>>,
         avoid_hosts: Option<&Bound<'_, PyAny>>,
-        public_vcs_location: Option<String>,
-        public_apt_archive_location: Option<String>,
-        public_dep_server_url: Option<String>,
-        backup_directory: Option<PathBuf>,
+        dep_server_url: Option<String>,
+        apt_archive_url: Option<String>,
+        config: Option<PathBuf>,
+        redis_prefix: String,
     ) -> PyResult<Self> {
-        let pool = pool.pool.clone();
+        // Accepted as the Python accepts it; it has no effect there either.
+        let _ = use_cached_only;
+        let backup_directory = backup_directory(
+            location(backup_logfile_manager, "backup_logfile_manager")?,
+            location(backup_artifact_manager, "backup_artifact_manager")?,
+        )?;
         let avoid_hosts: Vec<String> = collect_iterable(avoid_hosts)?;
         let settings = Settings {
             avoid_hosts: avoid_hosts.into_iter().collect::<BTreeSet<_>>(),
             run_timeout_minutes: run_timeout,
-            public_vcs_location,
-            public_apt_archive_location,
-            public_dep_server_url,
+            public_vcs_location: vcs_location(public_vcs_managers)?,
+            public_apt_archive_location: apt_archive_url,
+            public_dep_server_url: dep_server_url,
             backup_directory,
+            logs_location: location(logfile_manager, "logfile_manager")?,
+            artifact_location: location(artifact_manager, "artifact_manager")?,
+            committer: committer.filter(|c| !c.is_empty()),
             ..Settings::default()
         };
-        let store = match redis_url.filter(|u| !u.is_empty()) {
+        let redis = redis.filter(|u| !u.is_empty());
+        let (pool, absent) = match database {
+            Some(pool) => (pool.pool.clone(), false),
+            None if redis.is_some() => {
+                // The pool's housekeeping task needs the runtime it will live on.
+                let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
+                (crate::db::absent_pool(), true)
+            }
+            None => {
+                return Err(PyTypeError::new_err(
+                    "QueueProcessor needs a database (a Pool), a Redis URL, or both",
+                ));
+            }
+        };
+        let store = match redis {
             Some(url) => StoreLocation::Redis {
                 url,
                 prefix: redis_prefix,
@@ -122,9 +205,12 @@ impl PyQueueProcessor {
                     .map_err(|e| e.to_string())
             })
         });
-        let state = state.map_err(PyRuntimeError::new_err)?;
+        let mut state = state.map_err(PyRuntimeError::new_err)?;
+        if absent {
+            state.database = DatabaseReadiness::absent(NO_DATABASE);
+        }
         Ok(Self {
-            state: Arc::new(state),
+            state: RwLock::new(Arc::new(state)),
             watchdog: Mutex::new(None),
         })
     }
@@ -137,7 +223,7 @@ impl PyQueueProcessor {
             return Err(PyRuntimeError::new_err("Watchdog already started"));
         }
         let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
-        let watchdog = Arc::new(Watchdog::new(self.state.clone()));
+        let watchdog = Arc::new(Watchdog::new(self.state()));
         *slot = Some(Arc::new(watchdog.spawn(KEEPALIVE_INTERVAL)));
         Ok(())
     }
@@ -170,7 +256,7 @@ impl PyQueueProcessor {
 
     /// One watchdog pass now (what the watchdog does every 10 s): a summary of what it did.
     fn check_active_runs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let state = self.state();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let report = Watchdog::new(state)
                 .run_pass()
@@ -197,7 +283,7 @@ impl PyQueueProcessor {
         py: Python<'py>,
         active_run: PyActiveRun,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let state = self.state();
         super::awaitable_none(py, async move {
             processor::register_run(&state, &active_run.inner, utc_now())
                 .await
@@ -210,7 +296,7 @@ impl PyQueueProcessor {
         py: Python<'py>,
         active_run: PyActiveRun,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let state = self.state();
         super::awaitable_none(py, async move {
             processor::update_run(&state, &active_run.inner, utc_now())
                 .await
@@ -220,7 +306,7 @@ impl PyQueueProcessor {
 
     /// The registered run with this id, or None.
     fn get_run<'py>(&self, py: Python<'py>, log_id: String) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let state = self.state();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let run = processor::get_run(&state, &log_id)
                 .await
@@ -231,7 +317,7 @@ impl PyQueueProcessor {
 
     /// Releases a run and its queue item; unknown runs are ignored.
     fn unclaim_run<'py>(&self, py: Python<'py>, log_id: String) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let state = self.state();
         super::awaitable_none(py, async move {
             processor::unclaim_run(&state, &log_id)
                 .await
@@ -249,7 +335,7 @@ impl PyQueueProcessor {
         description: String,
         transient: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let state = self.state_with_database()?;
         super::awaitable_none(py, async move {
             processor::abort_run(
                 &state,
@@ -273,7 +359,7 @@ impl PyQueueProcessor {
         active_run: PyActiveRun,
         result: PyJanitorResult,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let state = self.state_with_database()?;
         super::awaitable_none(py, async move {
             let mut result = result.inner;
             crate::finish::finish_run(&state, &active_run.inner, &mut result)
@@ -305,7 +391,7 @@ impl PyQueueProcessor {
                 ));
             }),
         };
-        let state = self.state.clone();
+        let state = self.state();
         super::awaitable_none(py, async move {
             processor::rate_limited(&state, &host, retry_after, utc_now())
                 .await
@@ -316,7 +402,7 @@ impl PyQueueProcessor {
 
     /// `async for host, until in processor.rate_limited_hosts()`: hosts still blocked.
     fn rate_limited_hosts(&self) -> AsyncRows {
-        let state = self.state.clone();
+        let state = self.state();
         AsyncRows::new(Box::pin(async move {
             let hosts = processor::rate_limited_hosts(&state, utc_now())
                 .await
@@ -332,7 +418,7 @@ impl PyQueueProcessor {
 
     /// The runner status, as `GET /status` serves it.
     fn status_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let state = self.state();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let status = processor::status_json(&state, utc_now())
                 .await
@@ -342,7 +428,7 @@ impl PyQueueProcessor {
     }
 
     fn active_run_count<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let state = self.state();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             processor::active_run_count(&state)
                 .await
@@ -358,7 +444,7 @@ impl PyQueueProcessor {
         codebase: String,
         campaign: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let state = self.state_with_database()?;
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let found = processor::estimate_wait(&state, &codebase, &campaign)
                 .await
@@ -386,7 +472,7 @@ impl PyQueueProcessor {
         codebase: Option<String>,
         campaign: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let state = self.state_with_database()?;
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let found = processor::next_queue_item(
                 &state,
@@ -403,7 +489,35 @@ impl PyQueueProcessor {
     fn __repr__(&self) -> String {
         format!(
             "QueueProcessor(run_timeout={}, avoid_hosts={:?})",
-            self.state.settings.run_timeout_minutes, self.state.settings.avoid_hosts
+            self.state().settings.run_timeout_minutes,
+            self.state().settings.avoid_hosts
         )
+    }
+}
+
+/// The Python runner keeps backups in `<backup_directory>/logs` and `<backup_directory>/artifacts`;
+/// the two managers given here must be those two directories of one parent.
+fn backup_directory(logs: Option<String>, artifacts: Option<String>) -> PyResult<Option<PathBuf>> {
+    let parent = |dir: &str, leaf: &str| {
+        let path = std::path::Path::new(dir);
+        (path.file_name().is_some_and(|name| name == leaf))
+            .then(|| path.parent().map(std::path::Path::to_path_buf))
+            .flatten()
+    };
+    match (logs, artifacts) {
+        (None, None) => Ok(None),
+        (logs, artifacts) => {
+            let from_logs = logs.as_deref().map(|dir| parent(dir, "logs"));
+            let from_artifacts = artifacts.as_deref().map(|dir| parent(dir, "artifacts"));
+            match (from_logs, from_artifacts) {
+                (Some(Some(a)), Some(Some(b))) if a == b => Ok(Some(a)),
+                (Some(Some(a)), None) | (None, Some(Some(a))) => Ok(Some(a)),
+                _ => Err(pyo3::exceptions::PyValueError::new_err(
+                    "backup_logfile_manager and backup_artifact_manager must be the directories \
+                     <backup_directory>/logs and <backup_directory>/artifacts (as the Python \
+                     runner's --backup-directory makes them)",
+                )),
+            }
+        }
     }
 }

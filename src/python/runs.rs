@@ -1,14 +1,15 @@
-//! `store_run` and `store_change_set`, as `janitor.runner` has them, on a pool rather than an
-//! asyncpg connection.
+//! `store_run` and `store_change_set`, as `janitor.runner` has them, and `store_review` of
+//! `janitor.review`, on a pool rather than an asyncpg connection.
 
 use chrono::NaiveDateTime;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use serde_json::Value;
 
 use super::scheduling::{PyPool, database_error};
 use crate::db::runs::{NewRun, ensure_change_set, insert, insert_result_branches};
 use crate::models::Branch;
+use crate::review::{Review, ReviewError, store_review as store_review_in_db};
 
 /// `(role, remote_name, base_revision, revision)`, the revisions as bytes.
 type ResultBranch<'py> = (
@@ -180,5 +181,47 @@ pub fn store_run<'py>(
             .await
             .map_err(database_error)?;
         tx.commit().await.map_err(database_error)
+    })
+}
+
+/// `store_review`, as `janitor.review` has it: `session` (an aiohttp session there) is
+/// accepted and not used, the runner is reached with the runner's own HTTP client.
+#[pyfunction]
+#[pyo3(signature = (conn, session, runner_url, run_id, verdict, comment, reviewer, is_qa_reviewer))]
+#[allow(clippy::too_many_arguments)]
+pub fn store_review<'py>(
+    py: Python<'py>,
+    conn: &PyPool,
+    session: Option<&Bound<'py, PyAny>>,
+    runner_url: String,
+    run_id: String,
+    verdict: String,
+    comment: Option<String>,
+    reviewer: Option<String>,
+    is_qa_reviewer: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let _ = session;
+    let pool = conn.pool.clone();
+    super::awaitable_none(py, async move {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let review = Review {
+            run_id: &run_id,
+            verdict: &verdict,
+            comment: comment.as_deref(),
+            reviewer: reviewer.as_deref(),
+            is_qa_reviewer,
+        };
+        store_review_in_db(&pool, &http, &runner_url, review)
+            .await
+            .map_err(|error| match error {
+                ReviewError::UnknownVerdict(_) => PyValueError::new_err(error.to_string()),
+                ReviewError::UnknownRun(_) => PyKeyError::new_err(error.to_string()),
+                ReviewError::Schedule(error) => super::scheduling::schedule_error(error),
+                ReviewError::Database(error) => database_error(error),
+                ReviewError::Runner { .. } => PyRuntimeError::new_err(error.to_string()),
+            })
     })
 }

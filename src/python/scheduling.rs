@@ -39,7 +39,7 @@ pub(super) fn database_error(error: sqlx::Error) -> PyErr {
 }
 
 /// The Python exception for each way scheduling can fail, as the Python code raised it.
-fn schedule_error(error: ScheduleError) -> PyErr {
+pub(super) fn schedule_error(error: ScheduleError) -> PyErr {
     match error {
         ScheduleError::CandidateUnavailable { campaign, codebase } => {
             CandidateUnavailable::new_err((campaign, codebase))

@@ -67,6 +67,8 @@ async fn finish_run(
 
 /// Routes that answer before the database is ready: the probes and the metrics.
 const ANSWERED_WITHOUT_DATABASE: [&str; 4] = ["/", "/health", "/ready", "/metrics"];
+/// Routes that read only the active-run store.
+const ANSWERED_FROM_STORE: [&str; 3] = ["/status", "/active-runs", "/active-runs/{run_id}"];
 
 /// 503 with the reason for every other route while the database is not reachable and
 /// migrated yet (a server started before its database).
@@ -75,10 +77,17 @@ async fn require_database(
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    let exempt = request
+    let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .is_some_and(|path| ANSWERED_WITHOUT_DATABASE.contains(&path.as_str()));
+        .map(|path| path.as_str());
+    let exempt = route.is_some_and(|path| {
+        ANSWERED_WITHOUT_DATABASE.contains(&path)
+            // Without any database, what the active-run store alone knows is still served.
+            || (state.database.is_absent()
+                && request.method() == axum::http::Method::GET
+                && ANSWERED_FROM_STORE.contains(&path))
+    });
     match state.database.waiting_for() {
         Some(reason) if !exempt => axum::response::IntoResponse::into_response(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

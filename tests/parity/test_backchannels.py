@@ -275,7 +275,7 @@ def store(request):
 
 def processor(pool, store, **kwargs):
     if store == "redis":
-        kwargs.update(redis_url=os.environ["REDIS_URL"], redis_prefix=f"jrpy-{uuid.uuid4().hex}:")
+        kwargs.update(redis=os.environ["REDIS_URL"], redis_prefix=f"jrpy-{uuid.uuid4().hex}:")
     return jr.QueueProcessor(pool, **kwargs)
 
 

@@ -128,7 +128,7 @@ def processor_for(request, pool, **kwargs):
         url = os.environ.get("REDIS_URL")
         if not url:
             pytest.skip("REDIS_URL is not set")
-        kwargs.update(redis_url=url, redis_prefix=f"jrpy-{uuid.uuid4().hex}:")
+        kwargs.update(redis=url, redis_prefix=f"jrpy-{uuid.uuid4().hex}:")
     return jr.QueueProcessor(pool, **kwargs)
 
 
