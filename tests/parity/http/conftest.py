@@ -30,7 +30,9 @@ Two modes:
   `command`; `--logs-location DIR` is its `logs_location` directory, to read stored logs back
   (those checks skip without it); `--flavour python` expects the reference runner's answers
   where `docs/differences.md` lists a deliberate difference (tests of fixed crashes then skip,
-  and errors the spec calls "plain" are read as plain text). No test assumes an empty
+  and errors the spec calls "plain" are read as plain text). The Python runner needs a
+  `--public-vcs-location` that answers (a server giving 404 for every path will do): one
+  where nothing listens makes its every assignment a 500. No test assumes an empty
   database: every test makes its own codebases (unique names), assigns with the `codebase`
   filter so that it only ever takes its own queue items, and only looks at its own rows. The
   public-app tests insert one worker (`parity-<hex>`, password hashed with pgcrypto) into the
