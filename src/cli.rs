@@ -40,6 +40,18 @@ pub struct ScheduleArgs {
     /// Compute everything, write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write nothing; compare the rows it would write with the queue's (the Python
+    /// scheduler's), print the differences field by field, exit 1 when there are any.
+    #[arg(long)]
+    pub shadow: bool,
+    /// With --shadow: start from this snapshot of the queue (taken with --save-queue just
+    /// before the Python scheduler ran), so that priorities compare exactly.
+    #[arg(long, value_name = "FILE", requires = "shadow")]
+    pub queue_before: Option<PathBuf>,
+    /// Save the queue as a bulk run finds it to FILE (JSON) and stop: the starting point of a
+    /// later `--shadow --queue-before FILE`.
+    #[arg(long, value_name = "FILE", conflicts_with = "shadow")]
+    pub save_queue: Option<PathBuf>,
     /// Prometheus push gateway to send `job_last_success_unixtime` to.
     #[arg(long)]
     pub prometheus: Option<String>,

@@ -79,10 +79,35 @@ async fn schedule(args: &janitor_runner::cli::ScheduleArgs) -> anyhow::Result<()
     janitor_runner::db::migrate(&pool)
         .await
         .context("migration failed")?;
+    if let Some(path) = &args.save_queue {
+        let snapshot = janitor_runner::schedule::bulk::snapshot_queue(&pool)
+            .await
+            .context("cannot read the queue")?;
+        let text = serde_json::to_vec(&snapshot)?;
+        tokio::fs::write(path, text)
+            .await
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("queue saved to {}", path.display());
+        return Ok(());
+    }
+    let before = match &args.queue_before {
+        Some(path) => {
+            let text = tokio::fs::read(path)
+                .await
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(
+                serde_json::from_slice(&text)
+                    .with_context(|| format!("{} is not a saved queue", path.display()))?,
+            )
+        }
+        None => None,
+    };
     let options = BulkOptions {
         campaign: args.campaign.clone(),
         codebases: args.codebases.clone(),
         dry_run: args.dry_run,
+        shadow: args.shadow,
+        before,
     };
     let terminal = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
@@ -104,6 +129,9 @@ async fn schedule(args: &janitor_runner::cli::ScheduleArgs) -> anyhow::Result<()
     .await?;
     if terminal {
         eprintln!();
+    }
+    if let Some(report) = &summary.shadow {
+        return report_shadow(report, summary.candidates, started.elapsed());
     }
     println!(
         "{} candidates in {:.2} s{}",
@@ -137,6 +165,54 @@ async fn schedule(args: &janitor_runner::cli::ScheduleArgs) -> anyhow::Result<()
         push_last_success(gateway).await?;
     }
     Ok(())
+}
+
+/// Prints the shadow comparison; an error (exit status 1) when the rows differ.
+fn report_shadow(
+    report: &janitor_runner::schedule::shadow::ShadowReport,
+    candidates: usize,
+    elapsed: std::time::Duration,
+) -> anyhow::Result<()> {
+    println!(
+        "shadow of {candidates} candidates in {:.2} s (nothing written): {} same, {} differ, \
+         {} only ours, {} only theirs",
+        elapsed.as_secs_f64(),
+        report.same,
+        report.differ,
+        report.only_ours,
+        report.only_theirs
+    );
+    let show = |row: &Option<janitor_runner::schedule::bulk::ScheduledRow>, field: &str| {
+        let Some(row) = row else {
+            return "(no row)".to_string();
+        };
+        match field {
+            "bucket" => row.bucket.clone(),
+            "priority" => row.priority.to_string(),
+            "command" => format!("{:?}", row.command),
+            "context" => format!("{:?}", row.context),
+            "estimated_duration" => format!("{} us", row.estimated_duration_us),
+            _ => format!("{:?}", row.requester),
+        }
+    };
+    for difference in &report.differences {
+        println!("  {}/{}:", difference.campaign, difference.codebase);
+        for field in &difference.fields {
+            println!(
+                "    {field}: ours {}, theirs {}",
+                show(&difference.ours, field),
+                show(&difference.theirs, field)
+            );
+        }
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the queue differs from what this scheduler would write ({} rows)",
+            report.differ + report.only_ours + report.only_theirs
+        )
+    }
 }
 
 /// Sets `job_last_success_unixtime` for job `janitor.schedule` on a push gateway.

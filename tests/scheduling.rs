@@ -444,6 +444,7 @@ async fn worked_example_bulk_path() {
         campaign: Some("lintian-fixes".into()),
         codebases: vec!["alpha".into(), "beta".into(), "gamma".into()],
         dry_run: false,
+        ..BulkOptions::default()
     };
     let summary = bulk_schedule(&server.db.pool, server.clock_now(), &options, |_, _| {})
         .await

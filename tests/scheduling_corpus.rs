@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use janitor_runner::error::Error;
-use janitor_runner::schedule::bulk::{BulkOptions, bulk_schedule};
+use janitor_runner::schedule::bulk::{BulkOptions, bulk_schedule, snapshot_queue};
 use janitor_runner::schedule::engine::{
     ControlRequest, RegularRequest, ScheduleError, ScheduleRequest, do_schedule,
     do_schedule_control, do_schedule_regular,
@@ -216,6 +216,27 @@ fn duration(args: &Value) -> Option<Micros> {
         .map(timedelta_from_seconds)
 }
 
+/// A `bulk` action's options.
+fn bulk_options(args: &Value) -> BulkOptions {
+    BulkOptions {
+        campaign: text(args, "campaign"),
+        codebases: args
+            .get("codebases")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|c| c.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        dry_run: args
+            .get("dry_run")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        ..BulkOptions::default()
+    }
+}
+
 async fn run_action(
     conn: &mut PgConnection,
     pool: &sqlx::PgPool,
@@ -301,22 +322,7 @@ async fn run_action(
             .await,
         ),
         "bulk" => {
-            let options = BulkOptions {
-                campaign: text(args, "campaign"),
-                codebases: args
-                    .get("codebases")
-                    .and_then(Value::as_array)
-                    .map(|list| {
-                        list.iter()
-                            .filter_map(|c| c.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                dry_run: args
-                    .get("dry_run")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            };
+            let options = bulk_options(args);
             let summary = bulk_schedule(pool, now, &options, |_, _| {})
                 .await
                 .expect("bulk scheduling never fails on these inputs");
@@ -446,6 +452,117 @@ async fn every_scenario_gives_the_reference_rows() {
         files.len(),
         failures.join("\n\n")
     );
+}
+
+/// The scenarios that end in a bulk run: the actions before it, and its options.
+fn ending_in_bulk(scenario: &Value) -> Option<(&[Value], BulkOptions)> {
+    let (last, before) = scenario["actions"].as_array()?.split_last()?;
+    let args = last.get("bulk")?;
+    if args.get("dry_run").and_then(Value::as_bool) == Some(true) {
+        return None;
+    }
+    let options = BulkOptions {
+        shadow: true,
+        ..bulk_options(args)
+    };
+    Some((before, options))
+}
+
+/// Replaces the queue with the rows the Python scheduler left.
+async fn load_queue(conn: &mut PgConnection, rows: &Value) {
+    execute(conn, "DELETE FROM queue").await;
+    for row in rows.as_array().expect("queue rows") {
+        sqlx::query(
+            "INSERT INTO queue (id, bucket, codebase, suite, command, priority, estimated_duration,
+                                context, change_set, requester, refresh)
+             VALUES ($1, $2::queue_bucket, $3, $4, $5, $6, $7 * interval '1 microsecond', $8, $9,
+                     $10, $11)",
+        )
+        .bind(int(row, "id").map(|id| id as i32))
+        .bind(text(row, "bucket"))
+        .bind(text(row, "codebase"))
+        .bind(text(row, "campaign"))
+        .bind(text(row, "command"))
+        .bind(int(row, "priority"))
+        .bind(int(row, "estimated_duration_us"))
+        .bind(text(row, "context"))
+        .bind(text(row, "change_set"))
+        .bind(text(row, "requester"))
+        .bind(row.get("refresh").and_then(Value::as_bool))
+        .execute(&mut *conn)
+        .await
+        .expect("queue row");
+    }
+}
+
+/// `janitor-runner schedule --shadow` on a database holding the Python's rows: every bulk
+/// scenario compares clean, and one row changed afterwards is the one difference reported.
+#[tokio::test]
+async fn shadow_of_the_python_rows_is_clean_and_names_a_changed_row() {
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for path in scenarios() {
+        let scenario: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+        let Some((before, options)) = ending_in_bulk(&scenario) else {
+            continue;
+        };
+        let now = janitor_runner::time::parse_timestamp(scenario["now"].as_str().expect("now"))
+            .expect("now");
+        let db = common::migrated_database().await;
+        let mut conn = db.pool.acquire().await.expect("connection");
+        set_up(&mut conn, &scenario["setup"]).await;
+        // The earlier calls as the corpus test makes them, the snapshot an operator takes
+        // before the Python scheduler runs, then the rows the Python left.
+        for action in before {
+            run_action(&mut conn, &db.pool, now, action).await;
+        }
+        let options = BulkOptions {
+            before: Some(snapshot_queue(&db.pool).await.expect("snapshot")),
+            ..options
+        };
+        load_queue(&mut conn, &scenario["expected"]["queue"]).await;
+        let summary = bulk_schedule(&db.pool, now, &options, |_, _| {})
+            .await
+            .expect("shadow");
+        let clean = summary.shadow.expect("a shadow report");
+        compared += 1;
+        if !clean.is_clean() || clean.same != summary.rows.len() {
+            failures.push(format!("{}: {clean:?}", path.display()));
+        }
+        // One compared row changed by a second: exactly that row is named.
+        if let Some(first) = summary.rows.first() {
+            let (codebase, campaign) = (first.codebase.clone(), first.campaign.clone());
+            sqlx::query(
+                "UPDATE queue SET estimated_duration = estimated_duration + interval '1 second'
+                 WHERE codebase = $1 AND suite = $2 AND coalesce(change_set, '') = ''",
+            )
+            .bind(&codebase)
+            .bind(&campaign)
+            .execute(&mut *conn)
+            .await
+            .expect("change one row");
+            let report = bulk_schedule(&db.pool, now, &options, |_, _| {})
+                .await
+                .expect("shadow")
+                .shadow
+                .expect("a shadow report");
+            let named: Vec<_> = report
+                .differences
+                .iter()
+                .map(|d| (d.codebase.clone(), d.campaign.clone(), d.fields.clone()))
+                .collect();
+            if (report.differ, report.only_ours, report.only_theirs) != (1, 0, 0)
+                || named != vec![(codebase, campaign, vec!["estimated_duration"])]
+            {
+                failures.push(format!("{} after a change: {report:?}", path.display()));
+            }
+        }
+        drop(conn);
+        db.drop_now().await;
+    }
+    assert!(compared >= 10, "only {compared} bulk scenarios");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Candidates on which the two paths must agree (a zero-valued publish mode, a codebase

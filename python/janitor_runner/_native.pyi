@@ -411,6 +411,17 @@ async def store_run(
     """``janitor.runner.store_run`` on a pool: the run and its result branches in one
     transaction. Without ``change_set``, the run id names a new change set (the column is
     NOT NULL, so the Python's ``None`` fails there). Duplicate roles: ``ValueError``."""
+async def bulk_schedule(
+    pool: Pool,
+    *,
+    campaign: str | None = None,
+    codebases: Sequence[str] | None = None,
+    dry_run: bool = False,
+) -> list[dict[str, Any]]:
+    """The bulk scheduler (``python -m janitor.schedule``): the queue rows written, or with
+    ``dry_run`` the rows that would be, in candidate order: dicts of ``codebase``,
+    ``campaign``, ``bucket``, ``priority``, ``command``, ``context``, ``estimated_duration``
+    (a timedelta) and ``requester``. Candidates the Python would crash on are skipped."""
 async def store_review(
     conn: Pool,
     session: object,

@@ -277,3 +277,49 @@ pub fn py_estimate_success_probability_and_duration<'py>(
         ))
     })
 }
+
+/// `bulk_schedule(pool, campaign=None, codebases=None, dry_run=False)`: the bulk scheduler of
+/// `janitor.schedule`'s command; the queue rows written (or, with `dry_run`, that would be),
+/// in candidate order, as dicts (`codebase`, `campaign`, `bucket`, `priority`, `command`,
+/// `context`, `estimated_duration` (a timedelta), `requester`).
+#[pyfunction(name = "bulk_schedule")]
+#[pyo3(signature = (pool, *, campaign=None, codebases=None, dry_run=false))]
+pub fn py_bulk_schedule<'py>(
+    py: Python<'py>,
+    pool: &PyPool,
+    campaign: Option<String>,
+    codebases: Option<Vec<String>>,
+    dry_run: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let pool = pool.pool.clone();
+    let options = crate::schedule::bulk::BulkOptions {
+        campaign,
+        codebases: codebases.unwrap_or_default(),
+        dry_run,
+        ..Default::default()
+    };
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let summary = crate::schedule::bulk::bulk_schedule(&pool, utc_now(), &options, |_, _| {})
+            .await
+            .map_err(schedule_error)?;
+        Python::attach(|py| -> PyResult<Py<PyAny>> {
+            let rows = pyo3::types::PyList::empty(py);
+            for row in summary.rows {
+                let dict = pyo3::types::PyDict::new(py);
+                dict.set_item("codebase", row.codebase)?;
+                dict.set_item("campaign", row.campaign)?;
+                dict.set_item("bucket", row.bucket)?;
+                dict.set_item("priority", row.priority)?;
+                dict.set_item("command", row.command)?;
+                dict.set_item("context", row.context)?;
+                dict.set_item(
+                    "estimated_duration",
+                    timedelta(Micros(row.estimated_duration_us)),
+                )?;
+                dict.set_item("requester", row.requester)?;
+                rows.append(dict)?;
+            }
+            Ok(rows.into_any().unbind())
+        })
+    })
+}

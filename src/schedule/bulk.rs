@@ -43,6 +43,39 @@ pub struct BulkOptions {
     /// Only these codebases (all when empty).
     pub codebases: Vec<String>,
     pub dry_run: bool,
+    /// Compare the rows it would write with the queue's, writing nothing (`shadow`).
+    pub shadow: bool,
+    /// For `shadow`: the queue as the Python scheduler found it (a [`QueueSnapshot`] taken
+    /// before its run), to start from; without it, the queue as it is, minus the rows
+    /// compared.
+    pub before: Option<QueueSnapshot>,
+}
+
+/// The queue rows a bulk run reads (those without a change set, and the lowest priority of
+/// the others), kept to start a later shadow comparison from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueSnapshot {
+    others_min: Option<i64>,
+    rows: Vec<LoadedRow>,
+}
+
+/// Reads the queue as a bulk run would find it.
+pub async fn snapshot_queue(pool: &PgPool) -> Result<QueueSnapshot, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    QueueSnapshot::read(&mut conn).await
+}
+
+/// A queue row the bulk scheduler writes (or would write).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScheduledRow {
+    pub codebase: String,
+    pub campaign: String,
+    pub bucket: String,
+    pub priority: i64,
+    pub command: String,
+    pub context: Option<String>,
+    pub estimated_duration_us: i64,
+    pub requester: String,
 }
 
 /// A candidate the Python would have crashed on.
@@ -69,6 +102,10 @@ pub struct BulkSummary {
     /// What each scheduled candidate got, in candidate order: (candidate id, offset, queue
     /// id or −1 on a dry run, bucket; the requested one on a dry run, as Python reports).
     pub scheduled: Vec<(i32, f64, i64, String)>,
+    /// The rows added or changed (or that would be, on a dry run), in candidate order.
+    pub rows: Vec<ScheduledRow>,
+    /// With `shadow`: how those rows compare with the queue's.
+    pub shadow: Option<super::shadow::ShadowReport>,
 }
 
 /// Whether a named policy has no per-branch policy, and its publish modes.
@@ -116,8 +153,23 @@ struct QueueRow {
     loaded: Option<Box<LoadedRow>>,
 }
 
+impl QueueRow {
+    fn as_scheduled(&self, (codebase, campaign): Pair) -> ScheduledRow {
+        ScheduledRow {
+            codebase,
+            campaign,
+            bucket: QUEUE_BUCKETS[self.bucket].to_string(),
+            priority: self.priority,
+            command: self.command.clone(),
+            context: self.context.clone(),
+            estimated_duration_us: self.estimated_duration.0,
+            requester: self.requester.clone(),
+        }
+    }
+}
+
 /// A queue row without a change set, as read before the upserts.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 struct LoadedRow {
     id: i32,
     codebase: String,
@@ -290,7 +342,8 @@ pub async fn bulk_schedule(
 
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    if !options.dry_run {
+    let writes = !options.dry_run && !options.shadow;
+    if writes {
         // Keeps other writers out while the emulated upserts are valid; readers go on.
         sqlx::query("LOCK TABLE queue IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
@@ -298,6 +351,24 @@ pub async fn bulk_schedule(
     }
     let mut queue = QueueState::load(&mut tx).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "queue locked and read");
+    let shadow_keys: HashSet<Pair> = prepared
+        .iter()
+        .map(|ready| {
+            (
+                ready.candidate.codebase.clone(),
+                ready.candidate.campaign.clone(),
+            )
+        })
+        .collect();
+    let theirs = match (options.shadow, &options.before) {
+        (false, _) => None,
+        // The queue now is the Python's result; the run starts from the one it found.
+        (true, Some(before)) => {
+            let now = std::mem::replace(&mut queue, QueueState::from_snapshot(before.clone()));
+            Some(now.rows_of(&shadow_keys))
+        }
+        (true, None) => Some(queue.take_rewritable(&shadow_keys)),
+    };
     let mut row_ids = Vec::new();
     let total = prepared.len();
     let no_history = PairHistory::default();
@@ -394,12 +465,28 @@ pub async fn bulk_schedule(
             Outcome::Updated => counts.updated += 1,
             Outcome::Unchanged => counts.unchanged += 1,
         }
+        // From a snapshot, every candidate's row is compared, a row left alone too.
+        if !matches!(outcome, Outcome::Unchanged) || options.before.is_some() {
+            summary
+                .rows
+                .push(queue.scheduled_row(&candidate.codebase, &candidate.campaign));
+        }
         row_ids.push(row_id);
         summary.scheduled.push((candidate.id, offset, -1, bucket));
     }
     progress(total, total);
     tracing::debug!(elapsed = ?started.elapsed(), "candidates scheduled in memory");
-    if options.dry_run {
+    // A key upserted twice (candidates that differ only in change set) is written once, as
+    // it ends up.
+    summary.rows = final_rows(std::mem::take(&mut summary.rows));
+    if let Some(theirs) = theirs {
+        let unchanged = match options.before {
+            Some(_) => 0,
+            None => summary.buckets.values().map(|c| c.unchanged).sum(),
+        };
+        summary.shadow = Some(super::shadow::compare(&summary.rows, theirs, unchanged));
+    }
+    if !writes {
         for entry in &mut summary.scheduled {
             entry.3 = "default".to_string();
         }
@@ -415,6 +502,23 @@ pub async fn bulk_schedule(
         }
     }
     Ok(summary)
+}
+
+/// The last row of each key, at the place of its first.
+fn final_rows(rows: Vec<ScheduledRow>) -> Vec<ScheduledRow> {
+    let mut position: HashMap<Pair, usize> = HashMap::new();
+    let mut kept: Vec<ScheduledRow> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key = (row.codebase.clone(), row.campaign.clone());
+        match position.get(&key) {
+            Some(&at) => kept[at] = row,
+            None => {
+                position.insert(key, kept.len());
+                kept.push(row);
+            }
+        }
+    }
+    kept
 }
 
 /// The static checks, in the order the Python would fail them, and the base-candidate
@@ -812,8 +916,8 @@ struct QueueState {
     upserts: usize,
 }
 
-impl QueueState {
-    async fn load(conn: &mut sqlx::PgConnection) -> Result<Self, sqlx::Error> {
+impl QueueSnapshot {
+    async fn read(conn: &mut sqlx::PgConnection) -> Result<Self, sqlx::Error> {
         // Only rows without a change set can be hit by a bulk upsert, so only those are read.
         // The others never change here, so for MIN(priority) their smallest stands for all.
         let others_min: Option<i64> = sqlx::query_scalar(
@@ -830,6 +934,17 @@ impl QueueState {
         )
         .fetch_all(&mut *conn)
         .await?;
+        Ok(Self { others_min, rows })
+    }
+}
+
+impl QueueState {
+    async fn load(conn: &mut sqlx::PgConnection) -> Result<Self, sqlx::Error> {
+        Ok(Self::from_snapshot(QueueSnapshot::read(conn).await?))
+    }
+
+    fn from_snapshot(snapshot: QueueSnapshot) -> Self {
+        let QueueSnapshot { others_min, rows } = snapshot;
         let mut state = Self {
             rows: HashMap::with_capacity(rows.len()),
             priorities: Priorities::default(),
@@ -856,7 +971,37 @@ impl QueueState {
                 },
             );
         }
-        Ok(state)
+        state
+    }
+
+    /// A row as the comparison and the callers see it.
+    fn scheduled_row(&self, codebase: &str, campaign: &str) -> ScheduledRow {
+        let key = (codebase.to_string(), campaign.to_string());
+        let row = &self.rows[&key];
+        row.as_scheduled(key)
+    }
+
+    /// The rows of these candidates, as they are.
+    fn rows_of(&self, keys: &HashSet<Pair>) -> HashMap<Pair, ScheduledRow> {
+        keys.iter()
+            .filter_map(|key| Some((key.clone(), self.rows.get(key)?.as_scheduled(key.clone()))))
+            .collect()
+    }
+
+    /// Takes out the rows of these candidates that a bulk upsert would replace (those in the
+    /// `default` bucket or a less urgent one): the shadow comparison's other side.
+    fn take_rewritable(&mut self, keys: &HashSet<Pair>) -> HashMap<Pair, ScheduledRow> {
+        let default = bucket_index("default");
+        let mut taken = HashMap::new();
+        for key in keys {
+            if self.rows.get(key).is_some_and(|row| row.bucket >= default) {
+                if let Some(row) = self.rows.remove(key) {
+                    self.priorities.remove(row.priority);
+                    taken.insert(key.clone(), row.as_scheduled(key.clone()));
+                }
+            }
+        }
+        taken
     }
 
     /// One `Queue.add`: `new.priority` holds the truncated offset.

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod estimate;
 pub mod manual;
 pub mod offset;
+pub mod shadow;
 
 pub use estimate::{
     DEFAULT_ESTIMATED_DURATION, Estimate, PastRun, checked_timedelta_from_seconds,

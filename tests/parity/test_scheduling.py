@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 import janitor_runner as jr
-from _database import database  # noqa: F401  (the fixture)
+from _database import database, psql, query  # noqa: F401  (the fixture)
 from _loop import Ticker
 
 
@@ -81,3 +81,34 @@ def test_zero_maximum_value_is_a_typed_error(database):
         await pool.close()
 
     asyncio.run(main())
+
+
+POLICIES = """
+INSERT INTO named_publish_policy (name, per_branch_policy) VALUES
+  ('propose-main', ARRAY[ROW('main', 'propose', NULL)::branch_publish_policy]),
+  ('build-only', ARRAY[ROW('main', 'build-only', NULL)::branch_publish_policy]);
+UPDATE candidate SET publish_policy = CASE codebase
+  WHEN 'alpha' THEN 'propose-main' ELSE 'build-only' END;
+"""
+
+
+def test_bulk_schedule_dry_run_returns_the_rows_and_writes_nothing(database):
+    psql(database, "-c", POLICIES)
+    before = query(database, "SELECT id, codebase, priority FROM queue ORDER BY id")
+
+    async def main():
+        pool = await jr.connect(database)
+        dry = await jr.bulk_schedule(pool, campaign="lintian-fixes", dry_run=True)
+        assert query(database, "SELECT id, codebase, priority FROM queue ORDER BY id") == before
+        written = await jr.bulk_schedule(pool, campaign="lintian-fixes")
+        await pool.close()
+        return dry, written
+
+    dry, written = asyncio.run(main())
+    assert [row["codebase"] for row in dry] == ["alpha", "beta", "gamma"]
+    assert dry == written
+    assert all(row["requester"] == "scheduler" and row["bucket"] == "default" for row in dry)
+    assert isinstance(dry[0]["estimated_duration"], timedelta)
+    stored = {codebase: int(priority) for _, codebase, priority in
+              query(database, "SELECT id, codebase, priority FROM queue")}
+    assert {row["codebase"]: row["priority"] for row in written}.items() <= stored.items()
