@@ -411,6 +411,16 @@ async def store_run(
     """``janitor.runner.store_run`` on a pool: the run and its result branches in one
     transaction. Without ``change_set``, the run id names a new change set (the column is
     NOT NULL, so the Python's ``None`` fails there). Duplicate roles: ``ValueError``."""
+def calculate_offset(
+    *,
+    estimated_duration: timedelta,
+    normalized_codebase_value: float | None,
+    estimated_probability_of_success: float,
+    candidate_value: float | None,
+    total_previous_runs: int,
+    success_chance: float | None = None,
+) -> float:
+    """``janitor.schedule.calculate_offset``; ``AssertionError`` where the Python asserts."""
 async def bulk_schedule(
     pool: Pool,
     *,

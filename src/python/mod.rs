@@ -713,6 +713,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?)?;
     m.add_function(wrap_pyfunction!(scheduling::connect, m)?)?;
     m.add_function(wrap_pyfunction!(scheduling::py_bulk_schedule, m)?)?;
+    m.add_function(wrap_pyfunction!(scheduling::py_calculate_offset, m)?)?;
     m.add_function(wrap_pyfunction!(runs::store_run, m)?)?;
     m.add_function(wrap_pyfunction!(runs::store_change_set, m)?)?;
     m.add_function(wrap_pyfunction!(runs::store_review, m)?)?;

@@ -323,3 +323,39 @@ pub fn py_bulk_schedule<'py>(
         })
     })
 }
+
+/// `calculate_offset`, as in `janitor.schedule`: the offset a candidate is queued at. The
+/// Python's assertions raise `AssertionError` here too; `success_chance` is accepted and, as
+/// there, does not change the result.
+#[pyfunction(name = "calculate_offset")]
+#[pyo3(signature = (
+    *, estimated_duration, normalized_codebase_value, estimated_probability_of_success,
+    candidate_value, total_previous_runs, success_chance=None
+))]
+pub fn py_calculate_offset(
+    estimated_duration: TimeDelta,
+    normalized_codebase_value: Option<f64>,
+    estimated_probability_of_success: f64,
+    candidate_value: Option<f64>,
+    total_previous_runs: u32,
+    success_chance: Option<f64>,
+) -> PyResult<f64> {
+    let _ = success_chance;
+    let candidate_value = match candidate_value {
+        Some(value) if value.fract() != 0.0 || !value.is_finite() => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "candidate_value {value} is not a whole number (candidate values are integers)"
+            )));
+        }
+        Some(value) => Some(value as i64),
+        None => None,
+    };
+    crate::schedule::offset::calculate_offset(&crate::schedule::offset::OffsetInputs {
+        estimated_duration: micros(estimated_duration),
+        normalized_codebase_value,
+        probability_of_success: estimated_probability_of_success,
+        candidate_value,
+        total_previous_runs,
+    })
+    .map_err(|error| PyAssertionError::new_err(error.to_string()))
+}

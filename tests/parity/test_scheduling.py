@@ -112,3 +112,25 @@ def test_bulk_schedule_dry_run_returns_the_rows_and_writes_nothing(database):
     stored = {codebase: int(priority) for _, codebase, priority in
               query(database, "SELECT id, codebase, priority FROM queue")}
     assert {row["codebase"]: row["priority"] for row in written}.items() <= stored.items()
+
+
+def test_calculate_offset_is_the_python_function():
+    # Queue spec section 6, bulk path (the numbers the Python gave).
+    assert jr.calculate_offset(
+        estimated_duration=timedelta(microseconds=60_166_667), normalized_codebase_value=1.0,
+        estimated_probability_of_success=21.0 / 31.0 * 0.1, candidate_value=410,
+        total_previous_runs=3, success_chance=None) == 2892.373233449478
+    assert jr.calculate_offset(
+        estimated_duration=timedelta(seconds=150), normalized_codebase_value=0.25,
+        estimated_probability_of_success=1.0, candidate_value=470.0,
+        total_previous_runs=0, success_chance=0.5) == 1192.982456140351
+    with pytest.raises(AssertionError):
+        jr.calculate_offset(
+            estimated_duration=timedelta(seconds=1), normalized_codebase_value=None,
+            estimated_probability_of_success=1.5, candidate_value=1, total_previous_runs=1,
+            success_chance=None)
+    with pytest.raises(ValueError, match="whole"):
+        jr.calculate_offset(
+            estimated_duration=timedelta(seconds=1), normalized_codebase_value=None,
+            estimated_probability_of_success=0.5, candidate_value=1.5, total_previous_runs=1,
+            success_chance=None)
