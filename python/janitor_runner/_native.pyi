@@ -580,7 +580,7 @@ class QueueProcessor:
     async def unclaim_run(self, log_id: str) -> None: ...
     async def abort_run(
         self,
-        active_run: ActiveRun,
+        run: ActiveRun,
         code: str,
         description: str,
         transient: bool | None = None,
@@ -597,8 +597,13 @@ class QueueProcessor:
         self, codebase: str, campaign: str
     ) -> tuple[int | None, timedelta | None, timedelta | None]: ...
     async def next_queue_item(
-        self, codebase: str | None = None, campaign: str | None = None
-    ) -> tuple[QueueItem | None, dict[str, str]]: ...
+        self,
+        conn: Pool | None = None,
+        codebase: str | None = None,
+        campaign: str | None = None,
+    ) -> tuple[QueueItem | None, dict[str, str]]:
+        """``conn`` (the Python's connection: a pool here) is read from when given, else the
+        processor's database."""
     def start_watchdog(self) -> None:
         """Start pinging and reaping active runs every 10 s; RuntimeError if it already runs."""
     def stop_watchdog(self) -> None: ...

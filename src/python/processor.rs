@@ -326,11 +326,11 @@ impl PyQueueProcessor {
     }
 
     /// Ends a run with `code` and `description`: stored, dequeued, released, rescheduled.
-    #[pyo3(signature = (active_run, code, description, transient=None))]
+    #[pyo3(signature = (run, code, description, transient=None))]
     fn abort_run<'py>(
         &self,
         py: Python<'py>,
-        active_run: PyActiveRun,
+        run: PyActiveRun,
         code: String,
         description: String,
         transient: Option<bool>,
@@ -339,7 +339,7 @@ impl PyQueueProcessor {
         super::awaitable_none(py, async move {
             processor::abort_run(
                 &state,
-                &active_run.inner,
+                &run.inner,
                 &code,
                 &description,
                 transient,
@@ -464,15 +464,20 @@ impl PyQueueProcessor {
     }
 
     /// `(item, vcs_info)` the next assignment would start from: not held by a run, not on an
-    /// avoided or rate-limited host; `(None, {})` when there is none.
-    #[pyo3(signature = (codebase=None, campaign=None))]
+    /// avoided or rate-limited host; `(None, {})` when there is none. `conn` (a pool, the
+    /// Python's connection) is read from when given, else the processor's database.
+    #[pyo3(signature = (conn=None, codebase=None, campaign=None))]
     fn next_queue_item<'py>(
         &self,
         py: Python<'py>,
+        conn: Option<&PyPool>,
         codebase: Option<String>,
         campaign: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state_with_database()?;
+        let state = match conn {
+            Some(pool) => Arc::new(self.state().with_pool(pool.pool.clone())),
+            None => self.state_with_database()?,
+        };
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let found = processor::next_queue_item(
                 &state,

@@ -208,3 +208,19 @@ def test_store_review(database):
     assert query(database, "SELECT bucket, refresh, requester FROM queue "
                            "WHERE codebase = 'alpha' AND suite = 'lintian-fixes'") == [
         ["default", "t", "reviewer (eve)"]]
+
+
+def test_next_queue_item_reads_the_connection_it_is_given(database):
+    url = redis_url()
+
+    async def main():
+        pool = await jr.connect(database)
+        # A processor on Redis alone reads the queue from the connection it is given.
+        qp = jr.QueueProcessor(None, url, redis_prefix=f"jrpy-{uuid.uuid4().hex}:")
+        item, vcs = await qp.next_queue_item(pool)
+        assert item is not None and item.id == 41, item
+        with pytest.raises(RuntimeError, match="without a database"):
+            await qp.next_queue_item()
+        await pool.close()
+
+    asyncio.run(main())
