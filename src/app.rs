@@ -272,10 +272,12 @@ impl AppState {
         })
     }
 
-    /// The same state over another database pool, reachable and migrated.
+    /// The same state over another database pool, reachable and migrated. What was kept in
+    /// memory of the other database's queue is not carried over.
     pub fn with_pool(&self, pool: PgPool) -> Self {
         Self {
             rescheduler: Rescheduler::new(pool.clone(), self.clock.clone()),
+            queue_positions: crate::queue_positions::QueuePositions::new(),
             pool,
             database: DatabaseReadiness::default(),
             ..self.clone()
