@@ -679,3 +679,71 @@ async fn bulk_and_single_paths_differ_only_where_the_python_paths_do() {
         "same numbers, different row"
     );
 }
+
+/// The command as an operator runs it around the Python scheduler: `--save-queue` before,
+/// `--shadow --queue-before` after; exit 0 when the rows agree, 1 naming the row that differs.
+#[tokio::test]
+async fn shadow_command_around_a_scheduler_run() {
+    let scenario: Value = serde_json::from_str(
+        &std::fs::read_to_string(corpus_dir().join("01-worked-example-bulk.json")).expect("read"),
+    )
+    .expect("JSON");
+    let db = common::migrated_database().await;
+    let mut conn = db.pool.acquire().await.expect("connection");
+    set_up(&mut conn, &scenario["setup"]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("janitor.conf");
+    std::fs::write(&config, "").expect("config");
+    let saved = dir.path().join("queue.json");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_janitor-runner"))
+            .arg("schedule")
+            .arg("--config")
+            .arg(&config)
+            .arg("--database-url")
+            .arg(&db.url)
+            .args(args)
+            .output()
+            .expect("janitor-runner schedule");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let saved_arg = saved.to_str().expect("path");
+    assert_eq!(run(&["--save-queue", saved_arg]).0, Some(0));
+    // The Python scheduler's run, as the corpus recorded it.
+    load_queue(&mut conn, &scenario["expected"]["queue"]).await;
+    let (status, out) = run(&[
+        "--shadow",
+        "--queue-before",
+        saved_arg,
+        "--campaign",
+        "lintian-fixes",
+    ]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(
+        out.contains("3 same, 0 differ, 0 only ours, 0 only theirs"),
+        "{out}"
+    );
+    execute(
+        &mut conn,
+        "UPDATE queue SET priority = priority + 7 WHERE codebase = 'beta'",
+    )
+    .await;
+    let (status, out) = run(&[
+        "--shadow",
+        "--queue-before",
+        saved_arg,
+        "--campaign",
+        "lintian-fixes",
+    ]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("2 same, 1 differ"), "{out}");
+    assert!(
+        out.contains("lintian-fixes/beta:\n    priority: ours 1187, theirs 1194"),
+        "{out}"
+    );
+    drop(conn);
+    db.drop_now().await;
+}
