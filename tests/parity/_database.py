@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Queue spec 6, shared with tests/scheduling.rs.
+# Queue spec 6, shared with tests/it/scheduling.rs.
 WORKED_EXAMPLE = open(os.path.join(ROOT, "tests", "fixtures", "worked_example.sql")).read()
 
 

@@ -8,7 +8,7 @@ runner's behaviour) and the rulings in `DECISIONS.md`, with the deliberate diffe
 Two modes:
 
 * **Local (default).** Needs `DATABASE_URL` (a server where databases may be created; without
-  it every test skips). The suite builds `target/debug/janitor-runner`
+  it every test skips). The suite builds `janitor-runner` (in cargo's target directory)
   (`cargo build --quiet --bin janitor-runner`), creates a fresh database, migrates it
   (`janitor-runner migrate`), writes a configuration with its own campaigns
   (`parity-generic`, a generic build with a command; `parity-empty`, `default_empty` and
@@ -62,7 +62,16 @@ import jr_http  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__)))))
-BINARY = os.path.join(ROOT, "target", "debug", "janitor-runner")
+def _target_directory() -> str:
+    """Where cargo puts its builds (CARGO_TARGET_DIR or a cargo config may move it)."""
+    import json
+    meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"],
+                          cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return json.loads(meta)["target_directory"]
+
+
+def _binary() -> str:
+    return os.path.join(_target_directory(), "debug", "janitor-runner")
 LOCAL_CAMPAIGN = "parity-generic"
 LOCAL_EMPTY_CAMPAIGN = "parity-empty"
 LOCAL_COMMITTER = "Parity Bot <parity@example.org>"
@@ -169,6 +178,7 @@ def target(request, tmp_path_factory):
     if not os.environ.get("JR_PARITY_SKIP_BUILD"):
         subprocess.run(["cargo", "build", "--quiet", "--bin", "janitor-runner"], check=True,
                        cwd=ROOT)
+    binary = _binary()
     tmp = tmp_path_factory.mktemp("runner")
     empty = tmp / "empty.conf"
     empty.write_text("")
@@ -177,7 +187,7 @@ def target(request, tmp_path_factory):
     url = _database_url(admin, name)
     process = None
     try:
-        subprocess.run([BINARY, "migrate", "--config", str(empty), "--database-url", url],
+        subprocess.run([binary, "migrate", "--config", str(empty), "--database-url", url],
                        check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         logs, artifacts = tmp / "logs", tmp / "artifacts"
         logs.mkdir()
@@ -187,7 +197,7 @@ def target(request, tmp_path_factory):
             logs=logs, artifacts=artifacts, committer=LOCAL_COMMITTER,
             campaign=LOCAL_CAMPAIGN, empty_campaign=LOCAL_EMPTY_CAMPAIGN))
         port, public_port = _free_port(), _free_port()
-        args = [BINARY, "--config", str(config), "--database-url", url,
+        args = [binary, "--config", str(config), "--database-url", url,
                 "--port", str(port), "--public-port", str(public_port),
                 "--listen-address", "127.0.0.1", "--public-vcs-location", LOCAL_VCS_BASE]
         env = dict(os.environ)

@@ -4,7 +4,7 @@
 //! them (see `tests/scheduling_corpus/README.md`). Each scenario runs on its own real
 //! database through the functions the HTTP routes and the bulk command call.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

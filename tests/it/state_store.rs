@@ -1,7 +1,7 @@
 //! One behaviour suite for the active-run store, run against PostgreSQL, the mirrored store
 //! and Redis; then what the mirrored store keeps when Redis loses everything.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

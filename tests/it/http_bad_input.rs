@@ -1,7 +1,7 @@
 //! Bad input never gets a 5xx: every malformed request below gets a 4xx with a JSON
 //! `{"reason": "..."}`, and nothing is written.
 
-mod common;
+use crate::common;
 
 use common::{Store, TestServer};
 use reqwest::Method;

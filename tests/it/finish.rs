@@ -1,6 +1,6 @@
 //! Finishing runs over HTTP, as `janitor-worker` does it, and upload attacks.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 

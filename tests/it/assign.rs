@@ -1,7 +1,7 @@
 //! Assignment over HTTP: what the worker gets, what is claimed, and what is finished instead
 //! of handed out.
 
-mod common;
+use crate::common;
 
 use common::{Store, TestServer, sql};
 use reqwest::StatusCode;

@@ -2,7 +2,7 @@
 //! a database that already holds it. Catalogs are compared object by object; the only allowed
 //! differences are the declared additive ones (anything named `runner_*`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! the single path (`do_schedule_regular`), `do_schedule`, `do_schedule_control`, the
 //! post-run reschedule, and the HTTP routes that call them.
 
-mod common;
+use crate::common;
 
 use common::{Store, TestServer, post, sql};
 use janitor_runner::schedule::Micros;
@@ -13,7 +13,7 @@ use janitor_runner::schedule::engine::{
 use serde_json::json;
 
 /// Queue spec 6: codebases, candidates, runs, and the queue holding one row (id 41).
-const WORKED_EXAMPLE: &str = include_str!("fixtures/worked_example.sql");
+const WORKED_EXAMPLE: &str = include_str!("../fixtures/worked_example.sql");
 
 /// (bucket, codebase, campaign, priority, estimated duration in µs, context, requester),
 /// in queue order.

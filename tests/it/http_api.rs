@@ -1,6 +1,6 @@
 //! The internal and public apps over real HTTP: read routes and uploads.
 
-mod common;
+use crate::common;
 
 use common::{Store, TestServer, post, sql};
 use janitor_runner::models::{ActiveRun, BackchannelInfo, QueueItem, VcsInfo};

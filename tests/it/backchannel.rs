@@ -2,9 +2,8 @@
 //! keep-alives, reaping dead runs, `/log` and `/kill`, an abort racing a finish, and two runner
 //! processes sharing the reaping.
 
-mod common;
-#[path = "common/process.rs"]
-mod process;
+use crate::common;
+use crate::common::process;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -2,9 +2,8 @@
 //! `http://` endpoint finishes a run, and the log is read back from the S3 server (moto,
 //! installed into `.venv` by `scripts/test`; `JR_MOTO_SERVER` names another binary).
 
-mod common;
-#[path = "common/process.rs"]
-mod process;
+use crate::common;
+use crate::common::process;
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -5,9 +5,8 @@
 //!
 //! The suite uses 2,000 items; `JR_CONCURRENCY_ITEMS=10000` runs the full size.
 
-mod common;
-#[path = "common/process.rs"]
-mod process;
+use crate::common;
+use crate::common::process;
 
 use std::collections::HashSet;
 use std::sync::Arc;

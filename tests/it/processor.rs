@@ -1,6 +1,6 @@
 //! The QueueProcessor operations both faces share, on a real database and Redis.
 
-mod common;
+use crate::common;
 
 use common::{Store, TestServer, sql};
 use janitor_runner::models::{ActiveRun, BackchannelInfo, QueueItem, VcsInfo};

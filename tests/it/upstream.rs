@@ -2,9 +2,8 @@
 //! colocated branches), a 429 blocks its host and answers 429, and a run is resumed from the
 //! janitor's VCS store when the store's branch tip matches an earlier successful run.
 
-mod common;
-#[path = "common/forge.rs"]
-mod forge;
+use crate::common;
+use crate::common::forge;
 
 use common::{Store, TestServer, sql};
 use forge::{Forge, have_git};

@@ -2,6 +2,9 @@
 //! template), real Redis (one key prefix per test), and a real server on a loopback port.
 #![allow(dead_code)]
 
+pub mod forge;
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

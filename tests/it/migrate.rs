@@ -1,7 +1,7 @@
 //! Adopting an existing Janitor database keeps every row; migrating twice is a no-op; the
 //! fixed trigger works.
 
-mod common;
+use crate::common;
 
 use sqlx::PgPool;
 
