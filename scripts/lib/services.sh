@@ -152,6 +152,12 @@ drop_stale_test_databases() {
     done
 }
 
+# Where cargo puts its builds: target/ unless CARGO_TARGET_DIR or a cargo config says otherwise.
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps --manifest-path "$JR_ROOT/Cargo.toml" \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'
+}
+
 # A virtualenv in .venv with maturin and pytest.
 JR_VENV=${JR_VENV:-$JR_ROOT/.venv}
 python_env() {
@@ -160,7 +166,7 @@ python_env() {
     python3 -m venv "$JR_VENV" 2>/dev/null || { apt_install python3-venv; rm -rf "$JR_VENV"; python3 -m venv "$JR_VENV"; }
   fi
   # moto: a real S3 server for the object-storage test; breezy: the client the Python site
-  # and publisher open store branch URLs with (tests/upstream.rs, through JR_BREEZY_PYTHON).
+  # and publisher open store branch URLs with (tests/it/upstream.rs, through JR_BREEZY_PYTHON).
   "$JR_VENV/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7" "moto[server,s3]>=5,<6" "mypy>=1.8" "breezy>=3.3,<4" >&2
 }
 
