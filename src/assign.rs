@@ -290,7 +290,7 @@ pub async fn assign(
             Err(error) => {
                 // Never leave a phantom claim behind a failed assignment.
                 if mode == Mode::Assign {
-                    crate::finish::release(state, &run).await?;
+                    crate::processor::unclaim_run(state, &run.log_id).await?;
                 }
                 Err(error.into())
             }
@@ -316,7 +316,7 @@ async fn turn_down(
     let (code, description, transient, answer) = match failure {
         ProbeFailure::Failed(error) => {
             if mode == Mode::Assign {
-                crate::finish::release(state, run).await?;
+                crate::processor::unclaim_run(state, &run.log_id).await?;
             }
             return Err(error.into());
         }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use sqlx::{Acquire, PgPool};
 
 use crate::config::Config;
+use crate::db::ConstraintExt;
 use crate::db::candidates::{self, NewCandidate};
 use crate::error::{Error, Result};
 use crate::names::{QUEUE_BUCKETS, is_valid_name};
@@ -125,11 +126,9 @@ pub async fn upload(
         for origin in &upload.followup_for {
             candidates::insert_followup(&mut savepoint, origin, id)
                 .await
-                .map_err(|error| match crate::db::constraint(&error).as_deref() {
-                    Some("followup_origin_fkey") => {
-                        Error::BadRequest(format!("followup_for: unknown run {origin:?}"))
-                    }
-                    _ => Error::from(error),
+                .on_constraint(|name| {
+                    (name == "followup_origin_fkey")
+                        .then(|| Error::BadRequest(format!("followup_for: unknown run {origin:?}")))
                 })?;
         }
         // The value, success chance and context are read back from the stored candidate.

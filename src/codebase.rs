@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 
 use crate::branch_url::{split_segment_parameters, unescape, with_branch};
+use crate::db::ConstraintExt;
 use crate::db::codebases::{self, Codebase};
 use crate::error::{Error, Result};
 use crate::models::is_vcs_type;
@@ -29,14 +30,13 @@ pub async fn upload(pool: &PgPool, body: &Value) -> Result<usize> {
         return Ok(0);
     }
     let mut tx = pool.begin().await?;
-    codebases::upsert_many(&mut tx, &codebases).await.map_err(
-        |error| match crate::db::constraint(&error).as_deref() {
-            Some("codebase_branch_url_subpath_key") => {
+    codebases::upsert_many(&mut tx, &codebases)
+        .await
+        .on_constraint(|name| {
+            (name == "codebase_branch_url_subpath_key").then(|| {
                 Error::Conflict("two codebases would share a branch URL and subpath".to_string())
-            }
-            _ => Error::from(error),
-        },
-    )?;
+            })
+        })?;
     tx.commit().await?;
     Ok(codebases.len())
 }

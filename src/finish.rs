@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::app::AppState;
-use crate::db;
+use crate::db::{self, ConstraintExt};
 use crate::error::{Error, Result};
 use crate::events::RESULT_CHANNEL;
 use crate::metrics::Metrics;
@@ -71,20 +71,20 @@ pub async fn store_result(
         change_set: &change_set,
         codebase: &result.codebase,
     };
-    db::runs::insert(conn, &new_run).await.map_err(|error| {
-        match db::constraint(&error).as_deref() {
-            Some("run_pkey") => Error::RunExists(result.log_id.clone()),
-            Some("run_worker_fkey") => Error::BadRequest(format!(
+    db::runs::insert(conn, &new_run)
+        .await
+        .on_constraint(|name| match name {
+            "run_pkey" => Some(Error::RunExists(result.log_id.clone())),
+            "run_worker_fkey" => Some(Error::BadRequest(format!(
                 "worker {:?} is not a registered worker",
                 result.worker_name.as_deref().unwrap_or_default()
+            ))),
+            "run_check" => Some(Error::BadRequest("finish_time is before start_time".into())),
+            "run_check1" => Some(Error::BadRequest(
+                "nothing-new-to-do needs a run to resume from".into(),
             )),
-            Some("run_check") => Error::BadRequest("finish_time is before start_time".into()),
-            Some("run_check1") => {
-                Error::BadRequest("nothing-new-to-do needs a run to resume from".into())
-            }
-            _ => Error::from(error),
-        }
-    })?;
+            _ => None,
+        })?;
     if let Some(branches) = &result.branches {
         db::runs::insert_result_branches(conn, &result.log_id, branches).await?;
     }
@@ -112,7 +112,7 @@ pub async fn announce(
         .publish(RESULT_CHANNEL, &result.to_json())
         .await;
     if registered {
-        release(state, run).await?;
+        crate::processor::unclaim_run(state, &run.log_id).await?;
     }
     state.status_announcer.announce();
     state
@@ -126,22 +126,6 @@ pub async fn announce(
         context: result.context.clone(),
     });
     Ok(())
-}
-
-/// Removes a run from the active-run store and the `active_runs` gauge.
-pub async fn release(state: &AppState, run: &ActiveRun) -> Result<()> {
-    if state.store.unclaim_run(&run.log_id).await?.is_some() {
-        lower_active_gauge(state, run);
-    }
-    Ok(())
-}
-
-fn lower_active_gauge(state: &AppState, run: &ActiveRun) {
-    state
-        .metrics
-        .active_runs
-        .with_label_values(&[Metrics::label(run.worker_name.as_deref())])
-        .dec();
 }
 
 fn record_result_metrics(metrics: &Metrics, result: &JanitorResult) {
@@ -168,7 +152,7 @@ pub async fn finish_run(
         Ok(()) => {}
         Err(Error::RunExists(id)) => {
             drop(tx);
-            release(state, run).await?;
+            crate::processor::unclaim_run(state, &run.log_id).await?;
             return Err(Error::RunExists(id));
         }
         Err(other) => return Err(other),
@@ -181,8 +165,8 @@ pub async fn finish_run(
     // cannot leave a stored run still registered as out with its worker.
     let released = state.store.unclaim_run_in(&mut tx, &run.log_id).await?;
     tx.commit().await?;
-    if released.is_some() {
-        lower_active_gauge(state, run);
+    if let Some(stored) = released {
+        crate::processor::count_release(state, &stored);
     }
     announce(state, run, result, false).await
 }

@@ -52,16 +52,21 @@ pub async fn get_run(state: &AppState, id: &str) -> Result<Option<ActiveRun>> {
 
 /// Releases a run and its queue item; nothing happens for an unknown run.
 pub async fn unclaim_run(state: &AppState, id: &str) -> Result<()> {
-    if let Some(data) = state.store.unclaim_run(id).await? {
-        // The stored ActiveRun JSON names the worker under `worker`.
-        let worker = data.get("worker").and_then(Value::as_str);
-        state
-            .metrics
-            .active_runs
-            .with_label_values(&[Metrics::label(worker)])
-            .dec();
+    if let Some(stored) = state.store.unclaim_run(id).await? {
+        count_release(state, &stored);
     }
     Ok(())
+}
+
+/// Lowers the `active_runs` gauge for a run the store has released, under the worker its
+/// stored JSON names (`worker`), the label it was counted under when registered.
+pub fn count_release(state: &AppState, stored: &Value) {
+    let worker = stored.get("worker").and_then(Value::as_str);
+    state
+        .metrics
+        .active_runs
+        .with_label_values(&[Metrics::label(worker)])
+        .dec();
 }
 
 /// Ends a run the runner gives up on: stores a result with `code` and `description` (no

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use crate::db::ConstraintExt;
 use crate::schedule::engine::{ScheduleError, ScheduleRequest, do_schedule};
 
 /// How long the runner may take to accept a publish status.
@@ -87,9 +88,8 @@ pub async fn store_review(
         verdict,
     )
     .await
-    .map_err(|error| match crate::db::constraint(&error).as_deref() {
-        Some("review_run_id_fkey") => ReviewError::UnknownRun(review.run_id.to_string()),
-        _ => ReviewError::Database(error),
+    .on_constraint(|name| {
+        (name == "review_run_id_fkey").then(|| ReviewError::UnknownRun(review.run_id.to_string()))
     })?;
     tx.commit().await?;
     Ok(())

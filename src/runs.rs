@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+use crate::db::ConstraintExt;
 use crate::db::runs::{self, RunSummary};
 use crate::error::{Error, Result};
 use crate::events::{Events, PUBLISH_STATUS_CHANNEL};
@@ -30,11 +31,12 @@ pub async fn set_publish_status(
     }
     let (codebase, campaign) = runs::set_publish_status(pool, id, status)
         .await
-        .map_err(|error| match crate::db::constraint(&error).as_deref() {
-            Some("run_check2") => Error::Conflict(format!(
-                "run {id} has no revision, so it cannot be approved"
-            )),
-            _ => Error::from(error),
+        .on_constraint(|name| {
+            (name == "run_check2").then(|| {
+                Error::Conflict(format!(
+                    "run {id} has no revision, so it cannot be approved"
+                ))
+            })
         })?
         .ok_or_else(|| Error::NotFound(format!("no such run: {id}")))?;
     let message = json!({

@@ -65,6 +65,29 @@ pub fn constraint(error: &sqlx::Error) -> Option<String> {
     }
 }
 
+/// Naming the constraint violations a caller can explain: `.on_constraint(|name| ...)` turns
+/// the violation of a named constraint into the caller's error, every other error through
+/// `From`.
+pub trait ConstraintExt<T> {
+    fn on_constraint<E: From<sqlx::Error>>(
+        self,
+        explain: impl FnOnce(&str) -> Option<E>,
+    ) -> Result<T, E>;
+}
+
+impl<T> ConstraintExt<T> for Result<T, sqlx::Error> {
+    fn on_constraint<E: From<sqlx::Error>>(
+        self,
+        explain: impl FnOnce(&str) -> Option<E>,
+    ) -> Result<T, E> {
+        self.map_err(|error| {
+            constraint(&error)
+                .and_then(|name| explain(&name))
+                .unwrap_or_else(|| E::from(error))
+        })
+    }
+}
+
 /// SQLSTATE class 22, data exception: a value the server refuses, such as a NUL byte in text
 /// (22021) or a `\u0000` in jsonb (22P05).
 pub fn is_invalid_input(error: &sqlx::Error) -> bool {
