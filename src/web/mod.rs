@@ -99,28 +99,20 @@ async fn require_database(
 
 /// The internal app (`--port`, default 9911).
 pub fn internal_router(state: SharedState) -> Router {
-    let limit = state.settings.max_json_body;
-    internal::routes(state.settings.max_upload_size)
-        .fallback(observe::not_found)
-        .layer(DefaultBodyLimit::max(limit))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_database,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            observe::track,
-        ))
-        .layer(middleware::map_response(observe::json_errors))
-        .with_state(state)
+    app(internal::routes(state.settings.max_upload_size), state)
 }
 
 /// The public worker app (`--public-port`, default 9919).
 pub fn public_router(state: SharedState) -> Router {
-    let limit = state.settings.max_json_body;
-    public::routes(state.settings.max_upload_size)
+    app(public::routes(state.settings.max_upload_size), state)
+}
+
+/// Either app around its routes: JSON 404s, the JSON body limit, 503 while the database is not
+/// ready, request metrics, and every error as JSON.
+fn app(routes: Router<SharedState>, state: SharedState) -> Router {
+    routes
         .fallback(observe::not_found)
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::max(state.settings.max_json_body))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_database,
