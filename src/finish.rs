@@ -118,7 +118,7 @@ pub async fn announce(
     state
         .metrics
         .job_last_success_unixtime
-        .set(chrono::Utc::now().timestamp() as f64);
+        .set(state.clock.now().and_utc().timestamp() as f64);
     state.rescheduler.spawn(AfterRun {
         codebase: result.codebase.clone(),
         campaign: result.campaign.clone(),

@@ -111,7 +111,7 @@ async fn schedule(args: &janitor_runner::cli::ScheduleArgs) -> anyhow::Result<()
     };
     let terminal = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
-    let now = chrono::Utc::now().naive_utc();
+    let now = janitor_runner::clock::Clock::now(&janitor_runner::clock::SystemClock);
     let summary = bulk_schedule(&pool, now, &options, |done, total| {
         if terminal {
             let width = 40;
@@ -219,7 +219,9 @@ fn report_shadow(
 async fn push_last_success(gateway: &str) -> anyhow::Result<()> {
     let body = format!(
         "# TYPE job_last_success_unixtime gauge\njob_last_success_unixtime {}\n",
-        chrono::Utc::now().timestamp()
+        janitor_runner::clock::Clock::now(&janitor_runner::clock::SystemClock)
+            .and_utc()
+            .timestamp()
     );
     let url = format!(
         "{}/metrics/job/janitor.schedule",

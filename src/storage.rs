@@ -318,7 +318,8 @@ impl Backend {
                 let key = backend.key(&[codebase, run_id, &format!("{name}.gz")]);
                 match backend.upload(&key, &compressed).await {
                     Err(error) if error.is_refused_overwrite() => {
-                        let suffix = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S");
+                        let suffix = crate::clock::Clock::now(&crate::clock::SystemClock)
+                            .format("%Y-%m-%dT%H:%M:%S");
                         tracing::warn!(%error, "log exists; storing it under a new name");
                         let key = backend.key(&[codebase, run_id, &format!("{name}.{suffix}.gz")]);
                         backend.upload(&key, &compressed).await

@@ -102,7 +102,7 @@ fn model_error(error: models::ModelError) -> PyErr {
 
 /// `now` as given, or the current UTC time (what the Python models use).
 fn now_or_utc(now: Option<NaiveDateTime>) -> NaiveDateTime {
-    now.unwrap_or_else(|| chrono::Utc::now().naive_utc())
+    now.unwrap_or_else(|| crate::clock::Clock::now(&crate::clock::SystemClock))
 }
 
 /// A Python value as JSON, where a `str` is a string (not JSON text, as for `to_json_value`).

@@ -18,10 +18,6 @@ use crate::config::Config;
 use crate::processor::{self, RetryAfter};
 use crate::watchdog::{KEEPALIVE_INTERVAL, Watchdog, WatchdogHandle};
 
-fn utc_now() -> NaiveDateTime {
-    chrono::Utc::now().naive_utc()
-}
-
 /// The Python runner's `QueueProcessor`: active runs in Redis (`redis`, the Python runner's
 /// keys) or else in the database; without a database, the registry, rate limits and status
 /// work on Redis alone. The configuration comes from `config` (a janitor.conf path) or, as in
@@ -285,7 +281,7 @@ impl PyQueueProcessor {
     ) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state();
         super::awaitable_none(py, async move {
-            processor::register_run(&state, &active_run.inner, utc_now())
+            processor::register_run(&state, &active_run.inner, state.clock.now())
                 .await
                 .map_err(service_error)
         })
@@ -298,7 +294,7 @@ impl PyQueueProcessor {
     ) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state();
         super::awaitable_none(py, async move {
-            processor::update_run(&state, &active_run.inner, utc_now())
+            processor::update_run(&state, &active_run.inner, state.clock.now())
                 .await
                 .map_err(service_error)
         })
@@ -343,7 +339,7 @@ impl PyQueueProcessor {
                 &code,
                 &description,
                 transient,
-                utc_now(),
+                state.clock.now(),
             )
             .await
             .map(|_| ())
@@ -393,7 +389,7 @@ impl PyQueueProcessor {
         };
         let state = self.state();
         super::awaitable_none(py, async move {
-            processor::rate_limited(&state, &host, retry_after, utc_now())
+            processor::rate_limited(&state, &host, retry_after, state.clock.now())
                 .await
                 .map(|_| ())
                 .map_err(service_error)
@@ -404,7 +400,7 @@ impl PyQueueProcessor {
     fn rate_limited_hosts(&self) -> AsyncRows {
         let state = self.state();
         AsyncRows::new(Box::pin(async move {
-            let hosts = processor::rate_limited_hosts(&state, utc_now())
+            let hosts = processor::rate_limited_hosts(&state, state.clock.now())
                 .await
                 .map_err(service_error)?;
             Python::attach(|py| {
@@ -420,7 +416,7 @@ impl PyQueueProcessor {
     fn status_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let status = processor::status_json(&state, utc_now())
+            let status = processor::status_json(&state, state.clock.now())
                 .await
                 .map_err(service_error)?;
             Python::attach(|py| Ok(from_json_value(py, &status)?.unbind()))
@@ -483,7 +479,7 @@ impl PyQueueProcessor {
                 &state,
                 codebase.as_deref().filter(|c| !c.is_empty()),
                 campaign.as_deref().filter(|c| !c.is_empty()),
-                utc_now(),
+                state.clock.now(),
             )
             .await
             .map_err(service_error)?;

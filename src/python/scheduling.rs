@@ -70,8 +70,9 @@ fn result(scheduled: Scheduled) -> ScheduleResult {
     )
 }
 
+/// The current UTC time: these functions have no runner state, so the system clock.
 fn utc_now() -> NaiveDateTime {
-    chrono::Utc::now().naive_utc()
+    crate::clock::Clock::now(&crate::clock::SystemClock)
 }
 
 /// `await connect(dsn, max_connections=10)`: a pool for the other functions.
