@@ -169,15 +169,7 @@ pub async fn assign(
     }
     loop {
         let now = state.clock.now();
-        let mut exclude_hosts: Vec<String> = state.settings.avoid_hosts.iter().cloned().collect();
-        exclude_hosts.extend(
-            state
-                .store
-                .rate_limited_hosts(now)
-                .await?
-                .into_iter()
-                .map(|(host, _)| host),
-        );
+        let exclude_hosts = crate::processor::excluded_hosts(state, now).await?;
         let mut claimed_ids = if state.store.claims_in_database() {
             Vec::new()
         } else {

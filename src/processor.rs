@@ -124,6 +124,18 @@ pub async fn rate_limited_hosts(
     Ok(state.store.rate_limited_hosts(now).await?)
 }
 
+/// The hosts nothing is handed out from now: the avoided ones and the rate-limited ones.
+pub async fn excluded_hosts(state: &AppState, now: NaiveDateTime) -> Result<Vec<String>> {
+    let mut excluded: Vec<String> = state.settings.avoid_hosts.iter().cloned().collect();
+    excluded.extend(
+        rate_limited_hosts(state, now)
+            .await?
+            .into_iter()
+            .map(|(host, _)| host),
+    );
+    Ok(excluded)
+}
+
 /// `GET /status` and the `queue` channel message.
 pub async fn status_json(state: &AppState, now: NaiveDateTime) -> Result<Value> {
     crate::status::status_json(
@@ -164,13 +176,7 @@ pub async fn next_queue_item(
     campaign: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<Option<(crate::models::QueueItem, crate::models::VcsInfo)>> {
-    let mut excluded: Vec<String> = state.settings.avoid_hosts.iter().cloned().collect();
-    excluded.extend(
-        rate_limited_hosts(state, now)
-            .await?
-            .into_iter()
-            .map(|(host, _)| host),
-    );
+    let excluded = excluded_hosts(state, now).await?;
     let assigned = state.store.assigned_queue_ids().await?;
     crate::queue::next_item(&state.pool, codebase, campaign, &excluded, &assigned).await
 }
