@@ -48,17 +48,13 @@ pub async fn authenticate(
         Ok(pair) => pair,
         Err(error) => return Ok(Err(error)),
     };
-    let known: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM worker WHERE name = $1 AND password = crypt($2, password)",
+    Ok(
+        if crate::db::workers::password_matches(pool, &login, &password).await? {
+            Ok(login)
+        } else {
+            Err(AuthError::Invalid)
+        },
     )
-    .bind(&login)
-    .bind(&password)
-    .fetch_optional(pool)
-    .await?;
-    Ok(match known {
-        Some(_) => Ok(login),
-        None => Err(AuthError::Invalid),
-    })
 }
 
 #[cfg(test)]

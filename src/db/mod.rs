@@ -6,6 +6,7 @@ pub mod migrate;
 pub mod queue;
 pub mod reviews;
 pub mod runs;
+pub mod workers;
 
 use std::time::Duration;
 
