@@ -351,24 +351,26 @@ pub async fn bulk_schedule(
     }
     let mut queue = QueueState::load(&mut tx).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "queue locked and read");
-    let shadow_keys: HashSet<Pair> = prepared
-        .iter()
-        .map(|ready| {
-            (
-                ready.candidate.codebase.clone(),
-                ready.candidate.campaign.clone(),
-            )
-        })
-        .collect();
-    let theirs = match (options.shadow, &options.before) {
-        (false, _) => None,
-        // The queue now is the Python's result; the run starts from the one it found.
-        (true, Some(before)) => {
-            let now = std::mem::replace(&mut queue, QueueState::from_snapshot(before.clone()));
-            Some(now.rows_of(&shadow_keys))
+    // Only a shadow run sets the compared rows aside; a real run pays nothing for it.
+    let theirs = options.shadow.then(|| {
+        let keys: HashSet<Pair> = prepared
+            .iter()
+            .map(|ready| {
+                (
+                    ready.candidate.codebase.clone(),
+                    ready.candidate.campaign.clone(),
+                )
+            })
+            .collect();
+        match &options.before {
+            // The queue now is the Python's result; the run starts from the one it found.
+            Some(before) => {
+                let now = std::mem::replace(&mut queue, QueueState::from_snapshot(before.clone()));
+                now.rows_of(&keys)
+            }
+            None => queue.take_rewritable(&keys),
         }
-        (true, None) => Some(queue.take_rewritable(&shadow_keys)),
-    };
+    });
     let mut row_ids = Vec::new();
     let total = prepared.len();
     let no_history = PairHistory::default();
