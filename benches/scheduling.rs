@@ -198,7 +198,7 @@ fn scheduling(c: &mut Criterion) {
     // What `GET /queue/position` does: the in-memory positions, checked against the queue
     // version (one tiny query), while the queue is not changing. The queue holds the 400k
     // seeded change-set rows plus the 100k rows the bulk benchmarks wrote.
-    let positions = janitor_runner::queue_positions::QueuePositions::new();
+    let positions = janitor_runner::queue::positions::QueuePositions::new();
     let built = runtime
         .block_on(positions.rebuild(&pool))
         .expect("position snapshot");

@@ -9,6 +9,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManagerConfig;
 use sqlx::PgPool;
 
+use crate::assign::upstream::{BranchOpener, REMOTE_BRANCH_OPEN_TIMEOUT};
+use crate::assign::vcs_store::{VcsLocationError, VcsStores};
 use crate::backchannel::BackchannelClient;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -18,8 +20,6 @@ use crate::schedule::after_run::Rescheduler;
 use crate::state::{ActiveRunStore, MirroredStore, PostgresStore, RedisKeys, RedisStore};
 use crate::status::{AnnouncerParts, StatusAnnouncer};
 use crate::storage::{Storage, StorageError};
-use crate::upstream::{BranchOpener, REMOTE_BRANCH_OPEN_TIMEOUT};
-use crate::vcs_store::{VcsLocationError, VcsStores};
 
 /// Runner settings that come from the command line rather than the config file.
 #[derive(Debug, Clone)]
@@ -141,7 +141,7 @@ pub struct AppState {
     /// Puts candidates back on the queue after their runs.
     pub rescheduler: Rescheduler,
     /// Queue positions kept in memory while they are exact.
-    pub queue_positions: crate::queue_positions::QueuePositions,
+    pub queue_positions: crate::queue::positions::QueuePositions,
     /// Reaches workers while their runs are out (pings, logs, kill).
     pub backchannels: BackchannelClient,
 }
@@ -253,12 +253,12 @@ impl AppState {
             metrics: Metrics::new()?,
             clock,
             vcs_stores,
-            host_vendor: crate::builder::host_vendor().await,
+            host_vendor: crate::assign::builder::host_vendor().await,
             storage,
             status_announcer,
             branch_opener: BranchOpener::new(REMOTE_BRANCH_OPEN_TIMEOUT)?,
             rescheduler,
-            queue_positions: crate::queue_positions::QueuePositions::new(),
+            queue_positions: crate::queue::positions::QueuePositions::new(),
             backchannels,
         })
     }
@@ -277,7 +277,7 @@ impl AppState {
     pub fn with_pool(&self, pool: PgPool) -> Self {
         Self {
             rescheduler: Rescheduler::new(pool.clone(), self.clock.clone()),
-            queue_positions: crate::queue_positions::QueuePositions::new(),
+            queue_positions: crate::queue::positions::QueuePositions::new(),
             pool,
             database: DatabaseReadiness::default(),
             ..self.clone()

@@ -274,7 +274,7 @@ pub async fn run_server(
     let mover = crate::storage::spawn_backup_mover(state.storage.clone(), BACKUP_MOVE_INTERVAL);
     let state = std::sync::Arc::new(state);
     let watchdog = (args.watchdog_interval > 0).then(|| {
-        std::sync::Arc::new(crate::watchdog::Watchdog::new(state.clone()))
+        std::sync::Arc::new(crate::backchannel::watchdog::Watchdog::new(state.clone()))
             .spawn(std::time::Duration::from_secs(args.watchdog_interval))
     });
     let (stopping, stopped) = tokio::sync::oneshot::channel();

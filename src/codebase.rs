@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 
-use crate::branch_url::{split_segment_parameters, unescape, with_branch};
+use crate::assign::branch_url::{split_segment_parameters, unescape, with_branch};
 use crate::db::ConstraintExt;
 use crate::db::codebases::{self, Codebase};
 use crate::error::{Error, Result};

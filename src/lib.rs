@@ -6,27 +6,20 @@
 pub mod app;
 pub mod assign;
 pub mod backchannel;
-pub mod branch_url;
-pub mod builder;
 pub mod candidate;
 pub mod cli;
 pub mod clock;
 pub mod codebase;
-pub mod command;
-pub mod committer;
 pub mod config;
 pub mod db;
-pub mod debian_changes;
 pub mod error;
 pub mod events;
 pub mod finish;
-pub mod logs;
 pub mod metrics;
 pub mod models;
 pub mod names;
-pub mod processor;
 pub mod queue;
-pub mod queue_positions;
+pub mod registry;
 pub mod review;
 pub mod runs;
 pub mod schedule;
@@ -34,19 +27,16 @@ pub mod state;
 pub mod status;
 pub mod storage;
 pub mod time;
-pub mod upstream;
-pub mod vcs_store;
-pub mod watchdog;
 pub mod web;
 pub mod worker_auth;
 
 #[cfg(feature = "python")]
 mod python;
 
-pub use command::splitout_env;
-pub use committer::committer_env;
+pub use assign::command::splitout_env;
+pub use assign::committer::committer_env;
 pub use error::{Error, Result};
-pub use logs::is_log_filename;
+pub use finish::logs::is_log_filename;
 
 /// The crate version, also the Python package's `__version__`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -10,9 +10,11 @@
 //! routes `list_run_logs`, `open_run_log` and `kill_run`.
 
 mod jenkins;
+
 mod polling;
 mod runs;
 mod url;
+pub mod watchdog;
 
 use std::pin::Pin;
 use std::time::Duration;

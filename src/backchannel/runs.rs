@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::models::ActiveRun;
 
 async fn active_run(state: &AppState, run_id: &str) -> Result<ActiveRun> {
-    crate::processor::get_run(state, run_id)
+    crate::registry::get_run(state, run_id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("No such current run: {run_id}")))
 }

@@ -673,7 +673,8 @@ fn dpkg_vendor(py: Python<'_>) -> String {
     py.detach(|| {
         VENDOR
             .get_or_init(|| {
-                pyo3_async_runtimes::tokio::get_runtime().block_on(crate::builder::host_vendor())
+                pyo3_async_runtimes::tokio::get_runtime()
+                    .block_on(crate::assign::builder::host_vendor())
             })
             .clone()
     })

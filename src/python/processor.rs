@@ -13,10 +13,10 @@ use super::queue::{AsyncRows, item_with_vcs, timedelta_from_seconds};
 use super::scheduling::PyPool;
 use super::{PyActiveRun, PyJanitorResult, collect_iterable, from_json_value, service_error};
 use crate::app::{AppState, DatabaseReadiness, Settings, StoreLocation};
+use crate::backchannel::watchdog::{KEEPALIVE_INTERVAL, Watchdog, WatchdogHandle};
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::processor::{self, RetryAfter};
-use crate::watchdog::{KEEPALIVE_INTERVAL, Watchdog, WatchdogHandle};
+use crate::registry::{self, RetryAfter};
 
 /// The Python runner's `QueueProcessor`: active runs in Redis (`redis`, the Python runner's
 /// keys) or else in the database; without a database, the registry, rate limits and status
@@ -281,7 +281,7 @@ impl PyQueueProcessor {
     ) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state();
         super::awaitable_none(py, async move {
-            processor::register_run(&state, &active_run.inner, state.clock.now())
+            registry::register_run(&state, &active_run.inner, state.clock.now())
                 .await
                 .map_err(service_error)
         })
@@ -294,7 +294,7 @@ impl PyQueueProcessor {
     ) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state();
         super::awaitable_none(py, async move {
-            processor::update_run(&state, &active_run.inner, state.clock.now())
+            registry::update_run(&state, &active_run.inner, state.clock.now())
                 .await
                 .map_err(service_error)
         })
@@ -304,7 +304,7 @@ impl PyQueueProcessor {
     fn get_run<'py>(&self, py: Python<'py>, log_id: String) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let run = processor::get_run(&state, &log_id)
+            let run = registry::get_run(&state, &log_id)
                 .await
                 .map_err(service_error)?;
             Ok(run.map(|inner| PyActiveRun { inner }))
@@ -315,7 +315,7 @@ impl PyQueueProcessor {
     fn unclaim_run<'py>(&self, py: Python<'py>, log_id: String) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state();
         super::awaitable_none(py, async move {
-            processor::unclaim_run(&state, &log_id)
+            registry::unclaim_run(&state, &log_id)
                 .await
                 .map_err(service_error)
         })
@@ -333,7 +333,7 @@ impl PyQueueProcessor {
     ) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state_with_database()?;
         super::awaitable_none(py, async move {
-            processor::abort_run(
+            registry::abort_run(
                 &state,
                 &run.inner,
                 &code,
@@ -389,7 +389,7 @@ impl PyQueueProcessor {
         };
         let state = self.state();
         super::awaitable_none(py, async move {
-            processor::rate_limited(&state, &host, retry_after, state.clock.now())
+            registry::rate_limited(&state, &host, retry_after, state.clock.now())
                 .await
                 .map(|_| ())
                 .map_err(service_error)
@@ -400,7 +400,7 @@ impl PyQueueProcessor {
     fn rate_limited_hosts(&self) -> AsyncRows {
         let state = self.state();
         AsyncRows::new(Box::pin(async move {
-            let hosts = processor::rate_limited_hosts(&state, state.clock.now())
+            let hosts = registry::rate_limited_hosts(&state, state.clock.now())
                 .await
                 .map_err(service_error)?;
             Python::attach(|py| {
@@ -416,7 +416,7 @@ impl PyQueueProcessor {
     fn status_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let status = processor::status_json(&state, state.clock.now())
+            let status = registry::status_json(&state, state.clock.now())
                 .await
                 .map_err(service_error)?;
             Python::attach(|py| Ok(from_json_value(py, &status)?.unbind()))
@@ -426,7 +426,7 @@ impl PyQueueProcessor {
     fn active_run_count<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            processor::active_run_count(&state)
+            registry::active_run_count(&state)
                 .await
                 .map_err(service_error)
         })
@@ -442,7 +442,7 @@ impl PyQueueProcessor {
     ) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state_with_database()?;
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let found = processor::estimate_wait(&state, &codebase, &campaign)
+            let found = registry::estimate_wait(&state, &codebase, &campaign)
                 .await
                 .map_err(service_error)?;
             let delta = |seconds: Option<f64>| seconds.map(timedelta_from_seconds);
@@ -475,7 +475,7 @@ impl PyQueueProcessor {
             None => self.state_with_database()?,
         };
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let found = processor::next_queue_item(
+            let found = registry::next_queue_item(
                 &state,
                 codebase.as_deref().filter(|c| !c.is_empty()),
                 campaign.as_deref().filter(|c| !c.is_empty()),

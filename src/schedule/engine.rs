@@ -351,7 +351,7 @@ pub async fn do_schedule_control(
     if let Some(revision) = request.main_branch_revision {
         words.push(format!("--revision={revision}"));
     }
-    let command = crate::command::join(&words);
+    let command = crate::assign::command::join(&words);
     do_schedule(
         conn,
         ScheduleRequest {

@@ -75,7 +75,7 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
 
 async fn get_status(State(state): State<SharedState>) -> ApiResult<Json<Value>> {
     let now = state.clock.now();
-    Ok(Json(crate::processor::status_json(&state, now).await?))
+    Ok(Json(crate::registry::status_json(&state, now).await?))
 }
 
 async fn get_queue(

@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{NaiveDateTime, TimeDelta};
 use common::{Store, TestServer, sql};
+use janitor_runner::backchannel::watchdog::Watchdog;
 use janitor_runner::models::{ActiveRun, BackchannelInfo, QueueItem, VcsInfo};
-use janitor_runner::processor;
-use janitor_runner::watchdog::Watchdog;
+use janitor_runner::registry;
 use serde_json::{Value, json};
 
 // -- fake workers -------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ async fn start_run(server: &TestServer, codebase: &str, backchannel: Backchannel
     let item = queue_item(&server.db.pool, codebase).await;
     let now = server.clock_now();
     let run = active_run(&item, backchannel, now);
-    processor::register_run(&server.state, &run, now)
+    registry::register_run(&server.state, &run, now)
         .await
         .unwrap();
     run
@@ -575,13 +575,13 @@ async fn watchdog_keeps_live_runs_and_reaps_dead_ones() {
             "{store:?}"
         );
         assert!(
-            processor::get_run(&server.state, "run-other")
+            registry::get_run(&server.state, "run-other")
                 .await
                 .unwrap()
                 .is_none()
         );
         let (next, _) =
-            processor::next_queue_item(&server.state, Some("other"), None, server.clock_now())
+            registry::next_queue_item(&server.state, Some("other"), None, server.clock_now())
                 .await
                 .unwrap()
                 .expect("the requeued item is assignable");
@@ -625,7 +625,7 @@ async fn watchdog_keeps_live_runs_and_reaps_dead_ones() {
         for live in ["quoted", "raw", "building"] {
             assert!(run_rows(pool, &format!("run-{live}")).await.is_empty());
             assert!(
-                processor::get_run(&server.state, &format!("run-{live}"))
+                registry::get_run(&server.state, &format!("run-{live}"))
                     .await
                     .unwrap()
                     .is_some()
@@ -735,7 +735,7 @@ async fn an_abort_racing_the_workers_finish_leaves_one_outcome() {
                 finished += 1;
             }
             assert!(
-                processor::get_run(&server.state, &id)
+                registry::get_run(&server.state, &id)
                     .await
                     .unwrap()
                     .is_none()
@@ -993,7 +993,7 @@ async fn log_and_kill_routes_answer_for_every_kind_of_worker() {
         assert_eq!(status, StatusCode::BAD_REQUEST);
 
         // POST /kill/{run_id}
-        let before = processor::get_run(&server.state, &listing.log_id)
+        let before = registry::get_run(&server.state, &listing.log_id)
             .await
             .unwrap()
             .unwrap();
@@ -1005,7 +1005,7 @@ async fn log_and_kill_routes_answer_for_every_kind_of_worker() {
         assert_eq!(body, expected);
         assert_eq!(fake.fleet.kills.lock().unwrap().get("listing"), Some(&1));
         assert!(
-            processor::get_run(&server.state, &listing.log_id)
+            registry::get_run(&server.state, &listing.log_id)
                 .await
                 .unwrap()
                 .is_some(),

@@ -15,7 +15,7 @@ mod http_bad_input;
 mod migrate;
 mod model_fixtures;
 mod object_storage;
-mod processor;
+mod registry;
 mod scheduling;
 mod scheduling_corpus;
 mod schema_compat;

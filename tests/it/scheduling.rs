@@ -351,7 +351,7 @@ async fn assert_position_matches_view(server: &TestServer) {
     assert!(!view.is_empty());
     // The in-memory positions: exact once built, and still exact (from SQL) right after a
     // change, before they are rebuilt.
-    let cached = janitor_runner::queue_positions::QueuePositions::new();
+    let cached = janitor_runner::queue::positions::QueuePositions::new();
     assert!(
         cached.rebuild(&server.db.pool).await.unwrap(),
         "no writer is mid-transaction"
@@ -378,7 +378,7 @@ async fn assert_position_matches_view(server: &TestServer) {
 
 #[tokio::test]
 async fn cached_positions_follow_queue_changes() {
-    use janitor_runner::queue_positions::QueuePositions;
+    use janitor_runner::queue::positions::QueuePositions;
     let server = TestServer::start(Store::Postgres).await;
     sql(&server, WORKED_EXAMPLE).await;
     let pool = &server.db.pool;

@@ -4,7 +4,7 @@ use crate::common;
 
 use common::{Store, TestServer, sql};
 use janitor_runner::models::{ActiveRun, BackchannelInfo, QueueItem, VcsInfo};
-use janitor_runner::processor;
+use janitor_runner::registry;
 
 fn active_gauge(server: &TestServer, worker: &str) -> f64 {
     server
@@ -49,11 +49,11 @@ async fn registering_and_unclaiming_keep_the_worker_gauge_and_the_claim() {
             )
         };
         let state = &server.state;
-        processor::register_run(state, &run("run-a"), now)
+        registry::register_run(state, &run("run-a"), now)
             .await
             .unwrap();
         assert_eq!(active_gauge(&server, "worker-7"), 1.0, "{store:?}");
-        let rival = processor::register_run(state, &run("run-b"), now).await;
+        let rival = registry::register_run(state, &run("run-b"), now).await;
         assert!(
             matches!(
                 rival,
@@ -63,7 +63,7 @@ async fn registering_and_unclaiming_keep_the_worker_gauge_and_the_claim() {
             ),
             "{store:?}: {rival:?}"
         );
-        let (next, _) = processor::next_queue_item(state, None, None, now)
+        let (next, _) = registry::next_queue_item(state, None, None, now)
             .await
             .unwrap()
             .map_or((None, None), |(item, vcs)| (Some(item.id), Some(vcs)));
@@ -71,11 +71,11 @@ async fn registering_and_unclaiming_keep_the_worker_gauge_and_the_claim() {
             next, None,
             "{store:?}: the claimed item is not handed out again"
         );
-        processor::unclaim_run(state, "run-a").await.unwrap();
+        registry::unclaim_run(state, "run-a").await.unwrap();
         assert_eq!(active_gauge(&server, "worker-7"), 0.0, "{store:?}");
-        processor::unclaim_run(state, "unknown").await.unwrap();
+        registry::unclaim_run(state, "unknown").await.unwrap();
         assert_eq!(active_gauge(&server, "worker-7"), 0.0, "{store:?}");
-        let (next, _) = processor::next_queue_item(state, None, None, now)
+        let (next, _) = registry::next_queue_item(state, None, None, now)
             .await
             .unwrap()
             .map_or((None, None), |(item, vcs)| (Some(item.id), Some(vcs)));

@@ -6,11 +6,11 @@ use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::Value;
 
 use crate::app::AppState;
+use crate::assign::upstream::DEFAULT_RETRY_AFTER;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::models::{ActiveRun, JanitorResult};
 use crate::state::StoreError;
-use crate::upstream::DEFAULT_RETRY_AFTER;
 
 /// Registers a run and claims its queue item; `StoreError::AlreadyClaimed` (inside
 /// `Error::Store`) when another run holds the item. Counts it and announces the new status.

@@ -1,6 +1,8 @@
 //! The queue as clients see it: listing and positions.
 
-use crate::queue_positions::QueuePositions;
+pub mod positions;
+
+use crate::queue::positions::QueuePositions;
 use serde::Serialize;
 use sqlx::PgPool;
 

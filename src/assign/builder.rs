@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 use sqlx::PgConnection;
 
+use crate::assign::upstream::OpenedBranch;
 use crate::config::{Campaign, CampaignBuild, Config, DebianBuild, Distribution};
-use crate::upstream::OpenedBranch;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuilderError {

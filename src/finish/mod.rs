@@ -1,6 +1,9 @@
 //! Ending a run: storing its result, releasing its queue item and announcing it. Shared by
 //! the worker's finish upload, assignment aborts and the watchdog.
 
+pub mod debian_changes;
+pub mod logs;
+
 use chrono::TimeDelta;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -112,7 +115,7 @@ pub async fn announce(
         .publish(RESULT_CHANNEL, &result.to_json())
         .await;
     if registered {
-        crate::processor::unclaim_run(state, &run.log_id).await?;
+        crate::registry::unclaim_run(state, &run.log_id).await?;
     }
     state.status_announcer.announce();
     state
@@ -152,7 +155,7 @@ pub async fn finish_run(
         Ok(()) => {}
         Err(Error::RunExists(id)) => {
             drop(tx);
-            crate::processor::unclaim_run(state, &run.log_id).await?;
+            crate::registry::unclaim_run(state, &run.log_id).await?;
             return Err(Error::RunExists(id));
         }
         Err(other) => return Err(other),
@@ -166,7 +169,7 @@ pub async fn finish_run(
     let released = state.store.unclaim_run_in(&mut tx, &run.log_id).await?;
     tx.commit().await?;
     if let Some(stored) = released {
-        crate::processor::count_release(state, &stored);
+        crate::registry::count_release(state, &stored);
     }
     announce(state, run, result, false).await
 }
@@ -270,7 +273,7 @@ pub async fn finish_upload(state: &AppState, run_id: &str, upload: Upload) -> Re
     }
     drop_unregistered_worker(state, &mut result).await?;
     if let Some(BuilderResult::Debian(debian)) = &mut result.builder_result {
-        crate::debian_changes::complete_from_directory(debian, upload.dir.path())
+        crate::finish::debian_changes::complete_from_directory(debian, upload.dir.path())
             .await
             .map_err(|e| Error::BadRequest(e.to_string()))?;
     }

@@ -14,7 +14,7 @@
 //! - a run without backchannel silent for more than a day is `run-disappeared` (only reachable
 //!   with a `--run-timeout` over a day, as in Python).
 //!
-//! Aborts are transient and go through `processor::abort_run`, the path of every finished
+//! Aborts are transient and go through `registry::abort_run`, the path of every finished
 //! run: run row, queue row, `result` and `queue` messages, metrics, reschedule.
 //!
 //! Several runner processes may each run a watchdog on one database and store: a run is
@@ -205,7 +205,7 @@ impl Watchdog {
     /// is held): ping, keep-alive or abort.
     async fn check(&self, id: &str) -> Result<Checked> {
         let state = &*self.state;
-        let Some(run) = crate::processor::get_run(state, id).await? else {
+        let Some(run) = crate::registry::get_run(state, id).await? else {
             return Ok(Checked::NoLongerDue);
         };
         let now = state.clock.now();
@@ -271,7 +271,7 @@ impl Watchdog {
     ) -> Result<Checked> {
         let state = &*self.state;
         let now = state.clock.now();
-        match crate::processor::abort_run(state, run, code, description, Some(true), now).await {
+        match crate::registry::abort_run(state, run, code, description, Some(true), now).await {
             Ok(_) => {
                 tracing::info!(run_id = %run.log_id, code, description, "aborted run");
                 state

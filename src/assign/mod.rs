@@ -6,18 +6,25 @@
 //! finished with a result code inside the claiming transaction, before any active run is
 //! registered, and the next item is tried.
 
+pub mod branch_url;
+pub mod builder;
+pub mod command;
+pub mod committer;
+pub mod upstream;
+pub mod vcs_store;
+
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
-use crate::builder::{BuildLocations, get_builder};
+use crate::assign::builder::{BuildLocations, get_builder};
+use crate::assign::upstream::{OpenError, RateLimited, VCS_STORE_BRANCH_OPEN_TIMEOUT};
 use crate::db::queue::Claimed;
 use crate::error::{Error, Result};
 use crate::models::{ActiveRun, BackchannelInfo, Branch, JanitorResult, ResumeInfo};
 use crate::state::StoreError;
-use crate::upstream::{OpenError, RateLimited, VCS_STORE_BRANCH_OPEN_TIMEOUT};
 
 /// What a worker asks for.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -169,7 +176,7 @@ pub async fn assign(
     }
     loop {
         let now = state.clock.now();
-        let exclude_hosts = crate::processor::excluded_hosts(state, now).await?;
+        let exclude_hosts = crate::registry::excluded_hosts(state, now).await?;
         let mut claimed_ids = if state.store.claims_in_database() {
             Vec::new()
         } else {
@@ -252,7 +259,7 @@ pub async fn assign(
                 Err(other) => return Err(other.into()),
             }
             tx.commit().await?;
-            crate::processor::count_registration(state, &run);
+            crate::registry::count_registration(state, &run);
         } else {
             tx.rollback().await?;
         }
@@ -282,7 +289,7 @@ pub async fn assign(
             Err(error) => {
                 // Never leave a phantom claim behind a failed assignment.
                 if mode == Mode::Assign {
-                    crate::processor::unclaim_run(state, &run.log_id).await?;
+                    crate::registry::unclaim_run(state, &run.log_id).await?;
                 }
                 Err(error.into())
             }
@@ -308,7 +315,7 @@ async fn turn_down(
     let (code, description, transient, answer) = match failure {
         ProbeFailure::Failed(error) => {
             if mode == Mode::Assign {
-                crate::processor::unclaim_run(state, &run.log_id).await?;
+                crate::registry::unclaim_run(state, &run.log_id).await?;
             }
             return Err(error.into());
         }
@@ -367,7 +374,7 @@ fn plan(state: &AppState, run: &ActiveRun) -> Result<Plan, Unassignable> {
     if run.command.trim().is_empty() {
         return Err(unassignable("invalid-command", "queue item has no command"));
     }
-    let (command_env, command) = crate::command::splitout_env(&run.command)
+    let (command_env, command) = crate::assign::command::splitout_env(&run.command)
         .map_err(|e| unassignable("invalid-command", e.to_string()))?;
     Ok(Plan {
         command,
@@ -379,7 +386,10 @@ fn plan(state: &AppState, run: &ActiveRun) -> Result<Plan, Unassignable> {
 fn campaign_builder<'a>(
     state: &'a AppState,
     run: &ActiveRun,
-) -> Result<(&'a crate::config::Campaign, crate::builder::Builder<'a>)> {
+) -> Result<(
+    &'a crate::config::Campaign,
+    crate::assign::builder::Builder<'a>,
+)> {
     let campaign = state
         .config
         .campaign(&run.campaign)

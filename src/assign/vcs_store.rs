@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::branch_url::escape;
-use crate::upstream::{BranchOpener, OpenError};
+use crate::assign::branch_url::escape;
+use crate::assign::upstream::{BranchOpener, OpenError};
 
 /// One VCS's store: a remote base URL, or a local directory served as `file://`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +167,7 @@ impl VcsStore {
                 Ok(tokio::fs::read_to_string(file)
                     .await
                     .ok()
-                    .and_then(|text| crate::upstream::parse_bzr_last_revision(&text)))
+                    .and_then(|text| crate::assign::upstream::parse_bzr_last_revision(&text)))
             }
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
 
-use crate::branch_url::split_segment_parameters;
+use crate::assign::branch_url::split_segment_parameters;
 
 /// How long opening an upstream branch may take (Python `REMOTE_BRANCH_OPEN_TIMEOUT`).
 pub const REMOTE_BRANCH_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
