@@ -169,3 +169,57 @@ pub async fn any_command(
     .fetch_optional(conn)
     .await
 }
+
+/// A candidate as the bulk scheduler reads it.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct BulkCandidate {
+    pub id: i32,
+    pub codebase: String,
+    pub campaign: String,
+    pub context: Option<String>,
+    pub value: Option<i32>,
+    pub success_chance: Option<f64>,
+    pub command: String,
+    pub publish_policy: Option<String>,
+}
+
+/// The candidates of known codebases, in `candidate.id` order, optionally only of these
+/// codebases and this campaign.
+pub async fn for_bulk(
+    pool: &PgPool,
+    codebases: Option<&[String]>,
+    campaign: Option<&str>,
+) -> Result<Vec<BulkCandidate>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT candidate.id, codebase.name AS codebase, candidate.suite::text AS campaign,
+                candidate.context, candidate.value, candidate.success_chance,
+                candidate.command, candidate.publish_policy
+         FROM candidate
+         JOIN codebase ON codebase.name = candidate.codebase
+         WHERE ($1::text[] IS NULL OR codebase.name = ANY($1))
+           AND ($2::text IS NULL OR candidate.suite = $2)
+         ORDER BY candidate.id",
+    )
+    .bind(codebases)
+    .bind(campaign)
+    .fetch_all(pool)
+    .await
+}
+
+/// The base candidates (no change set): (codebase, campaign, value, context).
+pub async fn base_for_bulk(
+    pool: &PgPool,
+    codebases: Option<&[String]>,
+    campaign: Option<&str>,
+) -> Result<Vec<(String, String, Option<i32>, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT codebase, suite::text, value, context FROM candidate
+         WHERE coalesce(change_set, '') = ''
+           AND ($1::text[] IS NULL OR codebase = ANY($1))
+           AND ($2::text IS NULL OR suite = $2)",
+    )
+    .bind(codebases)
+    .bind(campaign)
+    .fetch_all(pool)
+    .await
+}

@@ -81,3 +81,10 @@ pub async fn normalized_value(
     .fetch_optional(conn)
     .await
 }
+
+/// Every named codebase's value (NULL where it has none).
+pub async fn values(pool: &PgPool) -> Result<Vec<(String, Option<i32>)>, sqlx::Error> {
+    sqlx::query_as("SELECT name, value FROM codebase WHERE name IS NOT NULL")
+        .fetch_all(pool)
+        .await
+}

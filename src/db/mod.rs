@@ -2,9 +2,12 @@
 
 pub mod candidates;
 pub mod codebases;
+pub mod debian_versions;
 pub mod migrate;
+pub mod publish_policies;
 pub mod queue;
 pub mod reviews;
+pub mod run_history;
 pub mod runs;
 pub mod workers;
 

@@ -1,6 +1,6 @@
 //! Table `queue` and view `queue_positions`.
 
-use sqlx::{FromRow, PgPool};
+use sqlx::{FromRow, PgConnection, PgPool};
 
 /// A queue row as `GET /queue` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -271,5 +271,187 @@ pub async fn add(
     .bind(item.campaign)
     .bind(item.change_set.unwrap_or(""))
     .fetch_one(&mut *conn)
+    .await
+}
+
+/// A queue row without a change set, as the bulk scheduler reads it before its upserts.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize, serde::Deserialize)]
+pub struct BulkRow {
+    pub id: i32,
+    pub codebase: String,
+    pub campaign: String,
+    pub bucket: String,
+    pub priority: i64,
+    pub command: Option<String>,
+    pub context: Option<String>,
+    /// The estimated duration in microseconds.
+    pub duration: Option<i64>,
+    pub requester: Option<String>,
+    pub refresh: Option<bool>,
+}
+
+/// The rows a bulk upsert can hit (those without a change set), and the lowest priority of
+/// the others, which stands for all of them in `MIN(priority)`.
+pub async fn bulk_rows(
+    conn: &mut PgConnection,
+) -> Result<(Option<i64>, Vec<BulkRow>), sqlx::Error> {
+    let others_min: Option<i64> =
+        sqlx::query_scalar("SELECT min(priority) FROM queue WHERE coalesce(change_set, '') <> ''")
+            .fetch_one(&mut *conn)
+            .await?;
+    let rows = sqlx::query_as(
+        "SELECT id, codebase, suite::text AS campaign, bucket::text AS bucket, priority,
+                command, context,
+                (extract(epoch FROM estimated_duration) * 1000000)::bigint AS duration,
+                requester, refresh
+         FROM queue WHERE coalesce(change_set, '') = ''",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((others_min, rows))
+}
+
+/// Keeps other writers out of the queue until the transaction ends; readers go on.
+pub async fn lock_for_bulk(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("LOCK TABLE queue IN SHARE ROW EXCLUSIVE MODE")
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Uses up `count` values of the queue's id sequence, returned in ascending order.
+pub async fn take_ids(conn: &mut PgConnection, count: usize) -> Result<Vec<i64>, sqlx::Error> {
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT coalesce(array_agg(nextval('queue_id_seq')::bigint), '{}')
+         FROM generate_series(1, $1::int)",
+    )
+    .bind(i32::try_from(count).unwrap_or(i32::MAX))
+    .fetch_one(conn)
+    .await?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Queue rows as column arrays, for `unnest`.
+#[derive(Debug, Default)]
+pub struct QueueColumns {
+    pub id: Vec<i32>,
+    pub codebase: Vec<String>,
+    pub campaign: Vec<String>,
+    pub command: Vec<String>,
+    pub priority: Vec<i64>,
+    pub bucket: Vec<String>,
+    pub context: Vec<Option<String>>,
+    /// The duration as asyncpg encodes a timedelta: whole days and the rest in microseconds.
+    pub days: Vec<i32>,
+    pub micros: Vec<i64>,
+    pub requester: Vec<String>,
+}
+
+/// Inserts these rows (not refreshing).
+pub async fn insert_rows(conn: &mut PgConnection, rows: &QueueColumns) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO queue (id, codebase, suite, command, priority, bucket, context,
+                            estimated_duration, refresh, requester)
+         SELECT id, codebase, suite, command, priority, bucket::queue_bucket, context,
+                make_interval(days => days) + micros * interval '1 microsecond', false,
+                requester
+         FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                     $6::text[], $7::text[], $8::int[], $9::bigint[], $10::text[])
+              AS t(id, codebase, suite, command, priority, bucket, context, days, micros,
+                   requester)",
+    )
+    .bind(&rows.id)
+    .bind(&rows.codebase)
+    .bind(&rows.campaign)
+    .bind(&rows.command)
+    .bind(&rows.priority)
+    .bind(&rows.bucket)
+    .bind(&rows.context)
+    .bind(&rows.days)
+    .bind(&rows.micros)
+    .bind(&rows.requester)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Overwrites the rows with these ids (their codebase and campaign stay as they are).
+pub async fn update_rows(conn: &mut PgConnection, rows: &QueueColumns) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE queue SET command = t.command, priority = t.priority,
+                bucket = t.bucket::queue_bucket, context = t.context,
+                estimated_duration = make_interval(days => t.days)
+                                     + t.micros * interval '1 microsecond',
+                refresh = false, requester = t.requester
+         FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                     $6::int[], $7::bigint[], $8::text[])
+              AS t(id, command, priority, bucket, context, days, micros, requester)
+         WHERE queue.id = t.id",
+    )
+    .bind(&rows.id)
+    .bind(&rows.command)
+    .bind(&rows.priority)
+    .bind(&rows.bucket)
+    .bind(&rows.context)
+    .bind(&rows.days)
+    .bind(&rows.micros)
+    .bind(&rows.requester)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// The advisory lock key queue writers hold (shared) until they commit; see migration 4.
+const QUEUE_WRITERS_LOCK: i64 = 7_598_263_571_042_161_923;
+
+/// The queue's version: `runner_queue_version`, bumped by every statement that changes the
+/// queue (0 before the first).
+pub async fn version<'c>(executor: impl sqlx::PgExecutor<'c>) -> Result<i64, sqlx::Error> {
+    // `last_value` moves with every bump, committed or not; `is_called` is false only before
+    // the first one.
+    let (value, called): (i64, bool) =
+        sqlx::query_as("SELECT last_value, is_called FROM runner_queue_version")
+            .fetch_one(executor)
+            .await?;
+    Ok(if called { value } else { 0 })
+}
+
+/// Takes the queue writers' lock exclusively if no writer holds it; whether it did.
+pub async fn try_lock_writers(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(QUEUE_WRITERS_LOCK)
+        .fetch_one(conn)
+        .await
+}
+
+/// Releases the lock [`try_lock_writers`] took (a no-op if this session does not hold it).
+pub async fn unlock_writers(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(QUEUE_WRITERS_LOCK)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Makes the current transaction a read-only snapshot (its first read fixes it).
+pub async fn snapshot_isolation(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// (codebase, campaign, estimated duration in µs) of every row, in run order (bucket,
+/// priority, id), sorted by the database so the bucket order is the enum's.
+pub async fn run_order(
+    conn: &mut PgConnection,
+) -> Result<Vec<(String, String, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT codebase, suite::text,
+                (extract(epoch FROM estimated_duration) * 1000000)::bigint
+         FROM queue ORDER BY bucket, priority, id",
+    )
+    .fetch_all(conn)
     .await
 }

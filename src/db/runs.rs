@@ -331,3 +331,25 @@ pub async fn average_duration(
     .fetch_one(conn)
     .await
 }
+
+/// The campaign, codebase and command of a stored run (`POST /schedule` by run id).
+pub async fn schedule_identity(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+) -> Result<Option<(String, String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as("SELECT suite::text, codebase, command FROM run WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The main branch revision and codebase of a stored run (`POST /schedule-control`).
+pub async fn control_identity(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+) -> Result<Option<(Option<String>, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT main_branch_revision, codebase FROM run WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}

@@ -18,9 +18,6 @@ use sqlx::{Connection, PgPool};
 
 use crate::db;
 
-/// The advisory lock key queue writers hold (shared) until they commit; see the migration.
-const QUEUE_WRITERS_LOCK: i64 = 7_598_263_571_042_161_923;
-
 /// How often a stale snapshot may be rebuilt at most; between rebuilds lookups use SQL.
 pub const MIN_REBUILD_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -67,7 +64,7 @@ impl QueuePositions {
         codebase: &str,
         campaign: &str,
     ) -> Result<Option<(i64, Option<f64>)>, sqlx::Error> {
-        let current = current_version(pool).await?;
+        let current = db::queue::version(pool).await?;
         let snapshot = self.lock().snapshot.clone();
         if let Some(snapshot) = snapshot.filter(|s| s.version == current) {
             return Ok(snapshot
@@ -125,47 +122,21 @@ impl QueuePositions {
     }
 }
 
-async fn current_version<'c>(executor: impl sqlx::PgExecutor<'c>) -> Result<i64, sqlx::Error> {
-    // `last_value` moves with every bump, committed or not; `is_called` is false only before
-    // the first one.
-    let (value, called): (i64, bool) =
-        sqlx::query_as("SELECT last_value, is_called FROM runner_queue_version")
-            .fetch_one(executor)
-            .await?;
-    Ok(if called { value } else { 0 })
-}
-
 /// Reads the version and the queue in one snapshot, taken while no writer holds an
 /// uncommitted change; `None` if some writer does.
 async fn build_snapshot(pool: &PgPool) -> Result<Option<Snapshot>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(QUEUE_WRITERS_LOCK)
-        .fetch_one(&mut *conn)
-        .await?;
-    if !locked {
+    if !db::queue::try_lock_writers(&mut conn).await? {
         return Ok(None);
     }
     let result = async {
         let mut tx = conn.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        db::queue::snapshot_isolation(&mut tx).await?;
         // The first read fixes the transaction's snapshot; writers wait for the lock only
         // until it is released just after.
-        let version = current_version(&mut *tx).await?;
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(QUEUE_WRITERS_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        // Sorted by the database, so the bucket order is the enum's wherever it came from.
-        let rows: Vec<QueueRow> = sqlx::query_as(
-            "SELECT codebase, suite::text,
-                    (extract(epoch FROM estimated_duration) * 1000000)::bigint
-             FROM queue ORDER BY bucket, priority, id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let version = db::queue::version(&mut *tx).await?;
+        db::queue::unlock_writers(&mut tx).await?;
+        let rows = db::queue::run_order(&mut tx).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(Snapshot {
             version,
@@ -175,10 +146,7 @@ async fn build_snapshot(pool: &PgPool) -> Result<Option<Snapshot>, sqlx::Error> 
     .await;
     if result.is_err() {
         // Never leave the lock held on a pooled connection (a no-op if already released).
-        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(QUEUE_WRITERS_LOCK)
-            .execute(&mut *conn)
-            .await;
+        let _ = db::queue::unlock_writers(&mut conn).await;
     }
     result.map(Some)
 }

@@ -11,6 +11,7 @@ use sqlx::PgConnection;
 use super::offset::{DEFAULT_SCHEDULE_OFFSET, OffsetError, OffsetInputs, calculate_offset};
 use super::{DEFAULT_ESTIMATED_DURATION, Estimate, Micros, PastRun, estimate_from_history};
 use crate::db;
+use crate::db::debian_versions::VersionOperator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -380,11 +381,7 @@ pub async fn deps_satisfied(
     let Some(groups) = relations.as_array() else {
         return Ok(false);
     };
-    let exists: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('all_debian_versions')::text")
-            .fetch_one(&mut *conn)
-            .await?;
-    if exists.is_none() {
+    if !db::debian_versions::present(conn).await? {
         if !MISSING_LOGGED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "relation all_debian_versions does not exist; dependency checks are skipped"
@@ -418,11 +415,8 @@ async fn dep_available(conn: &mut PgConnection, alternative: &Value) -> Result<b
         None | Some(Value::Null) => None,
         Some(Value::Array(pair)) => match pair.as_slice() {
             [Value::String(operator), Value::String(version)] => {
-                let operator = match operator.as_str() {
-                    ">>" => ">",
-                    "<<" => "<",
-                    op @ ("=" | "!=" | "<" | ">" | "<=" | ">=") => op,
-                    _ => return Ok(false),
+                let Some(operator) = version_operator(operator) else {
+                    return Ok(false);
                 };
                 Some((operator, version.as_str()))
             }
@@ -430,33 +424,26 @@ async fn dep_available(conn: &mut PgConnection, alternative: &Value) -> Result<b
         },
         Some(_) => return Ok(false),
     };
-    let found: Option<i32> = match constraint {
-        None => {
-            sqlx::query_scalar("SELECT 1 FROM all_debian_versions WHERE source = $1 LIMIT 1")
-                .bind(name)
-                .fetch_optional(&mut *conn)
-                .await?
+    match db::debian_versions::source_available(conn, name, constraint).await {
+        Ok(found) => Ok(found),
+        // A version debversion cannot read matches nothing (Python: an SQL error).
+        Err(sqlx::Error::Database(error)) if constraint.is_some() => {
+            tracing::debug!(%error, name, ?constraint, "unusable version in a relation");
+            Ok(false)
         }
-        Some((operator, version)) => {
-            // The operator comes from the fixed list above, never from the input.
-            let statement = format!(
-                "SELECT 1 FROM all_debian_versions WHERE source = $1 AND version {operator} $2::debversion LIMIT 1"
-            );
-            let found = sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
-                .bind(name)
-                .bind(version)
-                .fetch_optional(&mut *conn)
-                .await;
-            match found {
-                Ok(found) => found,
-                // A version debversion cannot read matches nothing (Python: an SQL error).
-                Err(sqlx::Error::Database(error)) => {
-                    tracing::debug!(%error, name, version, "unusable version in a relation");
-                    None
-                }
-                Err(other) => return Err(other),
-            }
-        }
-    };
-    Ok(found.is_some())
+        Err(other) => Err(other),
+    }
+}
+
+/// Debian's relation operators as debversion's; the strict `>>`/`<<` are `>`/`<`.
+fn version_operator(operator: &str) -> Option<VersionOperator> {
+    Some(match operator {
+        ">>" | ">" => VersionOperator::Greater,
+        "<<" | "<" => VersionOperator::Less,
+        "=" => VersionOperator::Equal,
+        "!=" => VersionOperator::NotEqual,
+        "<=" => VersionOperator::LessOrEqual,
+        ">=" => VersionOperator::GreaterOrEqual,
+        _ => return None,
+    })
 }

@@ -109,11 +109,7 @@ pub async fn schedule(pool: &PgPool, config: &Config, body: &Map<String, Value>)
     let mut conn = pool.acquire().await?;
     let (campaign, codebase, run_command) = match text(body, "run_id")? {
         Some(run_id) => {
-            let run: Option<(String, String, Option<String>)> =
-                sqlx::query_as("SELECT suite::text, codebase, command FROM run WHERE id = $1")
-                    .bind(&run_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+            let run = crate::db::runs::schedule_identity(&mut conn, &run_id).await?;
             run.ok_or_else(|| Error::NotFound("Run not found".into()))?
         }
         None => (
@@ -168,11 +164,7 @@ pub async fn schedule_control(pool: &PgPool, body: &Map<String, Value>) -> Resul
     }
     let (revision, codebase) = match text(body, "run_id")? {
         Some(run_id) => {
-            let run: Option<(Option<String>, String)> =
-                sqlx::query_as("SELECT main_branch_revision, codebase FROM run WHERE id = $1")
-                    .bind(&run_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+            let run = crate::db::runs::control_identity(&mut conn, &run_id).await?;
             let (revision, codebase) =
                 run.ok_or_else(|| Error::NotFound("Run not found".into()))?;
             let revision = revision.ok_or_else(|| {
