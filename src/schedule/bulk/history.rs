@@ -29,6 +29,9 @@ fn publish_mode_value(mode: &str) -> Option<i64> {
     })
 }
 
+/// Whether a named policy has no per-branch policy, and its publish modes.
+type PolicyModes = (bool, Arc<[Option<String>]>);
+
 /// A candidate with its named policy: whether that has no per-branch policy, and its publish
 /// modes (shared by every candidate of the policy).
 pub(super) struct Candidate {
@@ -301,7 +304,7 @@ async fn load_candidates(
         db::candidates::for_bulk(pool, codebases, campaign),
         db::publish_policies::modes(pool),
     )?;
-    let policies: HashMap<String, (bool, Arc<[Option<String>]>)> = policies
+    let policies: HashMap<String, PolicyModes> = policies
         .into_iter()
         .map(|(name, is_null, modes)| (name, (is_null, modes.into())))
         .collect();

@@ -43,9 +43,6 @@ pub struct BulkOptions {
     pub before: Option<QueueSnapshot>,
 }
 
-/// The queue rows a bulk run reads (those without a change set, and the lowest priority of
-/// the others), kept to start a later shadow comparison from.
-
 /// A queue row the bulk scheduler writes (or would write).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ScheduledRow {
@@ -88,8 +85,6 @@ pub struct BulkSummary {
     /// With `shadow`: how those rows compare with the queue's.
     pub shadow: Option<super::shadow::ShadowReport>,
 }
-
-/// Whether a named policy has no per-branch policy, and its publish modes.
 
 /// Reads the queue as a bulk run would find it.
 pub async fn snapshot_queue(pool: &PgPool) -> Result<QueueSnapshot, sqlx::Error> {
