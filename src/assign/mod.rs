@@ -127,7 +127,7 @@ pub async fn assign(
     let mut finished_here: HashSet<(String, String, Option<String>)> = HashSet::new();
     loop {
         let now = state.clock.now();
-        let (mut tx, row) = next_row(state, request, &passed_over, now).await?;
+        let (tx, row) = next_row(state, request, &passed_over, now).await?;
         let Some(row) = row else {
             if mode == Mode::Assign {
                 state.metrics.queue_empty.inc();
