@@ -34,10 +34,18 @@ pub struct Metrics {
     pub watchdog_abort_conflicts: IntCounter,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
-    let metric = IntCounter::new(name, help)?;
+/// Registers a new metric and returns a handle to it.
+fn registered<M>(registry: &Registry, metric: prometheus::Result<M>) -> prometheus::Result<M>
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = metric?;
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    registered(registry, IntCounter::new(name, help))
 }
 
 fn counter_vec(
@@ -46,121 +54,76 @@ fn counter_vec(
     help: &str,
     labels: &[&str],
 ) -> prometheus::Result<IntCounterVec> {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 impl Metrics {
+    /// Every metric, registered in a registry of its own (several apps in one process, as in
+    /// the tests and the Python face, each count their own).
     pub fn new() -> prometheus::Result<Self> {
-        let registry = Registry::new();
-        let run_count = counter(&registry, "run_count_total", "Number of runs handled.")?;
-        let job_last_success_unixtime = Gauge::new(
-            "job_last_success_unixtime",
-            "Last time a batch job successfully finished",
-        )?;
-        registry.register(Box::new(job_last_success_unixtime.clone()))?;
-        let build_duration = HistogramVec::new(
-            HistogramOpts::new("build_duration", "Build duration"),
-            &["campaign"],
-        )?;
-        registry.register(Box::new(build_duration.clone()))?;
-        let result = counter_vec(
-            &registry,
-            "result_total",
-            "Result counts",
-            &["campaign", "result_code"],
-        )?;
-        let active_runs = GaugeVec::new(
-            Opts::new("active_runs", "Number of active runs"),
-            &["worker"],
-        )?;
-        registry.register(Box::new(active_runs.clone()))?;
-        let assignments = counter_vec(
-            &registry,
-            "assignments_total",
-            "Number of assignments handed out",
-            &["worker"],
-        )?;
-        let rate_limited_host = counter_vec(
-            &registry,
-            "rate_limited_host_total",
-            "Rate limiting per host",
-            &["host"],
-        )?;
-        let artifact_upload_failed = counter(
-            &registry,
-            "artifact_upload_failed_total",
-            "Number of failures uploading artifacts",
-        )?;
-        let queue_empty = counter(&registry, "queue_empty_total", "Queue was empty.")?;
-        let primary_logfile_upload_failed = counter(
-            &registry,
-            "primary_logfile_upload_failed_total",
-            "Number of failed logs to primary logfile target",
-        )?;
-        let logfile_uploads = counter(
-            &registry,
-            "logfile_uploads_total",
-            "Number of uploaded log files",
-        )?;
-        let postgres_insufficient_resources = counter(
-            &registry,
-            "postgres_insufficient_resources_total",
-            "Number of requests that failed because PostgreSQL was out of resources",
-        )?;
-        let requests = counter_vec(
-            &registry,
-            "requests_total",
-            "Total request count",
-            &["method", "route", "status"],
-        )?;
-        let request_exceptions = counter_vec(
-            &registry,
-            "request_exceptions_total",
-            "Total request exceptions",
-            &["method", "route"],
-        )?;
-        let request_latency_seconds = HistogramVec::new(
-            HistogramOpts::new("request_latency_seconds", "Request latency"),
-            &["route"],
-        )?;
-        registry.register(Box::new(request_latency_seconds.clone()))?;
-        let requests_in_progress = GaugeVec::new(
-            Opts::new("requests_in_progress_total", "Requests in progress"),
-            &["method", "route"],
-        )?;
-        registry.register(Box::new(requests_in_progress.clone()))?;
-        let active_runs_ping_failed = IntGauge::new(
-            "active_runs_ping_failed",
-            "Active runs whose last ping failed",
-        )?;
-        registry.register(Box::new(active_runs_ping_failed.clone()))?;
-        let watchdog_aborts = counter_vec(
-            &registry,
-            "watchdog_aborts_total",
-            "Runs aborted by the watchdog",
-            &["result_code"],
-        )?;
-        let watchdog_abort_conflicts = counter(
-            &registry,
-            "watchdog_abort_conflicts_total",
-            "Watchdog aborts of runs that were already stored",
-        )?;
+        let r = Registry::new();
+        let (requests, request_exceptions, request_latency_seconds, requests_in_progress) =
+            request_metrics(&r)?;
+        let (active_runs_ping_failed, watchdog_aborts, watchdog_abort_conflicts) =
+            watchdog_metrics(&r)?;
         Ok(Self {
-            registry,
-            run_count,
-            job_last_success_unixtime,
-            build_duration,
-            result,
-            active_runs,
-            assignments,
-            rate_limited_host,
-            artifact_upload_failed,
-            queue_empty,
-            primary_logfile_upload_failed,
-            logfile_uploads,
-            postgres_insufficient_resources,
+            run_count: counter(&r, "run_count_total", "Number of runs handled.")?,
+            job_last_success_unixtime: registered(
+                &r,
+                Gauge::new(
+                    "job_last_success_unixtime",
+                    "Last time a batch job successfully finished",
+                ),
+            )?,
+            build_duration: registered(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("build_duration", "Build duration"),
+                    &["campaign"],
+                ),
+            )?,
+            result: counter_vec(
+                &r,
+                "result_total",
+                "Result counts",
+                &["campaign", "result_code"],
+            )?,
+            active_runs: registered(
+                &r,
+                GaugeVec::new(
+                    Opts::new("active_runs", "Number of active runs"),
+                    &["worker"],
+                ),
+            )?,
+            assignments: counter_vec(
+                &r,
+                "assignments_total",
+                "Number of assignments handed out",
+                &["worker"],
+            )?,
+            rate_limited_host: counter_vec(
+                &r,
+                "rate_limited_host_total",
+                "Rate limiting per host",
+                &["host"],
+            )?,
+            artifact_upload_failed: counter(
+                &r,
+                "artifact_upload_failed_total",
+                "Number of failures uploading artifacts",
+            )?,
+            queue_empty: counter(&r, "queue_empty_total", "Queue was empty.")?,
+            primary_logfile_upload_failed: counter(
+                &r,
+                "primary_logfile_upload_failed_total",
+                "Number of failed logs to primary logfile target",
+            )?,
+            logfile_uploads: counter(&r, "logfile_uploads_total", "Number of uploaded log files")?,
+            postgres_insufficient_resources: counter(
+                &r,
+                "postgres_insufficient_resources_total",
+                "Number of requests that failed because PostgreSQL was out of resources",
+            )?,
             requests,
             request_exceptions,
             request_latency_seconds,
@@ -168,6 +131,7 @@ impl Metrics {
             active_runs_ping_failed,
             watchdog_aborts,
             watchdog_abort_conflicts,
+            registry: r,
         })
     }
 
@@ -184,4 +148,70 @@ impl Metrics {
     pub fn label(value: Option<&str>) -> &str {
         value.unwrap_or("None")
     }
+}
+
+/// The request metrics of the web middleware: count, exceptions, latency, in progress.
+fn request_metrics(
+    r: &Registry,
+) -> prometheus::Result<(IntCounterVec, IntCounterVec, HistogramVec, GaugeVec)> {
+    let requests = counter_vec(
+        r,
+        "requests_total",
+        "Total request count",
+        &["method", "route", "status"],
+    )?;
+    let request_exceptions = counter_vec(
+        r,
+        "request_exceptions_total",
+        "Total request exceptions",
+        &["method", "route"],
+    )?;
+    let request_latency_seconds = registered(
+        r,
+        HistogramVec::new(
+            HistogramOpts::new("request_latency_seconds", "Request latency"),
+            &["route"],
+        ),
+    )?;
+    let requests_in_progress = registered(
+        r,
+        GaugeVec::new(
+            Opts::new("requests_in_progress_total", "Requests in progress"),
+            &["method", "route"],
+        ),
+    )?;
+    Ok((
+        requests,
+        request_exceptions,
+        request_latency_seconds,
+        requests_in_progress,
+    ))
+}
+
+/// The watchdog's metrics: failed pings, aborts by result code, aborts that found the run
+/// already stored.
+fn watchdog_metrics(r: &Registry) -> prometheus::Result<(IntGauge, IntCounterVec, IntCounter)> {
+    let active_runs_ping_failed = registered(
+        r,
+        IntGauge::new(
+            "active_runs_ping_failed",
+            "Active runs whose last ping failed",
+        ),
+    )?;
+    let watchdog_aborts = counter_vec(
+        r,
+        "watchdog_aborts_total",
+        "Runs aborted by the watchdog",
+        &["result_code"],
+    )?;
+    let watchdog_abort_conflicts = counter(
+        r,
+        "watchdog_abort_conflicts_total",
+        "Watchdog aborts of runs that were already stored",
+    )?;
+    Ok((
+        active_runs_ping_failed,
+        watchdog_aborts,
+        watchdog_abort_conflicts,
+    ))
 }
