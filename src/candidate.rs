@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use chrono::NaiveDateTime;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::{Acquire, PgPool};
+use sqlx::{Acquire, PgConnection, PgPool};
 
 use crate::config::Config;
 use crate::db::ConstraintExt;
@@ -59,6 +59,7 @@ struct Upload {
     followup_for: Vec<String>,
 }
 
+/// Stores and queues every valid candidate of `body` (a JSON list), in one transaction.
 pub async fn upload(
     pool: &PgPool,
     config: &Config,
@@ -75,103 +76,130 @@ pub async fn upload(
             continue;
         };
         let mut savepoint = tx.begin().await?;
-        let id = match candidates::upsert(&mut savepoint, &upload.row).await {
-            Ok(id) => id,
-            Err(error) => {
-                match crate::db::constraint(&error).as_deref() {
-                    Some("candidate_codebase_fkey") => {
-                        report.unknown_codebases.insert(upload.row.codebase.clone());
-                    }
-                    Some("candidate_publish_policy_fkey") => {
-                        report
-                            .unknown_publish_policies
-                            .insert(upload.row.publish_policy.clone());
-                    }
-                    Some("candidate_change_set_fkey") => {
-                        return Err(Error::BadRequest(format!(
-                            "unknown change set {:?} for candidate {}",
-                            upload.row.change_set.as_deref().unwrap_or_default(),
-                            render(entry)
-                        )));
-                    }
-                    _ => return Err(error.into()),
-                }
-                savepoint.rollback().await?;
-                continue;
-            }
+        let Some(id) = store_candidate(&mut savepoint, &upload, entry, &mut report).await? else {
+            savepoint.rollback().await?;
+            continue;
         };
-        let superseded = candidates::superseded_proposal_command(
-            &mut savepoint,
-            &upload.row.codebase,
-            &upload.row.campaign,
-            &upload.row.command,
-        )
-        .await?;
-        let (bucket, refresh, mut requester) = match superseded {
-            Some(old) => (
-                Some("update-existing-mp".to_string()),
-                true,
-                format!(
-                    "command changed for existing mp: {} ⇒ {}",
-                    python_repr(&old),
-                    python_repr(&upload.row.command)
-                ),
-            ),
-            None => (upload.bucket.clone(), false, "candidate update".to_string()),
-        };
-        if let Some(extra) = upload.requester.as_deref().filter(|r| !r.is_empty()) {
-            requester.push(' ');
-            requester.push_str(extra);
-        }
-        for origin in &upload.followup_for {
-            candidates::insert_followup(&mut savepoint, origin, id)
-                .await
-                .on_constraint(|name| {
-                    (name == "followup_origin_fkey")
-                        .then(|| Error::BadRequest(format!("followup_for: unknown run {origin:?}")))
-                })?;
-        }
-        // The value, success chance and context are read back from the stored candidate.
-        let scheduled = do_schedule_regular(
-            &mut savepoint,
-            now,
-            RegularRequest {
-                codebase: &upload.row.codebase,
-                campaign: &upload.row.campaign,
-                change_set: upload.row.change_set.as_deref(),
-                command: Some(upload.row.command.clone()),
-                bucket: bucket.as_deref(),
-                requester: Some(&requester),
-                refresh,
-                ..RegularRequest::default()
-            },
-        )
-        .await;
-        let (scheduled, schedule_error) = match scheduled {
-            Ok(scheduled) => (Some(scheduled), None),
-            Err(ScheduleError::Database(error)) => return Err(error.into()),
-            Err(error) => {
-                tracing::warn!(%error, "candidate stored but not scheduled");
-                (None, Some(error.to_string()))
-            }
-        };
-        let accepted = AcceptedCandidate {
-            id,
-            campaign: upload.row.campaign,
-            codebase: upload.row.codebase,
-            change_set: upload.row.change_set,
-            command: upload.row.command,
-            bucket,
-            refresh,
-            requester,
-            scheduled,
-            schedule_error,
-        };
+        let accepted = queue_candidate(&mut savepoint, upload, id, now).await?;
         savepoint.commit().await?;
         report.accepted.push(accepted);
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// Upserts the candidate; `None` when it names an unknown codebase or publish policy (then
+/// recorded in the report, and the savepoint must be rolled back).
+async fn store_candidate(
+    conn: &mut PgConnection,
+    upload: &Upload,
+    entry: &Value,
+    report: &mut UploadReport,
+) -> Result<Option<i32>> {
+    let error = match candidates::upsert(conn, &upload.row).await {
+        Ok(id) => return Ok(Some(id)),
+        Err(error) => error,
+    };
+    match crate::db::constraint(&error).as_deref() {
+        Some("candidate_codebase_fkey") => {
+            report.unknown_codebases.insert(upload.row.codebase.clone());
+        }
+        Some("candidate_publish_policy_fkey") => {
+            report
+                .unknown_publish_policies
+                .insert(upload.row.publish_policy.clone());
+        }
+        Some("candidate_change_set_fkey") => {
+            return Err(Error::BadRequest(format!(
+                "unknown change set {:?} for candidate {}",
+                upload.row.change_set.as_deref().unwrap_or_default(),
+                render(entry)
+            )));
+        }
+        _ => return Err(error.into()),
+    }
+    Ok(None)
+}
+
+/// Records the stored candidate's follow-ups and hands it to the scheduler: a candidate
+/// whose command changed under an open merge proposal goes to `update-existing-mp`, refreshed.
+async fn queue_candidate(
+    conn: &mut PgConnection,
+    upload: Upload,
+    id: i32,
+    now: NaiveDateTime,
+) -> Result<AcceptedCandidate> {
+    let row = &upload.row;
+    let superseded =
+        candidates::superseded_proposal_command(conn, &row.codebase, &row.campaign, &row.command)
+            .await?;
+    let (bucket, refresh, mut requester) = match superseded {
+        Some(old) => (
+            Some("update-existing-mp".to_string()),
+            true,
+            format!(
+                "command changed for existing mp: {} ⇒ {}",
+                python_repr(&old),
+                python_repr(&row.command)
+            ),
+        ),
+        None => (upload.bucket.clone(), false, "candidate update".to_string()),
+    };
+    if let Some(extra) = upload.requester.as_deref().filter(|r| !r.is_empty()) {
+        requester.push(' ');
+        requester.push_str(extra);
+    }
+    for origin in &upload.followup_for {
+        candidates::insert_followup(conn, origin, id)
+            .await
+            .on_constraint(|name| {
+                (name == "followup_origin_fkey")
+                    .then(|| Error::BadRequest(format!("followup_for: unknown run {origin:?}")))
+            })?;
+    }
+    // The value, success chance and context are read back from the stored candidate.
+    let scheduled = do_schedule_regular(
+        conn,
+        now,
+        RegularRequest {
+            codebase: &row.codebase,
+            campaign: &row.campaign,
+            change_set: row.change_set.as_deref(),
+            command: Some(row.command.clone()),
+            bucket: bucket.as_deref(),
+            requester: Some(&requester),
+            refresh,
+            ..RegularRequest::default()
+        },
+    )
+    .await;
+    let (scheduled, schedule_error) = match scheduled {
+        Ok(scheduled) => (Some(scheduled), None),
+        Err(ScheduleError::Database(error)) => return Err(error.into()),
+        Err(error) => {
+            tracing::warn!(%error, "candidate stored but not scheduled");
+            (None, Some(error.to_string()))
+        }
+    };
+    let NewCandidate {
+        campaign,
+        codebase,
+        change_set,
+        command,
+        ..
+    } = upload.row;
+    Ok(AcceptedCandidate {
+        id,
+        campaign,
+        codebase,
+        change_set,
+        command,
+        bucket,
+        refresh,
+        requester,
+        scheduled,
+        schedule_error,
+    })
 }
 
 /// Validates one entry. `Ok(None)` means it is skipped and recorded in the report.
@@ -216,20 +244,8 @@ fn parse_candidate(
         return Err(bad(format!("unknown bucket {bucket:?}")));
     }
     let (value, zero_value) = parse_value(obj).map_err(bad)?;
-    let success_chance = match obj.get("success_chance") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => n.as_f64(),
-        Some(_) => return Err(bad("success_chance must be a number or null".into())),
-    };
-    let followup_for = match obj.get("followup_for") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(ids)) => ids
-            .iter()
-            .map(|id| id.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| bad("followup_for must be a list of run ids".into()))?,
-        Some(_) => return Err(bad("followup_for must be a list of run ids".into())),
-    };
+    let success_chance = parse_success_chance(obj).map_err(bad)?;
+    let followup_for = parse_followup_for(obj).map_err(bad)?;
     let Some(campaign_config) = config.campaign(&campaign) else {
         tracing::warn!(%campaign, "unknown campaign in candidate upload");
         report.unknown_campaigns.insert(campaign);
@@ -238,15 +254,11 @@ fn parse_candidate(
     if !is_valid_name(&campaign) {
         return Err(bad(format!("invalid campaign name {campaign:?}")));
     }
-    let command = match command.filter(|c| !c.is_empty()) {
-        Some(command) => command,
-        None => match campaign_config.command.clone().filter(|c| !c.is_empty()) {
-            Some(command) => command,
-            None => {
-                report.invalid_command.insert(text("command")?);
-                return Ok(None);
-            }
-        },
+    // The candidate's own command, else the campaign's.
+    let non_empty = |command: &Option<String>| command.clone().filter(|c| !c.is_empty());
+    let Some(command) = non_empty(&command).or_else(|| non_empty(&campaign_config.command)) else {
+        report.invalid_command.insert(command);
+        return Ok(None);
     };
     if let Some(zero) = zero_value {
         if report.invalid_value.is_empty() {
@@ -269,6 +281,29 @@ fn parse_candidate(
         requester,
         followup_for,
     }))
+}
+
+/// `success_chance`: a number or null.
+fn parse_success_chance(obj: &Map<String, Value>) -> std::result::Result<Option<f64>, String> {
+    match obj.get("success_chance") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(_) => Err("success_chance must be a number or null".into()),
+    }
+}
+
+/// `followup_for`: the ids of the runs this candidate follows up on.
+fn parse_followup_for(obj: &Map<String, Value>) -> std::result::Result<Vec<String>, String> {
+    let invalid = || "followup_for must be a list of run ids".to_string();
+    match obj.get("followup_for") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .map(|id| id.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(invalid),
+        Some(_) => Err(invalid()),
+    }
 }
 
 /// The candidate value: a positive 32-bit integer or null. A zero (`0`, `0.0`, `false`) is
