@@ -44,53 +44,9 @@ impl WorkerResult {
             Some(v) if truthy(v) => Some(python_int("value", v)?),
             _ => None,
         };
-        let branches = match obj.get("branches") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(entries)) => {
-                let branches = entries
-                    .iter()
-                    .enumerate()
-                    .map(|(i, entry)| Branch::from_json(i, entry))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut roles: Vec<&str> = branches.iter().map(|b| b.role.as_str()).collect();
-                roles.sort_unstable();
-                if let Some(pair) = roles.windows(2).find(|pair| pair[0] == pair[1]) {
-                    return Err(ModelError::new(format!(
-                        "branches: role {:?} appears more than once",
-                        pair[0]
-                    )));
-                }
-                Some(branches)
-            }
-            Some(other) => return Err(type_error("branches", "a list", other)),
-        };
-        let tags = match obj.get("tags") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(entries)) => Some(
-                entries
-                    .iter()
-                    .enumerate()
-                    .map(|(i, entry)| Tag::from_json(i, entry))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            Some(other) => return Err(type_error("tags", "a list", other)),
-        };
-        let builder_result = match obj.get("target") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(target)) => match target.get("name") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(kind)) => {
-                    BuilderResult::check_kind(kind)?;
-                    match target.get("details") {
-                        Some(Value::Null) => None,
-                        Some(details) => Some(BuilderResult::from_details(kind, details)?),
-                        None => return Err(ModelError::new("target.details is missing")),
-                    }
-                }
-                Some(other) => return Err(type_error("target.name", "a string", other)),
-            },
-            Some(other) => return Err(type_error("target", "an object", other)),
-        };
+        let branches = parse_branches(obj)?;
+        let tags = parse_tags(obj)?;
+        let builder_result = parse_target(obj)?;
         let vcs_type = opt_string(obj, "vcs_type")?;
         if let Some(vcs) = &vcs_type
             && !is_vcs_type(vcs)
@@ -136,6 +92,67 @@ impl WorkerResult {
             codebase: opt_string(obj, "codebase")?,
         })
     }
+}
+
+type Object = serde_json::Map<String, Value>;
+
+/// `branches`: a list of branches, each role at most once.
+fn parse_branches(obj: &Object) -> Result<Option<Vec<Branch>>, ModelError> {
+    Ok(match obj.get("branches") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(entries)) => {
+            let branches = entries
+                .iter()
+                .enumerate()
+                .map(|(i, entry)| Branch::from_json(i, entry))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut roles: Vec<&str> = branches.iter().map(|b| b.role.as_str()).collect();
+            roles.sort_unstable();
+            if let Some(pair) = roles.windows(2).find(|pair| pair[0] == pair[1]) {
+                return Err(ModelError::new(format!(
+                    "branches: role {:?} appears more than once",
+                    pair[0]
+                )));
+            }
+            Some(branches)
+        }
+        Some(other) => return Err(type_error("branches", "a list", other)),
+    })
+}
+
+/// `tags`: a list of (name, revision) pairs.
+fn parse_tags(obj: &Object) -> Result<Option<Vec<Tag>>, ModelError> {
+    Ok(match obj.get("tags") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(entries)) => Some(
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, entry)| Tag::from_json(i, entry))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(other) => return Err(type_error("tags", "a list", other)),
+    })
+}
+
+/// `target`: the builder's name and its result details.
+fn parse_target(obj: &Object) -> Result<Option<BuilderResult>, ModelError> {
+    Ok(match obj.get("target") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(target)) => match target.get("name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(kind)) => {
+                BuilderResult::check_kind(kind)?;
+                match target.get("details") {
+                    Some(Value::Null) => None,
+                    Some(details) => Some(BuilderResult::from_details(kind, details)?),
+                    None => return Err(ModelError::new("target.details is missing")),
+                }
+            }
+            Some(other) => return Err(type_error("target.name", "a string", other)),
+        },
+        Some(other) => return Err(type_error("target", "an object", other)),
+    })
 }
 
 #[cfg(test)]
