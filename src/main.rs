@@ -80,26 +80,10 @@ async fn schedule(args: &janitor_runner::cli::ScheduleArgs) -> anyhow::Result<()
         .await
         .context("migration failed")?;
     if let Some(path) = &args.save_queue {
-        let snapshot = janitor_runner::schedule::bulk::snapshot_queue(&pool)
-            .await
-            .context("cannot read the queue")?;
-        let text = serde_json::to_vec(&snapshot)?;
-        tokio::fs::write(path, text)
-            .await
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("queue saved to {}", path.display());
-        return Ok(());
+        return save_queue(&pool, path).await;
     }
     let before = match &args.queue_before {
-        Some(path) => {
-            let text = tokio::fs::read(path)
-                .await
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            Some(
-                serde_json::from_slice(&text)
-                    .with_context(|| format!("{} is not a saved queue", path.display()))?,
-            )
-        }
+        Some(path) => Some(load_queue(path).await?),
         None => None,
     };
     let options = BulkOptions {
@@ -114,16 +98,7 @@ async fn schedule(args: &janitor_runner::cli::ScheduleArgs) -> anyhow::Result<()
     let now = janitor_runner::clock::Clock::now(&janitor_runner::clock::SystemClock);
     let summary = bulk_schedule(&pool, now, &options, |done, total| {
         if terminal {
-            let width = 40;
-            let filled = (done * width)
-                .checked_div(total)
-                .unwrap_or(width)
-                .min(width);
-            eprint!(
-                "\r[{}{}] {done}/{total} candidates",
-                "#".repeat(filled),
-                " ".repeat(width - filled)
-            );
+            draw_progress(done, total);
         }
     })
     .await?;
@@ -133,11 +108,62 @@ async fn schedule(args: &janitor_runner::cli::ScheduleArgs) -> anyhow::Result<()
     if let Some(report) = &summary.shadow {
         return report_shadow(report, summary.candidates, started.elapsed());
     }
+    print_summary(&summary, started.elapsed(), args.dry_run);
+    if let Some(gateway) = &args.prometheus {
+        push_last_success(gateway).await?;
+    }
+    Ok(())
+}
+
+/// `schedule --save-queue FILE`: the queue as a bulk run finds it, for a later `--shadow`.
+async fn save_queue(pool: &sqlx::PgPool, path: &std::path::Path) -> anyhow::Result<()> {
+    let snapshot = janitor_runner::schedule::bulk::snapshot_queue(pool)
+        .await
+        .context("cannot read the queue")?;
+    let text = serde_json::to_vec(&snapshot)?;
+    tokio::fs::write(path, text)
+        .await
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("queue saved to {}", path.display());
+    Ok(())
+}
+
+/// A queue saved by `--save-queue`.
+async fn load_queue(
+    path: &std::path::Path,
+) -> anyhow::Result<janitor_runner::schedule::bulk::QueueSnapshot> {
+    let text = tokio::fs::read(path)
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a saved queue", path.display()))
+}
+
+/// A progress bar on the terminal, redrawn in place.
+fn draw_progress(done: usize, total: usize) {
+    let width = 40;
+    let filled = (done * width)
+        .checked_div(total)
+        .unwrap_or(width)
+        .min(width);
+    eprint!(
+        "\r[{}{}] {done}/{total} candidates",
+        "#".repeat(filled),
+        " ".repeat(width - filled)
+    );
+}
+
+/// What a bulk run did, per bucket, and what it skipped.
+fn print_summary(
+    summary: &janitor_runner::schedule::bulk::BulkSummary,
+    elapsed: std::time::Duration,
+    dry_run: bool,
+) {
     println!(
         "{} candidates in {:.2} s{}",
         summary.candidates,
-        started.elapsed().as_secs_f64(),
-        if args.dry_run {
+        elapsed.as_secs_f64(),
+        if dry_run {
             " (dry run: nothing written)"
         } else {
             ""
@@ -161,10 +187,6 @@ async fn schedule(args: &janitor_runner::cli::ScheduleArgs) -> anyhow::Result<()
             );
         }
     }
-    if let Some(gateway) = &args.prometheus {
-        push_last_success(gateway).await?;
-    }
-    Ok(())
 }
 
 /// Prints the shadow comparison; an error (exit status 1) when the rows differ.
