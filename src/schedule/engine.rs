@@ -64,41 +64,30 @@ pub struct Scheduled {
 pub async fn do_schedule_regular(
     conn: &mut PgConnection,
     now: NaiveDateTime,
-    request: RegularRequest<'_>,
+    mut request: RegularRequest<'_>,
 ) -> Result<Scheduled, ScheduleError> {
+    if request.candidate_value.is_none()
+        || request.success_chance.is_none()
+        || request.command.is_none()
+    {
+        fill_from_candidate(conn, &mut request).await?;
+    }
     let RegularRequest {
         codebase,
         campaign,
-        mut command,
-        mut candidate_value,
-        mut success_chance,
+        command,
+        candidate_value,
+        // Only ever multiplied into a value nobody reads (queue spec 9.4).
+        success_chance: _,
         normalized_codebase_value,
         requester,
         default_offset,
-        mut context,
+        context,
         change_set,
         dry_run,
         refresh,
         bucket,
     } = request;
-    if candidate_value.is_none() || success_chance.is_none() || command.is_none() {
-        let Some(facts) =
-            db::candidates::schedule_facts(conn, codebase, campaign, change_set).await?
-        else {
-            return Err(ScheduleError::CandidateUnavailable {
-                campaign: campaign.to_string(),
-                codebase: codebase.to_string(),
-            });
-        };
-        candidate_value = candidate_value.or(facts.value.map(i64::from));
-        success_chance = success_chance.or(facts.success_chance);
-        if context.is_none() {
-            context = facts.context;
-        }
-        command = command.or(Some(facts.command));
-    }
-    // Only ever multiplied into a value nobody reads (queue spec 9.4).
-    let _ = success_chance;
     let estimate = estimate_success_probability_and_duration(
         conn,
         codebase,
@@ -126,17 +115,10 @@ pub async fn do_schedule_regular(
     let offset = default_offset + offset;
     let bucket = bucket.unwrap_or("default");
     let command = command.unwrap_or_default();
-    if dry_run {
-        return Ok(Scheduled {
-            offset,
-            estimated_duration: estimate.duration,
-            queue_id: -1,
-            bucket: bucket.to_string(),
-        });
-    }
-    let (queue_id, bucket) = db::queue::add(
-        conn,
-        &db::queue::NewQueueItem {
+    let (queue_id, bucket) = if dry_run {
+        (-1, bucket.to_string())
+    } else {
+        let item = db::queue::NewQueueItem {
             codebase,
             campaign,
             change_set,
@@ -147,15 +129,39 @@ pub async fn do_schedule_regular(
             estimated_duration: Some(estimate.duration.to_interval()),
             refresh,
             requester: Some(requester.unwrap_or("scheduler")),
-        },
-    )
-    .await?;
+        };
+        let (queue_id, bucket) = db::queue::add(conn, &item).await?;
+        (i64::from(queue_id), bucket)
+    };
     Ok(Scheduled {
         offset,
         estimated_duration: estimate.duration,
-        queue_id: i64::from(queue_id),
+        queue_id,
         bucket,
     })
+}
+
+/// What the request leaves out, read from the stored candidate (Python re-reads it).
+async fn fill_from_candidate(
+    conn: &mut PgConnection,
+    request: &mut RegularRequest<'_>,
+) -> Result<(), ScheduleError> {
+    let (codebase, campaign) = (request.codebase, request.campaign);
+    let Some(facts) =
+        db::candidates::schedule_facts(conn, codebase, campaign, request.change_set).await?
+    else {
+        return Err(ScheduleError::CandidateUnavailable {
+            campaign: campaign.to_string(),
+            codebase: codebase.to_string(),
+        });
+    };
+    request.candidate_value = request.candidate_value.or(facts.value.map(i64::from));
+    request.success_chance = request.success_chance.or(facts.success_chance);
+    if request.context.is_none() {
+        request.context = facts.context;
+    }
+    request.command = request.command.take().or(Some(facts.command));
+    Ok(())
 }
 
 /// The estimator's answer with the duration always known.
