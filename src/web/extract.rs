@@ -105,3 +105,37 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         }
     }
 }
+
+/// The login of the worker whose HTTP Basic credentials the request carries, checked before
+/// anything else is read; otherwise a 401 asking for Basic credentials (the Python's realm).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedWorker(pub String);
+
+impl axum::extract::FromRequestParts<crate::app::SharedState> for AuthenticatedWorker {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &crate::app::SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::http::{HeaderValue, header};
+        use axum::response::IntoResponse;
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        match crate::worker_auth::authenticate(&state.pool, authorization).await {
+            Ok(Ok(login)) => Ok(Self(login)),
+            Ok(Err(error)) => {
+                let mut response =
+                    ApiError::new(StatusCode::UNAUTHORIZED, error.to_string()).into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic Realm=\"Janitor\""),
+                );
+                Err(response)
+            }
+            Err(error) => Err(ApiError::from(error).into_response()),
+        }
+    }
+}
