@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::backchannel::BackchannelError;
 use crate::error::Error;
@@ -113,7 +112,13 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "reason": self.reason }))).into_response();
+        let mut response = (
+            self.status,
+            Json(super::responses::Reason {
+                reason: &self.reason,
+            }),
+        )
+            .into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),

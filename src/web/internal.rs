@@ -7,10 +7,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, JsonObject, OptionalJsonObject};
+use super::responses::{CandidateEntry, CandidateUpload, Empty, RateLimited, RunSummary};
 use crate::app::{AppState, SharedState};
 use crate::assign::{self, AssignError, AssignRequest, Assignment, Mode};
 use crate::metrics::Metrics;
@@ -127,65 +128,26 @@ async fn download_codebases(
 async fn upload_codebases(
     State(state): State<SharedState>,
     JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     codebase::upload(&state.pool, &body).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
-async fn download_candidates(State(state): State<SharedState>) -> ApiResult<Json<Vec<Value>>> {
+async fn download_candidates(
+    State(state): State<SharedState>,
+) -> ApiResult<Json<Vec<CandidateEntry>>> {
     let candidates = db::candidates::list_all(&state.pool)
         .await
         .map_err(crate::Error::from)?;
-    Ok(Json(
-        candidates
-            .into_iter()
-            .map(|c| {
-                json!({
-                    "id": c.id, "codebase": c.codebase, "campaign": c.campaign,
-                    "command": c.command, "publish-policy": c.publish_policy,
-                    "change_set": c.change_set, "context": c.context, "value": c.value,
-                    "success_chance": c.success_chance,
-                })
-            })
-            .collect(),
-    ))
+    Ok(Json(candidates.into_iter().map(Into::into).collect()))
 }
 
 async fn upload_candidates(
     State(state): State<SharedState>,
     JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     let report = candidate::upload(&state.pool, &state.config, &body, state.clock.now()).await?;
-    let success: Vec<Value> = report
-        .accepted
-        .iter()
-        .filter_map(|c| {
-            let scheduled = c.scheduled.as_ref()?;
-            Some(json!({
-                "campaign": c.campaign, "codebase": c.codebase, "bucket": scheduled.bucket,
-                "change_set": c.change_set, "offset": scheduled.offset,
-                "estimated_duration": scheduled.estimated_duration.total_seconds(),
-                "queue-id": scheduled.queue_id, "refresh": c.refresh,
-            }))
-        })
-        .collect();
-    let unschedulable: Vec<Value> = report
-        .accepted
-        .iter()
-        .filter_map(|c| {
-            let reason = c.schedule_error.as_ref()?;
-            Some(json!({"campaign": c.campaign, "codebase": c.codebase, "reason": reason}))
-        })
-        .collect();
-    Ok(Json(json!({
-        "success": success,
-        "unschedulable": unschedulable,
-        "invalid_command": report.invalid_command,
-        "invalid_value": report.invalid_value,
-        "unknown_campaigns": report.unknown_campaigns,
-        "unknown_codebases": report.unknown_codebases,
-        "unknown_publish_policies": report.unknown_publish_policies,
-    })))
+    Ok(Json(CandidateUpload::from(&report)).into_response())
 }
 
 async fn schedule(
@@ -209,22 +171,19 @@ async fn schedule_control(
 async fn delete_candidate(
     State(state): State<SharedState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     let id: i32 = id.parse().map_err(|_| {
         ApiError::bad_request(format!("candidate id must be an integer, not {id:?}"))
     })?;
     candidate::delete(&state.pool, id).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 async fn get_run(
     State(state): State<SharedState>,
     Path(run_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let run = runs::get(&state.pool, &run_id).await?;
-    Ok(Json(json!({
-        "codebase": run.codebase, "campaign": run.campaign, "publish_status": run.publish_status,
-    })))
+) -> ApiResult<Json<RunSummary>> {
+    Ok(Json(runs::get(&state.pool, &run_id).await?.into()))
 }
 
 async fn update_run(
@@ -322,11 +281,11 @@ pub(super) fn assignment_response(
             Ok((
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 [(header::RETRY_AFTER, retry_after)],
-                Json(serde_json::json!({
-                    "reason": limited.to_string(),
-                    "host": limited.host,
-                    "retry_after": seconds,
-                })),
+                Json(RateLimited {
+                    reason: limited.to_string(),
+                    host: &limited.host,
+                    retry_after: seconds,
+                }),
             )
                 .into_response())
         }

@@ -6,6 +6,7 @@ mod extract;
 mod internal;
 mod observe;
 mod public;
+mod responses;
 mod upload;
 
 use std::future::Future;
@@ -55,7 +56,10 @@ async fn finish_run(
             // The reason is the exception text, which in Python is just the id.
             Err(crate::Error::RunExists(id)) => Ok((
                 axum::http::StatusCode::CONFLICT,
-                axum::Json(serde_json::json!({"id": id, "reason": id})),
+                axum::Json(responses::RunExists {
+                    id: &id,
+                    reason: &id,
+                }),
             )
                 .into_response()),
             Err(other) => Err(ApiError::from(other)),
