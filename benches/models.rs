@@ -1,6 +1,9 @@
 //! Model (de)serialisation on the runner's hot paths: every finish parses a worker result and
 //! builds a run result; every `/status` and assignment serialises active runs.
 
+// criterion_group! defines the bench functions without doc comments.
+#![allow(missing_docs)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use janitor_runner::models::{
     ActiveRun, BackchannelInfo, JanitorResult, QueueItem, VcsInfo, WorkerResult,
@@ -58,22 +61,22 @@ fn bench(c: &mut Criterion) {
     let stored = run.to_json(now);
     let text = worker_result().to_string();
     c.bench_function("active_run_to_json", |b| {
-        b.iter(|| black_box(&run).to_json(now))
+        b.iter(|| black_box(&run).to_json(now));
     });
     c.bench_function("active_run_from_json", |b| {
-        b.iter(|| ActiveRun::from_json(black_box(&stored)).unwrap())
+        b.iter(|| ActiveRun::from_json(black_box(&stored)).unwrap());
     });
     c.bench_function("finish_parse_and_result_json", |b| {
         b.iter(|| {
             let value: serde_json::Value = serde_json::from_str(black_box(&text)).unwrap();
             let worker = WorkerResult::from_json(&value).unwrap();
             JanitorResult::from_worker_result(&run, worker, vec!["build.log".into()], now).to_json()
-        })
+        });
     });
     c.bench_function("committer_env", |b| {
         b.iter(|| {
             janitor_runner::committer_env(Some(black_box("Janitor Bot <janitor@example.org>")))
-        })
+        });
     });
 }
 

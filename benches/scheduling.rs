@@ -6,6 +6,9 @@
 //! seeding it the first time takes a minute). Under `cargo test` the benchmarks are skipped:
 //! only `cargo bench --bench scheduling` seeds and measures.
 
+// criterion_group! defines the bench functions without doc comments.
+#![allow(missing_docs)]
+
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -55,7 +58,10 @@ async fn seed(pool: &PgPool) {
         return;
     }
     eprintln!("seeding {DATABASE}: {CODEBASES} codebases, 100,000 candidates, {RUNS} runs");
-    let campaigns: Vec<String> = CAMPAIGNS.iter().map(|c| c.to_string()).collect();
+    let campaigns: Vec<String> = CAMPAIGNS
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
     let statements = [
         "TRUNCATE run, candidate, queue, codebase, change_set, named_publish_policy CASCADE",
         "INSERT INTO named_publish_policy (name, per_branch_policy) VALUES
@@ -174,7 +180,7 @@ fn scheduling(c: &mut Criterion) {
                     }
                     timed
                 }
-            })
+            });
         });
     }
     group.finish();
@@ -193,7 +199,7 @@ fn scheduling(c: &mut Criterion) {
             )
             .await
             .expect("schedule")
-        })
+        });
     });
     // What `GET /queue/position` does: the in-memory positions, checked against the queue
     // version (one tiny query), while the queue is not changing. The queue holds the 400k
@@ -209,7 +215,7 @@ fn scheduling(c: &mut Criterion) {
                 .lookup(&pool, "cb17777", "c2")
                 .await
                 .expect("position")
-        })
+        });
     });
     // The fallback while the queue changes: counting the rows ahead in SQL.
     group.bench_function("queue position, 500k rows, SQL count", |b| {
@@ -217,14 +223,14 @@ fn scheduling(c: &mut Criterion) {
             janitor_runner::db::queue::position(&pool, "cb17777", "c2")
                 .await
                 .expect("position")
-        })
+        });
     });
     group.finish();
     let mut group = c.benchmark_group("scheduling-rebuild");
     group.sample_size(10);
     group.bench_function("queue position snapshot rebuild, 500k rows", |b| {
         b.to_async(&runtime)
-            .iter(|| async { positions.rebuild(&pool).await.expect("rebuild") })
+            .iter(|| async { positions.rebuild(&pool).await.expect("rebuild") });
     });
     group.finish();
 }

@@ -28,9 +28,16 @@ pub struct Settings {
     pub avoid_hosts: BTreeSet<String>,
     /// Minutes without keep-alive before a run counts as gone (`--run-timeout`).
     pub run_timeout_minutes: i64,
+    /// Public location of the VCS store, told to workers: a base URL or `git=URL,bzr=URL`
+    /// (`--public-vcs-location`).
     pub public_vcs_location: Option<String>,
+    /// Base location of our own APT archive, put into Debian build configs
+    /// (`--public-apt-archive-location`).
     pub public_apt_archive_location: Option<String>,
+    /// Dependency server URL handed to workers in build configs (`--public-dep-server-url`).
     pub public_dep_server_url: Option<String>,
+    /// Local fallback storage for logs and artifacts, in its `logs` and `artifacts`
+    /// subdirectories (`--backup-directory`).
     pub backup_directory: Option<PathBuf>,
     /// Where logs go, in place of the configuration's `logs_location` (the Python face's
     /// `logfile_manager`).
@@ -93,14 +100,17 @@ impl DatabaseReadiness {
         }
     }
 
+    /// Whether there is no database at all (see [`DatabaseReadiness::absent`]).
     pub fn is_absent(&self) -> bool {
         self.absent
     }
 
+    /// Marks the database not ready (again), for `reason`.
     pub fn wait_for(&self, reason: impl Into<String>) {
         *self.lock() = Some(reason.into());
     }
 
+    /// Marks the database reached and migrated.
     pub fn set_ready(&self) {
         *self.lock() = None;
     }
@@ -113,20 +123,28 @@ impl DatabaseReadiness {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         self.waiting_for
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
+/// Everything a request handler, background task or the Python face needs.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// The runner's PostgreSQL database (queue, runs, candidates, codebases).
     pub pool: PgPool,
     /// Ready from the start for a state assembled around a migrated pool.
     pub database: DatabaseReadiness,
+    /// Where the active runs (those handed out to workers) are kept.
     pub store: Arc<dyn ActiveRunStore>,
+    /// Pub/sub announcements on the Python runner's Redis channels.
     pub events: Events,
+    /// The Janitor configuration (campaigns, storage locations, committer).
     pub config: Arc<Config>,
+    /// What the command line set.
     pub settings: Settings,
+    /// The Prometheus metrics served on `/metrics`.
     pub metrics: Metrics,
+    /// The time source: the system clock, or a fixed one in tests.
     pub clock: Arc<dyn Clock>,
     /// The public VCS store, from `--public-vcs-location`.
     pub vcs_stores: VcsStores,
@@ -146,6 +164,7 @@ pub struct AppState {
     pub backchannels: BackchannelClient,
 }
 
+/// The state as the web routers and background tasks share it.
 pub type SharedState = Arc<AppState>;
 
 /// Where the active-run state lives.
@@ -155,32 +174,52 @@ pub enum StoreLocation {
     Postgres,
     /// A Redis server as the only store, as the Python runner keeps it; the prefix goes
     /// before every key and channel (empty in production).
-    Redis { url: String, prefix: String },
+    Redis {
+        /// The Redis server's URL.
+        url: String,
+        /// Put before every key and channel name.
+        prefix: String,
+    },
     /// The PostgreSQL tables hold the claims, and a Redis server a copy under the Python
     /// runner's keys (rebuilt when Redis restarts empty), plus the pub/sub channels.
-    Mirrored { url: String, prefix: String },
+    Mirrored {
+        /// The Redis server's URL.
+        url: String,
+        /// Put before every key and channel name.
+        prefix: String,
+    },
 }
 
 /// How long start-up waits for the database before listening anyway.
 const READY_WAIT: Duration = Duration::from_secs(2);
 
+/// Why the runner could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// PostgreSQL could not be reached.
     #[error("cannot connect to PostgreSQL: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database schema could not be migrated or adopted.
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The Redis server could not be reached.
     #[error("cannot connect to Redis at {url}: {source}")]
     Redis {
+        /// The Redis server's URL.
         url: String,
+        /// What Redis said.
         source: redis::RedisError,
     },
+    /// The Prometheus metrics could not be registered.
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The public VCS location could not be parsed.
     #[error(transparent)]
     VcsLocation(#[from] VcsLocationError),
+    /// The log or artifact storage could not be set up.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The HTTP client (for upstream branches and backchannels) could not be built.
     #[error("cannot set up the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }

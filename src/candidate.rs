@@ -22,14 +22,23 @@ use crate::schedule::engine::{RegularRequest, ScheduleError, Scheduled, do_sched
 /// One accepted candidate, and how it is to be queued.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AcceptedCandidate {
+    /// Id of the stored candidate row.
     pub id: i32,
+    /// The campaign it is a candidate for.
     pub campaign: String,
+    /// The codebase to run the campaign on.
     pub codebase: String,
+    /// The change set the candidate belongs to, if any.
     pub change_set: Option<String>,
+    /// The stored command: the candidate's own, else the campaign's.
     pub command: String,
     /// `None` lets the scheduler choose.
     pub bucket: Option<String>,
+    /// Whether the run starts afresh instead of resuming: set when the command changed under an
+    /// open merge proposal.
     pub refresh: bool,
+    /// The requester recorded on the queue item: `candidate update` (or why the command
+    /// changed), followed by the uploaded `requester`, if any.
     pub requester: String,
     /// Where `do_schedule_regular` put it; `None` with `schedule_error` when it could not.
     #[serde(skip)]
@@ -41,13 +50,18 @@ pub struct AcceptedCandidate {
 /// The outcome of an upload: the accepted candidates and, per reason, what was skipped.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct UploadReport {
+    /// The candidates stored, in upload order.
     pub accepted: Vec<AcceptedCandidate>,
+    /// Commands (as sent) of candidates with neither a command of their own nor a campaign one.
     pub invalid_command: BTreeSet<Option<String>>,
     /// The refused values as sent. Every refused value equals zero, and Python keeps them in a
     /// set, where `0`, `0.0` and `false` are one member: the first one sent.
     pub invalid_value: Vec<Value>,
+    /// Campaigns named by candidates that are not configured.
     pub unknown_campaigns: BTreeSet<String>,
+    /// Codebases named by candidates that are not in the database.
     pub unknown_codebases: BTreeSet<String>,
+    /// Publish policies named by candidates that are not in the database.
     pub unknown_publish_policies: BTreeSet<Option<String>>,
 }
 
@@ -363,7 +377,7 @@ pub fn python_repr(text: &str) -> String {
                 out.push(c);
             }
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
+                out.push_str(&format!("\\x{:02x}", c as u32));
             }
             c => out.push(c),
         }

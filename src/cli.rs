@@ -11,6 +11,7 @@ use crate::app::{AppState, Settings, StartupError, StoreLocation};
 use crate::config::{Config, ConfigError};
 use crate::web::Listeners;
 
+/// The `janitor-runner` command line: serve unless a subcommand is given.
 #[derive(Debug, Parser)]
 #[command(
     name = "janitor-runner",
@@ -18,12 +19,15 @@ use crate::web::Listeners;
     about = "The Janitor runner: queue, assignment and results"
 )]
 pub struct Cli {
+    /// What to do instead of serving, if anything.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The flags of the server, the default command.
     #[command(flatten)]
     pub serve: ServeArgs,
 }
 
+/// The subcommands besides serving.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply database migrations (adopting an existing Janitor database) and exit.
@@ -35,6 +39,7 @@ pub enum Command {
 /// The flags of the Python `janitor.schedule` command.
 #[derive(Debug, Clone, Args)]
 pub struct ScheduleArgs {
+    /// The configuration and database to schedule from.
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Compute everything, write nothing.
@@ -68,6 +73,7 @@ pub struct ScheduleArgs {
     pub codebases: Vec<String>,
 }
 
+/// Where the configuration is, and which database it names.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// Path to the configuration (protobuf text format).
@@ -78,8 +84,10 @@ pub struct DatabaseArgs {
     pub database_url: Option<String>,
 }
 
+/// The flags of the server (the Python runner's command line).
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// The configuration and database to serve from.
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Listen port of the internal app.
@@ -155,22 +163,30 @@ pub struct ServeArgs {
     pub shutdown_grace: u64,
 }
 
+/// Why the runner could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The configuration could not be read or parsed.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// No database URL in the flag, the environment or the configuration (at this path).
     #[error(
         "no database configured: pass --database-url, set DATABASE_URL, or set database_location in {0}"
     )]
     NoDatabase(PathBuf),
+    /// `--public-vcs-location` is missing on the binary's command line (exit code 2).
     #[error("--public-vcs-location is required")]
     NoPublicVcsLocation,
+    /// The listen address did not resolve.
     #[error("cannot resolve listen address {0:?}")]
     ListenAddress(String),
+    /// A listening socket could not be bound.
     #[error("cannot listen: {0}")]
     Bind(#[source] std::io::Error),
+    /// Start-up failed: the database, Redis, storage or another part could not be set up.
     #[error(transparent)]
     Startup(#[from] StartupError),
+    /// The server stopped with an I/O error (or preparing the database panicked).
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -190,6 +206,7 @@ impl DatabaseArgs {
 }
 
 impl ServeArgs {
+    /// The runner settings these flags give.
     pub fn settings(&self) -> Settings {
         Settings {
             avoid_hosts: self.avoid_host.iter().cloned().collect(),
@@ -204,6 +221,8 @@ impl ServeArgs {
         }
     }
 
+    /// Where the active-run state lives: PostgreSQL, unless a Redis URL is given (flag or
+    /// configuration), which `--claims-in-redis` makes the only store.
     pub fn store_location(&self, config: &Config) -> StoreLocation {
         match self
             .redis_url

@@ -6,9 +6,11 @@ use chrono::{NaiveDateTime, TimeDelta, Utc};
 
 /// Naive UTC "now", like Python's `datetime.utcnow()`.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time, as naive UTC.
     fn now(&self) -> NaiveDateTime;
 }
 
+/// The real wall clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
@@ -25,24 +27,27 @@ pub struct FixedClock {
 }
 
 impl FixedClock {
+    /// A clock standing at `now`.
     pub fn new(now: NaiveDateTime) -> Self {
         Self {
             now: Mutex::new(now),
         }
     }
 
+    /// Moves the clock to `now` (backwards too).
     pub fn set(&self, now: NaiveDateTime) {
         *self
             .now
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = now;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
     }
 
+    /// Moves the clock forward by `by`.
     pub fn advance(&self, by: TimeDelta) {
         let mut now = self
             .now
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *now += by;
     }
 }
@@ -52,6 +57,6 @@ impl Clock for FixedClock {
         *self
             .now
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -9,6 +9,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+// Generated code: the project's lint choices are not its generator's.
+#[allow(clippy::pedantic)]
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/proto/mod.rs"));
 }
@@ -22,17 +24,26 @@ pub use generated::config::{
 /// Why a configuration could not be loaded. Parse errors name file, line, column and field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{path}: cannot read configuration: {source}")]
     Read {
+        /// The configuration file.
         path: PathBuf,
+        /// What reading it failed with.
         source: std::io::Error,
     },
+    /// The text is not a valid configuration.
     #[error("{path}:{line}:{column}: {}{message}", field.as_deref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
     Parse {
+        /// The configuration file.
         path: PathBuf,
+        /// Line of the error, 1-based; 0 when the parser gave no position.
         line: u32,
+        /// Column of the error; 0 when the parser gave no position.
         column: u32,
+        /// The field at fault: the unknown field named, else the one starting the error's line.
         field: Option<String>,
+        /// The parser's message.
         message: String,
     },
 }
@@ -40,6 +51,7 @@ pub enum ConfigError {
 /// A loaded configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
+    /// The parsed `janitor.conf` message.
     pub message: ConfigMessage,
     /// The `control` campaign used when the file defines none (built on first use).
     default_control: std::sync::OnceLock<Campaign>,
@@ -57,6 +69,7 @@ static UNKNOWN_FIELD: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"Unknown field: `([^`]*)`").expect("static regex compiles"));
 
 impl Config {
+    /// Reads and parses the configuration file at `path`.
     pub async fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = tokio::fs::read_to_string(path)
             .await
@@ -75,6 +88,7 @@ impl Config {
         }
     }
 
+    /// Wraps an already parsed configuration message.
     pub fn from_message(message: ConfigMessage) -> Self {
         Self {
             message,
@@ -117,25 +131,29 @@ impl Config {
                     .iter()
                     .all(|b| matches!(b, CampaignBuild::DebianBuild(_))) =>
             {
-                control.set_debian_build(debian)
+                control.set_debian_build(debian);
             }
             _ => control.set_generic_build(GenericBuild::new()),
         }
         control
     }
 
+    /// The configured campaigns, in file order (without the default `control` campaign).
     pub fn campaigns(&self) -> impl Iterator<Item = &Campaign> {
         self.message.campaign.iter()
     }
 
+    /// The configured distribution with this name.
     pub fn distribution(&self, name: &str) -> Option<&Distribution> {
         self.message.distribution.iter().find(|d| d.name() == name)
     }
 
+    /// The `committer` identity for the changes workers make; `None` when unset or empty.
     pub fn committer(&self) -> Option<&str> {
         self.message.committer.as_deref().filter(|c| !c.is_empty())
     }
 
+    /// The `database_location` PostgreSQL URL; `None` when unset or empty.
     pub fn database_location(&self) -> Option<&str> {
         self.message
             .database_location
@@ -143,6 +161,7 @@ impl Config {
             .filter(|c| !c.is_empty())
     }
 
+    /// The `redis_location` URL; `None` when unset or empty.
     pub fn redis_location(&self) -> Option<&str> {
         self.message
             .redis_location
@@ -150,6 +169,7 @@ impl Config {
             .filter(|c| !c.is_empty())
     }
 
+    /// The `logs_location` where run logs are stored; `None` when unset or empty.
     pub fn logs_location(&self) -> Option<&str> {
         self.message
             .logs_location
@@ -157,6 +177,7 @@ impl Config {
             .filter(|c| !c.is_empty())
     }
 
+    /// The `artifact_location` where run artifacts are stored; `None` when unset or empty.
     pub fn artifact_location(&self) -> Option<&str> {
         self.message
             .artifact_location
@@ -224,7 +245,7 @@ mod tests {
         .unwrap();
         match &debian.campaign("control").unwrap().build {
             Some(CampaignBuild::DebianBuild(build)) => {
-                assert_eq!(build.base_distribution(), "unstable")
+                assert_eq!(build.base_distribution(), "unstable");
             }
             other => panic!("{other:?}"),
         }

@@ -5,10 +5,14 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 
+/// Where the queue status is announced after changes.
 pub const QUEUE_CHANNEL: &str = "queue";
+/// Where each finished run's result is announced.
 pub const RESULT_CHANNEL: &str = "result";
+/// Where changes of a run's publish status are announced.
 pub const PUBLISH_STATUS_CHANNEL: &str = "publish-status";
 
+/// The publisher of announcements: to Redis, or disabled (nothing sent).
 #[derive(Clone, Default)]
 pub struct Events {
     redis: Option<ConnectionManager>,
@@ -33,10 +37,12 @@ impl Events {
         }
     }
 
+    /// Sends nothing (no Redis, so nobody is subscribed).
     pub fn disabled() -> Self {
         Self::default()
     }
 
+    /// Whether announcements go anywhere.
     pub fn is_enabled(&self) -> bool {
         self.redis.is_some()
     }

@@ -6,24 +6,43 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+/// The runner's Prometheus metrics, each a handle into `registry`.
 #[derive(Debug, Clone)]
 pub struct Metrics {
+    /// Holds every metric below; what `/metrics` renders.
     pub registry: Registry,
+    /// `run_count_total`: runs registered as active.
     pub run_count: IntCounter,
+    /// `job_last_success_unixtime`: when a run was last finished and announced.
     pub job_last_success_unixtime: Gauge,
+    /// `build_duration`: seconds from start to finish of each stored run, by campaign.
     pub build_duration: HistogramVec,
+    /// `result_total`: stored results, by campaign and result code.
     pub result: IntCounterVec,
+    /// `active_runs`: runs out with workers, by worker.
     pub active_runs: GaugeVec,
+    /// `assignments_total`: assign requests, by worker.
     pub assignments: IntCounterVec,
+    /// `rate_limited_host_total`: times a host was blocked for answering 429, by host.
     pub rate_limited_host: IntCounterVec,
+    /// `artifact_upload_failed_total`: finished runs whose artifacts could not be stored.
     pub artifact_upload_failed: IntCounter,
+    /// `queue_empty_total`: assign requests that found nothing to hand out.
     pub queue_empty: IntCounter,
+    /// `primary_logfile_upload_failed_total`: logs that went to the backup directory or nowhere.
     pub primary_logfile_upload_failed: IntCounter,
+    /// `logfile_uploads_total`: logs stored in the primary log storage.
     pub logfile_uploads: IntCounter,
+    /// `postgres_insufficient_resources_total`: requests that failed as PostgreSQL was out of
+    /// resources.
     pub postgres_insufficient_resources: IntCounter,
+    /// `requests_total`: HTTP requests, by method, route and status.
     pub requests: IntCounterVec,
+    /// `request_exceptions_total`: HTTP requests answered 500, by method and route.
     pub request_exceptions: IntCounterVec,
+    /// `request_latency_seconds`: how long HTTP requests took, by route.
     pub request_latency_seconds: HistogramVec,
+    /// `requests_in_progress_total`: HTTP requests being answered, by method and route.
     pub requests_in_progress: GaugeVec,
     /// Active runs whose last ping by this process's watchdog failed (not in Python).
     pub active_runs_ping_failed: IntGauge,

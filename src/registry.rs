@@ -112,7 +112,9 @@ pub async fn rate_limited(
 /// which the Python runner crashes on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryAfter {
+    /// Until this moment (naive UTC).
     At(NaiveDateTime),
+    /// For this many seconds from now (negative counts as 0).
     Seconds(i64),
 }
 
@@ -147,6 +149,7 @@ pub async fn status_json(state: &AppState, now: NaiveDateTime) -> Result<Value> 
     .await
 }
 
+/// How many runs are out with workers.
 pub async fn active_run_count(state: &AppState) -> Result<usize> {
     Ok(state.store.active_run_count().await?)
 }

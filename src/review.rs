@@ -17,16 +17,27 @@ pub const RUNNER_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a reviewer may say; `reschedule` is stored as `rejected`.
 pub const VERDICTS: [&str; 4] = ["approved", "rejected", "abstained", "reschedule"];
 
+/// Why a review could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
+    /// The verdict is not one of [`VERDICTS`].
     #[error("unknown verdict {0:?}; expected approved, rejected, abstained or reschedule")]
     UnknownVerdict(String),
+    /// There is no run with this id.
     #[error("no such run: {0}")]
     UnknownRun(String),
+    /// A `reschedule` verdict could not put the candidate back on the queue.
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    /// The runner did not take the publish status (bad URL, unreachable, or refused).
     #[error("the runner at {url} did not take the publish status: {reason}")]
-    Runner { url: String, reason: String },
+    Runner {
+        /// The runner's base URL.
+        url: String,
+        /// Why it did not take it.
+        reason: String,
+    },
+    /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -34,10 +45,15 @@ pub enum ReviewError {
 /// One reviewer's verdict on one run.
 #[derive(Debug, Clone, Copy)]
 pub struct Review<'a> {
+    /// The run reviewed.
     pub run_id: &'a str,
+    /// One of [`VERDICTS`].
     pub verdict: &'a str,
+    /// What the reviewer wrote.
     pub comment: Option<&'a str>,
+    /// Who reviewed it.
     pub reviewer: Option<&'a str>,
+    /// A QA reviewer's verdict (other than `abstained`) becomes the run's publish status.
     pub is_qa_reviewer: bool,
 }
 

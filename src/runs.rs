@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::events::{Events, PUBLISH_STATUS_CHANNEL};
 use crate::names::PUBLISH_STATUSES;
 
+/// The stored run with this id; `NotFound` when there is none.
 pub async fn get(pool: &PgPool, id: &str) -> Result<RunSummary> {
     runs::summary(pool, id)
         .await?

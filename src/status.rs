@@ -34,21 +34,18 @@ pub async fn processing(
                     obj
                 }
             };
-            match run.last_keepalive {
-                Some(at) => {
-                    let age = seconds(&(now - at));
-                    entry.insert("last-keepalive".into(), isoformat_seconds(&at).into());
-                    entry.insert("keepalive_age".into(), age.into());
-                    entry.insert(
-                        "mia".into(),
-                        (age > (run_timeout_minutes * 60) as f64).into(),
-                    );
-                }
-                None => {
-                    entry.insert("keepalive_age".into(), Value::Null);
-                    entry.insert("last-keepalive".into(), Value::Null);
-                    entry.insert("mia".into(), Value::Null);
-                }
+            if let Some(at) = run.last_keepalive {
+                let age = seconds(&(now - at));
+                entry.insert("last-keepalive".into(), isoformat_seconds(&at).into());
+                entry.insert("keepalive_age".into(), age.into());
+                entry.insert(
+                    "mia".into(),
+                    (age > (run_timeout_minutes * 60) as f64).into(),
+                );
+            } else {
+                entry.insert("keepalive_age".into(), Value::Null);
+                entry.insert("last-keepalive".into(), Value::Null);
+                entry.insert("mia".into(), Value::Null);
             }
             Value::Object(entry)
         })
@@ -106,10 +103,15 @@ pub struct StatusAnnouncer {
 
 /// What the announcer needs to build the status, cloned out of the application state.
 pub struct AnnouncerParts {
+    /// Where the active runs are read from.
     pub store: std::sync::Arc<dyn ActiveRunStore>,
+    /// Where the status is published.
     pub events: crate::events::Events,
+    /// Hosts never handed out, listed in the status.
     pub avoid_hosts: BTreeSet<String>,
+    /// Minutes without keep-alive after which the status marks a run `mia`.
     pub run_timeout_minutes: i64,
+    /// The time source for keep-alive ages.
     pub clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
 
@@ -140,10 +142,10 @@ impl StatusAnnouncer {
                         parts
                             .events
                             .publish(crate::events::QUEUE_CHANNEL, &status)
-                            .await
+                            .await;
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "cannot build the status for the queue channel")
+                        tracing::warn!(%error, "cannot build the status for the queue channel");
                     }
                 }
                 tokio::time::sleep(interval).await;

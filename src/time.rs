@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Timelike}
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid timestamp {value:?}: expected ISO 8601, e.g. 2024-05-01T10:11:12.345678Z")]
 pub struct TimestampError {
+    /// The text as given.
     pub value: String,
 }
 

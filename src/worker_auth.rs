@@ -9,8 +9,10 @@ use crate::error::Result;
 /// Why a request is not authenticated. Every case is a 401 for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// No `Authorization` header.
     #[error("worker login required")]
     Missing,
+    /// An `Authorization` header that is not well-formed Basic credentials.
     #[error("worker login required: only Basic credentials are accepted")]
     Malformed,
     /// Unknown worker or wrong password: the same answer as no credentials, as in Python.

@@ -9,7 +9,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid branch URL {url:?}: {reason}")]
 pub struct BranchUrlError {
+    /// The URL, or the escaped text, that could not be read.
     pub url: String,
+    /// What is wrong with it.
     pub reason: &'static str,
 }
 
@@ -55,14 +57,16 @@ pub fn with_branch(url: &str, branch: &str) -> Result<String, BranchUrlError> {
     Ok(out)
 }
 
+/// Percent-encodes a segment parameter value as breezy's `escape` does.
 pub fn escape(text: &str) -> String {
     utf8_percent_encode(text, BREEZY_ESCAPE).to_string()
 }
 
+/// Decodes a percent-encoded segment parameter value, which must be UTF-8.
 pub fn unescape(text: &str) -> Result<String, BranchUrlError> {
     percent_decode_str(text)
         .decode_utf8()
-        .map(|s| s.into_owned())
+        .map(std::borrow::Cow::into_owned)
         .map_err(|_| BranchUrlError {
             url: text.to_string(),
             reason: "percent-encoding is not UTF-8",

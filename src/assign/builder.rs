@@ -11,22 +11,32 @@ use sqlx::PgConnection;
 use crate::assign::upstream::OpenedBranch;
 use crate::config::{Campaign, CampaignBuild, Config, DebianBuild, Distribution};
 
+/// Why a campaign has no builder.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuilderError {
+    /// The campaign's `base_distribution` is not a configured distribution.
     #[error("Unsupported distribution: {0}")]
     UnsupportedDistribution(String),
+    /// The campaign has neither a `debian_build` nor a `generic_build`.
     #[error("no supported build type")]
     NoBuildType,
 }
 
+/// How the worker builds a campaign's changes: the build target of its assignment.
 #[derive(Debug, Clone)]
 pub enum Builder<'a> {
+    /// A campaign with `generic_build`.
     Generic {
+        /// The chroot to build in; `None` where the campaign names none.
         chroot: Option<String>,
     },
+    /// A campaign with `debian_build`.
     Debian {
+        /// The campaign being built.
         campaign: &'a Campaign,
+        /// The campaign's `debian_build` settings.
         build: &'a DebianBuild,
+        /// The configured distribution its `base_distribution` names.
         distribution: &'a Distribution,
     },
 }
@@ -34,7 +44,9 @@ pub enum Builder<'a> {
 /// Where the builders point workers: our APT archive and dependency server.
 #[derive(Debug, Clone, Default)]
 pub struct BuildLocations<'a> {
+    /// Public URL of our APT archive, for the extra build repositories; `None` adds none.
     pub apt_archive_url: Option<&'a str>,
+    /// Public URL of the dependency server, passed on in `build.config`.
     pub dep_server_url: Option<&'a str>,
     /// `dpkg-vendor --query vendor` of this host, for distributions without a vendor.
     pub host_vendor: &'a str,
@@ -64,11 +76,12 @@ pub fn get_builder<'a>(
     }
 }
 
-fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().filter(|v| !v.is_empty())
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty())
 }
 
 impl Builder<'_> {
+    /// The build target's name (`generic` or `debian`), as `build.target` of the assignment.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Generic { .. } => "generic",
@@ -80,7 +93,7 @@ impl Builder<'_> {
     pub fn cache_branch_name(&self, locations: &BuildLocations<'_>) -> String {
         match self {
             Self::Generic { .. } => "main".to_string(),
-            Self::Debian { distribution, .. } => match non_empty(&distribution.vendor) {
+            Self::Debian { distribution, .. } => match non_empty(distribution.vendor.as_deref()) {
                 Some(vendor) => format!("{vendor}/latest"),
                 None => format!("{}/latest", locations.host_vendor.to_lowercase()),
             },
@@ -94,7 +107,7 @@ impl Builder<'_> {
                 build,
                 distribution,
                 ..
-            } => non_empty(&build.chroot).or(non_empty(&distribution.chroot)),
+            } => non_empty(build.chroot.as_deref()).or(non_empty(distribution.chroot.as_deref())),
         }
     }
 
@@ -102,7 +115,7 @@ impl Builder<'_> {
         let Self::Debian { distribution, .. } = self else {
             return None;
         };
-        let mirror = non_empty(&distribution.archive_mirror_uri)?;
+        let mirror = non_empty(distribution.archive_mirror_uri.as_deref())?;
         if distribution.component.is_empty() {
             return None;
         }
@@ -113,7 +126,6 @@ impl Builder<'_> {
         ))
     }
 
-    /// `build.environment` of the assignment.
     /// Branches of the upstream repository the worker should fetch beside the main one.
     /// Debian: silver-platter's pick (`pristine-tar`, `pristine-lfs`, `upstream`,
     /// `patch-queue/<main>`, and `upstream/<rest>` for a `debian/<rest>` main branch), kept to
@@ -138,15 +150,17 @@ impl Builder<'_> {
         wanted
     }
 
+    /// `build.environment` of the assignment: `DISTRIBUTION`, `DEB_VENDOR`, `CHROOT` and
+    /// `APT_REPOSITORY` for Debian; empty for generic builds.
     pub fn build_env(&self, locations: &BuildLocations<'_>) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         let Self::Debian { distribution, .. } = self else {
             return env;
         };
-        if let Some(name) = non_empty(&distribution.name) {
+        if let Some(name) = non_empty(distribution.name.as_deref()) {
             env.insert("DISTRIBUTION".to_string(), name.to_string());
         }
-        let vendor = non_empty(&distribution.vendor).unwrap_or(locations.host_vendor);
+        let vendor = non_empty(distribution.vendor.as_deref()).unwrap_or(locations.host_vendor);
         env.insert("DEB_VENDOR".to_string(), vendor.to_string());
         if let Some(chroot) = self.chroot() {
             env.insert("CHROOT".to_string(), chroot.to_string());
@@ -201,7 +215,7 @@ impl Builder<'_> {
                     None => Vec::new(),
                 };
                 config.insert("build-extra-repositories".into(), repositories.into());
-                let build_distribution = non_empty(&build.build_distribution)
+                let build_distribution = non_empty(build.build_distribution.as_deref())
                     .unwrap_or(campaign.name())
                     .to_string();
                 config.insert(
@@ -210,10 +224,12 @@ impl Builder<'_> {
                 );
                 config.insert(
                     "build-suffix".into(),
-                    non_empty(&build.build_suffix).unwrap_or("").into(),
+                    non_empty(build.build_suffix.as_deref())
+                        .unwrap_or("")
+                        .into(),
                 );
-                if let Some(command) =
-                    non_empty(&build.build_command).or(non_empty(&distribution.build_command))
+                if let Some(command) = non_empty(build.build_command.as_deref())
+                    .or(non_empty(distribution.build_command.as_deref()))
                 {
                     config.insert("build-command".into(), command.into());
                 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("command is not valid shell syntax: {command:?}")]
 pub struct CommandSyntaxError {
+    /// The command as given.
     pub command: String,
 }
 

@@ -32,10 +32,15 @@ use crate::state::StoreError;
 /// What a worker asks for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AssignRequest {
+    /// The worker's name (on the public API, the authenticated worker's).
     pub worker: Option<String>,
+    /// A link to the worker's own page for this run, shown with the run.
     pub worker_link: Option<String>,
+    /// How to reach the worker while the run is out.
     pub backchannel: BackchannelInfo,
+    /// Only hand out an item for this codebase.
     pub codebase: Option<String>,
+    /// Only hand out an item for this campaign.
     pub campaign: Option<String>,
 }
 
@@ -65,6 +70,7 @@ impl AssignRequest {
     }
 }
 
+/// Whether an assignment is for real or a dry look at the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Claim the item and hand it out.
@@ -73,8 +79,10 @@ pub enum Mode {
     Peek,
 }
 
+/// Why no run was handed out.
 #[derive(Debug, thiserror::Error)]
 pub enum AssignError {
+    /// No queue item this request may have.
     #[error("queue empty")]
     QueueEmpty,
     /// The runner was started without `--public-vcs-location`: workers could not push their
@@ -85,9 +93,12 @@ pub enum AssignError {
     /// host is blocked until `until`.
     #[error("{limited}")]
     RateLimited {
+        /// Which host answered 429, and for how long.
         limited: RateLimited,
+        /// When the host may be tried again.
         until: NaiveDateTime,
     },
+    /// Anything else went wrong (database, store, storage).
     #[error(transparent)]
     Failed(#[from] Error),
 }
@@ -107,7 +118,9 @@ impl From<StoreError> for AssignError {
 /// A handed-out run and the assignment JSON for the worker.
 #[derive(Debug, Clone)]
 pub struct Assignment {
+    /// The active run, as registered in the store (or as it would be, for a peek).
     pub run: ActiveRun,
+    /// The assignment JSON sent to the worker.
     pub json: Value,
 }
 

@@ -44,7 +44,9 @@ pub struct OpenedBranch {
 /// When a rate-limited host may be asked again, as its `Retry-After` said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryAfter {
+    /// This many seconds after the 429.
     Seconds(u64),
+    /// At this time (UTC).
     At(NaiveDateTime),
 }
 
@@ -78,7 +80,9 @@ impl RetryAfter {
 pub struct RateLimited {
     /// The host that answered 429 (with its port, if the URL had one).
     pub host: String,
+    /// The URL that answered 429 (after redirects).
     pub url: String,
+    /// The server's `Retry-After`, if it sent one that could be read.
     pub retry_after: Option<RetryAfter>,
 }
 
@@ -108,8 +112,10 @@ impl std::fmt::Display for RateLimited {
     }
 }
 
+/// Why a branch could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
+    /// The server answered 429 Too Many Requests.
     #[error("{0}")]
     RateLimited(RateLimited),
     /// Not there, not a branch, not reachable, or too slow: the assignment goes on without it.
@@ -138,6 +144,7 @@ pub struct BranchOpener {
 }
 
 impl BranchOpener {
+    /// An opener whose requests (and connections) give up after `timeout`.
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -372,6 +379,7 @@ pub struct GitRefs {
     head_symref: Option<String>,
 }
 
+/// A git ref advertisement that cannot be parsed, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed ref advertisement: {0}")]
 pub struct AdvertisementError(&'static str);
@@ -454,6 +462,7 @@ impl GitRefs {
             .and_then(|target| target.strip_prefix("refs/heads/"))
     }
 
+    /// The names of all advertised branches (`refs/heads/*`).
     pub fn head_names(&self) -> Vec<String> {
         self.refs
             .iter()

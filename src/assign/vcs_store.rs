@@ -10,14 +10,29 @@ use crate::assign::upstream::{BranchOpener, OpenError};
 /// One VCS's store: a remote base URL, or a local directory served as `file://`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VcsStore {
-    Remote { vcs: String, base: String },
-    Local { vcs: String, path: PathBuf },
+    /// A store at a URL (a location with a `:`), e.g. `https://janitor.example/git`.
+    Remote {
+        /// `git` or `bzr`.
+        vcs: String,
+        /// The store's base URL, without a trailing `/`.
+        base: String,
+    },
+    /// A store in a local directory.
+    Local {
+        /// `git` or `bzr`.
+        vcs: String,
+        /// The store's directory.
+        path: PathBuf,
+    },
 }
 
+/// A `--public-vcs-location` that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid --public-vcs-location {location:?}: {reason}")]
 pub struct VcsLocationError {
+    /// The location as given.
     pub location: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 
@@ -69,6 +84,7 @@ impl VcsStores {
         self.stores.is_empty()
     }
 
+    /// The store for VCS `vcs` (`git`, `bzr`), if there is one.
     pub fn get(&self, vcs: &str) -> Option<&VcsStore> {
         self.stores.get(vcs)
     }

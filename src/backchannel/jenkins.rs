@@ -57,7 +57,7 @@ pub(super) async fn get_log_file(
     if name != LOG_NAME {
         return Err(BackchannelError::NoSuchLogFile(name.to_string()));
     }
-    let url = client.url(my_url, &["logText", "progressiveText"])?;
+    let url = BackchannelClient::url(my_url, &["logText", "progressiveText"])?;
     let response = client.send(client.http.get(url.clone())).await?;
     if super::is_error_status(response.status()) {
         return Err(status_failure("GET", &url, response).await);

@@ -158,7 +158,7 @@ impl BackchannelClient {
     }
 
     /// `base` + `segments`; a stored URL that is not usable is a failure of this worker.
-    fn url(&self, base: &str, segments: &[&str]) -> Result<reqwest::Url, BackchannelError> {
+    fn url(base: &str, segments: &[&str]) -> Result<reqwest::Url, BackchannelError> {
         child_url(base, segments).map_err(|e| BackchannelError::Failure(e.to_string()))
     }
 
@@ -170,7 +170,7 @@ impl BackchannelClient {
         my_url: &str,
         segments: &[&str],
     ) -> Result<reqwest::Response, BackchannelError> {
-        let url = self.url(my_url, segments)?;
+        let url = Self::url(my_url, segments)?;
         self.http
             .get(url)
             .timeout(self.keepalive_timeout)

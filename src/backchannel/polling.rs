@@ -60,7 +60,7 @@ pub(super) async fn list_log_files(
     client: &BackchannelClient,
     my_url: &str,
 ) -> Result<Vec<String>, BackchannelError> {
-    let url = client.url(my_url, &["logs"])?;
+    let url = BackchannelClient::url(my_url, &["logs"])?;
     let response = client
         .send(
             client
@@ -117,7 +117,7 @@ pub(super) async fn get_log_file(
 
 /// `POST <my_url>/kill`. The Rust worker has no such route: its 404 is a failure.
 pub(super) async fn kill(client: &BackchannelClient, my_url: &str) -> Result<(), BackchannelError> {
-    let url = client.url(my_url, &["kill"])?;
+    let url = BackchannelClient::url(my_url, &["kill"])?;
     let response = client
         .send(
             client

@@ -25,8 +25,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'@')
     .remove(b':');
 
+/// Why a worker URL cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
+    /// The backchannel's base URL is not an absolute `http`/`https` URL.
     #[error("backchannel URL {0:?} is not an absolute http(s) URL")]
     InvalidBase(String),
     /// `.`, `..` and empty segments would be resolved away by URL normalisation.

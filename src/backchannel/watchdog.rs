@@ -110,6 +110,7 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
+    /// A watchdog for this process, named uniquely in the store's leases.
     pub fn new(state: SharedState) -> Self {
         Self {
             state,
@@ -291,7 +292,10 @@ impl Watchdog {
     }
 
     fn set_failing(&self, id: &str, failing: bool) {
-        let mut set = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if failing {
             set.insert(id.to_string());
         } else {
@@ -305,7 +309,10 @@ impl Watchdog {
 
     fn forget_failures_except<'a>(&self, active: impl Iterator<Item = &'a str>) {
         let active: BTreeSet<&str> = active.collect();
-        let mut set = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         set.retain(|id| active.contains(id.as_str()));
         self.state
             .metrics
@@ -358,7 +365,11 @@ impl WatchdogHandle {
     /// Stops the watchdog and waits until it has stopped.
     pub async fn stop(&self) {
         self.request_stop();
-        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(task) = task {
             let _ = task.await;
         }
@@ -369,10 +380,11 @@ impl WatchdogHandle {
         let _ = self.stop.send(true);
     }
 
+    /// Whether the watchdog task has ended (or was stopped and awaited).
     pub fn is_finished(&self) -> bool {
         self.task
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
             .is_none_or(JoinHandle::is_finished)
     }

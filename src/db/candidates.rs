@@ -3,33 +3,52 @@
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 
+/// A row of table `candidate`: a campaign that could be run on a codebase.
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct Candidate {
+    /// Row id.
     pub id: i32,
+    /// The codebase the campaign would change.
     pub codebase: String,
+    /// The campaign (column `suite`).
     #[sqlx(rename = "suite")]
     pub campaign: String,
+    /// The command the worker runs.
     pub command: String,
+    /// The named publish policy for the resulting changes.
     pub publish_policy: Option<String>,
+    /// The change set it belongs to; `None` for the base one.
     pub change_set: Option<String>,
+    /// Opaque context of the candidate; past runs that share it lower its estimated success.
     pub context: Option<String>,
+    /// The candidate value: what the change is worth; the higher, the sooner it is run.
     pub value: Option<i32>,
+    /// The uploader's estimate of the chance that a run succeeds.
     pub success_chance: Option<f64>,
 }
 
 /// What an upload writes for one candidate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCandidate {
+    /// The codebase the campaign would change.
     pub codebase: String,
+    /// The campaign (column `suite`).
     pub campaign: String,
+    /// The command the worker runs.
     pub command: String,
+    /// The change set it belongs to; `None` for the base one.
     pub change_set: Option<String>,
+    /// Opaque context of the candidate.
     pub context: Option<String>,
+    /// The candidate value.
     pub value: Option<i32>,
+    /// The uploader's estimate of the chance that a run succeeds.
     pub success_chance: Option<f64>,
+    /// The named publish policy; an unknown one fails the insert.
     pub publish_policy: Option<String>,
 }
 
+/// Every candidate, in id order.
 pub async fn list_all(pool: &PgPool) -> Result<Vec<Candidate>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, codebase, suite, command, publish_policy, change_set, context, value,
@@ -130,9 +149,13 @@ pub async fn delete(
 /// What `do_schedule_regular` reads from a candidate.
 #[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct ScheduleFacts {
+    /// The candidate value, used when the request gives none.
     pub value: Option<i32>,
+    /// The candidate's chance of success, used when the request gives none.
     pub success_chance: Option<f64>,
+    /// The candidate's command, used when the request gives none.
     pub command: String,
+    /// The candidate's context, used when the request gives none.
     pub context: Option<String>,
 }
 
@@ -173,13 +196,21 @@ pub async fn any_command(
 /// A candidate as the bulk scheduler reads it.
 #[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct BulkCandidate {
+    /// Row id: the order in which the bulk run visits candidates.
     pub id: i32,
+    /// The codebase the campaign would change.
     pub codebase: String,
+    /// The campaign.
     pub campaign: String,
+    /// Opaque context of the candidate.
     pub context: Option<String>,
+    /// The candidate value, before the publish modes' values are added.
     pub value: Option<i32>,
+    /// The uploader's estimate of the chance that a run succeeds.
     pub success_chance: Option<f64>,
+    /// The command the worker runs.
     pub command: String,
+    /// The named publish policy; candidates without a known one are not scheduled.
     pub publish_policy: Option<String>,
 }
 

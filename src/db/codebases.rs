@@ -6,17 +6,27 @@ use sqlx::{FromRow, PgConnection, PgPool};
 /// A codebase as `GET /codebases` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct Codebase {
+    /// The codebase's name, the key that candidates, queue items and runs refer to.
     pub name: Option<String>,
+    /// The branch's URL, in breezy form (it may carry a `,branch=` segment parameter).
     pub branch_url: Option<String>,
+    /// The repository's URL.
     pub url: Option<String>,
+    /// The branch's name within the repository.
     pub branch: Option<String>,
+    /// The directory within the branch that the codebase lives in.
     pub subpath: Option<String>,
+    /// `git` or `bzr`.
     pub vcs_type: Option<String>,
+    /// Where people browse the branch.
     pub web_url: Option<String>,
+    /// The branch's tip revision when it was last looked at.
     pub vcs_last_revision: Option<String>,
+    /// How much the codebase is worth working on; scheduling normalises it against the largest.
     pub value: Option<i32>,
 }
 
+/// Every codebase, by name.
 pub async fn list_all(pool: &PgPool) -> Result<Vec<Codebase>, sqlx::Error> {
     sqlx::query_as(
         "SELECT name, branch_url, url, branch, subpath, vcs_type::text AS vcs_type,

@@ -15,11 +15,17 @@ pub async fn present(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
 /// A comparison debversion supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionOperator {
+    /// `=`
     Equal,
+    /// `!=`
     NotEqual,
+    /// `<`
     Less,
+    /// `>`
     Greater,
+    /// `<=`
     LessOrEqual,
+    /// `>=`
     GreaterOrEqual,
 }
 

@@ -26,6 +26,8 @@ pub struct MigrationReport {
     pub adopted: Vec<i64>,
 }
 
+/// The runner's migrations (`migrations/`, embedded at build time), recorded in
+/// [`MIGRATIONS_TABLE`].
 pub fn migrator() -> Migrator {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);

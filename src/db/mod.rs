@@ -56,7 +56,7 @@ pub fn absent_pool() -> PgPool {
 /// The SQLSTATE of a database error, if the error came from the server.
 pub fn sqlstate(error: &sqlx::Error) -> Option<String> {
     match error {
-        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        sqlx::Error::Database(db) => db.code().map(std::borrow::Cow::into_owned),
         _ => None,
     }
 }
@@ -73,6 +73,8 @@ pub fn constraint(error: &sqlx::Error) -> Option<String> {
 /// the violation of a named constraint into the caller's error, every other error through
 /// `From`.
 pub trait ConstraintExt<T> {
+    /// The error `explain` gives for a violated constraint it names, else the error through
+    /// `From`.
     fn on_constraint<E: From<sqlx::Error>>(
         self,
         explain: impl FnOnce(&str) -> Option<E>,
@@ -103,8 +105,12 @@ pub fn is_invalid_input(error: &sqlx::Error) -> bool {
 /// shutting down or starting up, as during a restart). Retrying later can succeed.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
         _ => sqlstate(error).is_some_and(|code| {
             code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02" | "57P03")
         }),

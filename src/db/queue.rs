@@ -5,10 +5,15 @@ use sqlx::{FromRow, PgConnection, PgPool};
 /// A queue row as `GET /queue` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct QueueEntry {
+    /// Queue row id.
     pub id: i32,
+    /// The codebase to run on.
     pub codebase: String,
+    /// The campaign to run.
     pub campaign: String,
+    /// Opaque context of the candidate it was queued for.
     pub context: Option<String>,
+    /// The command the worker runs; `None` on rows written without one.
     pub command: Option<String>,
 }
 
@@ -166,17 +171,29 @@ pub async fn items(
 /// A queue row joined with its codebase, as `next_item` returns it.
 #[derive(Debug, Clone, FromRow)]
 pub struct NextItem {
+    /// Queue row id.
     pub id: i64,
+    /// Opaque context of the candidate it was queued for.
     pub context: Option<String>,
+    /// The command the worker runs; `None` on rows written without one.
     pub command: Option<String>,
+    /// The estimated duration in microseconds, if known.
     pub estimated_micros: Option<i64>,
+    /// The campaign to run.
     pub campaign: String,
+    /// Start afresh instead of resuming from an earlier run's branch.
     pub refresh: bool,
+    /// Who or what asked for the run.
     pub requester: Option<String>,
+    /// The change set the run belongs to, if any.
     pub change_set: Option<String>,
+    /// The codebase to run on.
     pub codebase: String,
+    /// The codebase's upstream branch URL, if recorded.
     pub branch_url: Option<String>,
+    /// Path within the branch where the codebase lives.
     pub subpath: Option<String>,
+    /// The codebase's VCS type (`git`, `bzr`, ...), if recorded.
     pub vcs_type: Option<String>,
 }
 
@@ -200,6 +217,7 @@ impl NextItem {
     }
 }
 
+/// Removes the queue row with this id (nothing if there is none).
 pub async fn delete(conn: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM queue WHERE id = $1")
         .bind(id)
@@ -211,16 +229,25 @@ pub async fn delete(conn: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::
 /// What `Queue.add` upserts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewQueueItem<'a> {
+    /// The codebase to run on.
     pub codebase: &'a str,
+    /// The campaign to run.
     pub campaign: &'a str,
+    /// The change set the run belongs to, if any; one row per (codebase, campaign, change set).
     pub change_set: Option<&'a str>,
+    /// The command the worker runs.
     pub command: &'a str,
     /// Truncated toward zero and added to the queue's lowest priority (queue spec 1.3).
     pub offset: f64,
+    /// The bucket (`queue_bucket`) to queue in; earlier buckets run first.
     pub bucket: &'a str,
+    /// Opaque context of the candidate.
     pub context: Option<&'a str>,
+    /// How long the run is expected to take.
     pub estimated_duration: Option<sqlx::postgres::types::PgInterval>,
+    /// Start afresh instead of resuming from an earlier run's branch.
     pub refresh: bool,
+    /// Who or what asked for the run.
     pub requester: Option<&'a str>,
 }
 
@@ -277,16 +304,25 @@ pub async fn add(
 /// A queue row without a change set, as the bulk scheduler reads it before its upserts.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize, serde::Deserialize)]
 pub struct BulkRow {
+    /// Queue row id.
     pub id: i32,
+    /// The codebase to run on.
     pub codebase: String,
+    /// The campaign to run.
     pub campaign: String,
+    /// The bucket the row is in.
     pub bucket: String,
+    /// Priority within the bucket; lower runs first.
     pub priority: i64,
+    /// The command the worker runs.
     pub command: Option<String>,
+    /// Opaque context of the candidate.
     pub context: Option<String>,
     /// The estimated duration in microseconds.
     pub duration: Option<i64>,
+    /// Who or what asked for the run.
     pub requester: Option<String>,
+    /// Start afresh instead of resuming (`NULL` counts as false).
     pub refresh: Option<bool>,
 }
 
@@ -335,16 +371,25 @@ pub async fn take_ids(conn: &mut PgConnection, count: usize) -> Result<Vec<i64>,
 /// Queue rows as column arrays, for `unnest`.
 #[derive(Debug, Default)]
 pub struct QueueColumns {
+    /// Queue row ids (new rows take theirs from [`take_ids`]).
     pub id: Vec<i32>,
+    /// The codebases to run on.
     pub codebase: Vec<String>,
+    /// The campaigns to run.
     pub campaign: Vec<String>,
+    /// The commands the worker runs.
     pub command: Vec<String>,
+    /// Priorities within the buckets.
     pub priority: Vec<i64>,
+    /// Buckets, as `queue_bucket` names.
     pub bucket: Vec<String>,
+    /// Opaque candidate contexts.
     pub context: Vec<Option<String>>,
     /// The duration as asyncpg encodes a timedelta: whole days and the rest in microseconds.
     pub days: Vec<i32>,
+    /// The rest of the duration below a day, in microseconds.
     pub micros: Vec<i64>,
+    /// Who or what asked for each run.
     pub requester: Vec<String>,
 }
 

@@ -16,7 +16,9 @@ const COUNTED_RUN: &str = "failure_transient IS NOT TRUE
 /// Which runs a query reads: optionally only these codebases and this campaign.
 #[derive(Debug, Clone, Copy)]
 pub struct RunFilter<'a> {
+    /// Only runs of these codebases; every codebase when `None`.
     pub codebases: Option<&'a [String]>,
+    /// Only runs of this campaign; every campaign when `None`.
     pub campaign: Option<&'a str>,
     /// The estimator's "now" (worker failures older than a day before it are not counted).
     pub now: NaiveDateTime,
@@ -122,7 +124,9 @@ pub async fn shared_contexts(
 /// What a duration average is grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AverageBy {
+    /// Per codebase, over all campaigns.
     Codebase,
+    /// Per campaign (the run table's `suite`), over all codebases.
     Campaign,
 }
 

@@ -5,11 +5,15 @@ use sqlx::PgPool;
 /// The identity and publish status of a stored run.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RunSummary {
+    /// The codebase the run worked on.
     pub codebase: String,
+    /// The campaign the run belongs to (the table's `suite`).
     pub campaign: String,
+    /// Where the run is in review and publishing (`unknown`, `approved`, `rejected`, ...).
     pub publish_status: String,
 }
 
+/// The run `id`'s summary, `None` if there is no such run.
 pub async fn summary(pool: &PgPool, id: &str) -> Result<Option<RunSummary>, sqlx::Error> {
     sqlx::query_as(
         "SELECT codebase, suite::text AS campaign, publish_status::text AS publish_status
@@ -70,35 +74,63 @@ pub async fn ensure_change_set(
 /// Every column of a `run` row the runner writes.
 #[derive(Debug, Clone)]
 pub struct NewRun<'a> {
+    /// The run id, also its log id.
     pub id: &'a str,
+    /// The queue command the worker ran.
     pub command: &'a str,
+    /// What happened, for people.
     pub description: Option<&'a str>,
+    /// `success`, or the code of what went wrong.
     pub result_code: &'a str,
+    /// When the work started.
     pub start_time: chrono::NaiveDateTime,
+    /// When the work ended.
     pub finish_time: chrono::NaiveDateTime,
+    /// The queue item's context, which the run was scheduled with.
     pub instigated_context: Option<String>,
+    /// The context the worker reported, which a later run is compared against.
     pub context: Option<&'a str>,
+    /// The main branch's tip the run started from.
     pub main_branch_revision: Option<&'a str>,
+    /// The revision the run produced.
     pub revision: Option<&'a str>,
+    /// The codemod's result, when it reported anything.
     pub result: Option<&'a serde_json::Value>,
+    /// The campaign, written to the `suite` column.
     pub campaign: &'a str,
+    /// The main branch's VCS (`git`, `bzr`).
     pub vcs_type: Option<&'a str>,
+    /// The main branch's URL.
     pub branch_url: Option<&'a str>,
+    /// The names of the run's stored logs.
     pub logfilenames: &'a [String],
+    /// The value of the changes, as the worker reported it.
     pub value: Option<i64>,
+    /// The worker that ran it; must be a registered worker.
     pub worker: Option<&'a str>,
+    /// A link to the worker's own page for the run.
     pub worker_link: Option<&'a str>,
+    /// The tags the run created: their names and, in the same order, their revisions.
     pub tags: Option<(Vec<String>, Vec<String>)>,
+    /// The directory within the branch that the codebase lives in.
     pub subpath: Option<&'a str>,
+    /// The stage the run failed in, as the worker reported it.
     pub failure_stage: Option<&'a str>,
+    /// Details of the failure, as the worker reported them.
     pub failure_details: Option<&'a serde_json::Value>,
+    /// The branch the changes are meant to be merged into.
     pub target_branch_url: Option<&'a str>,
+    /// Whether the failure is transient, so that trying again may succeed.
     pub failure_transient: Option<bool>,
+    /// The earlier run whose result branches this run built on.
     pub resume_from: Option<&'a str>,
+    /// The change set the run belongs to.
     pub change_set: &'a str,
+    /// The codebase the run worked on.
     pub codebase: &'a str,
 }
 
+/// Inserts the `run` row.
 pub async fn insert(conn: &mut sqlx::PgConnection, run: &NewRun<'_>) -> Result<(), sqlx::Error> {
     let (tag_names, tag_revisions) = match &run.tags {
         Some((names, revisions)) => (Some(names.clone()), Some(revisions.clone())),
@@ -129,7 +161,7 @@ pub async fn insert(conn: &mut sqlx::PgConnection, run: &NewRun<'_>) -> Result<(
     .bind(run.context)
     .bind(run.main_branch_revision)
     .bind(run.revision)
-    .bind(run.result.map(|v| v.to_string()))
+    .bind(run.result.map(std::string::ToString::to_string))
     .bind(run.campaign)
     .bind(run.vcs_type)
     .bind(run.branch_url)
@@ -141,7 +173,7 @@ pub async fn insert(conn: &mut sqlx::PgConnection, run: &NewRun<'_>) -> Result<(
     .bind(tag_revisions)
     .bind(run.subpath)
     .bind(run.failure_stage)
-    .bind(run.failure_details.map(|v| v.to_string()))
+    .bind(run.failure_details.map(std::string::ToString::to_string))
     .bind(run.target_branch_url)
     .bind(run.failure_transient)
     .bind(run.resume_from)
@@ -204,6 +236,7 @@ pub async fn insert_debian_build(
     Ok(())
 }
 
+/// Whether `name` is a registered worker.
 pub async fn worker_exists(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT FROM worker WHERE name = $1)")
         .bind(name)
@@ -214,18 +247,26 @@ pub async fn worker_exists(pool: &PgPool, name: &str) -> Result<bool, sqlx::Erro
 /// The run a resume branch's tip came from, as `check_resume_result` reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResumeCandidate {
+    /// The run id.
     pub id: String,
+    /// The codemod's result.
     pub result: Option<serde_json::Value>,
+    /// Where the run is in review and publishing.
     pub publish_status: String,
+    /// Its result branches, ordered by role.
     pub branches: Vec<ResultBranchRow>,
 }
 
 /// A `new_result_branch` row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ResultBranchRow {
+    /// The branch's role in the result (e.g. `main`).
     pub role: String,
+    /// The branch's name, as the worker reported it.
     pub remote_name: Option<String>,
+    /// The revision the run started the branch from.
     pub base_revision: Option<String>,
+    /// The revision the run left the branch at.
     pub revision: Option<String>,
 }
 
@@ -286,11 +327,17 @@ pub async fn resume_reported_missing(
 /// A non-transient run of a codebase in a campaign, for the estimator.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct HistoryRow {
+    /// `success`, or the code of what went wrong.
     pub result_code: String,
+    /// The queue item's context, which the run was scheduled with.
     pub instigated_context: Option<String>,
+    /// The context the worker reported.
     pub context: Option<String>,
+    /// Details of the failure, as the worker reported them.
     pub failure_details: Option<serde_json::Value>,
+    /// `finish_time - start_time`.
     pub duration: Option<sqlx::postgres::types::PgInterval>,
+    /// When the run started.
     pub start_time: Option<chrono::NaiveDateTime>,
 }
 

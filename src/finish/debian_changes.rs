@@ -4,19 +4,33 @@ use std::path::Path;
 
 use crate::models::DebianResult;
 
+/// Why the `.changes` files of a Debian build could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangesError {
+    /// The upload directory or a changes file in it could not be read.
     #[error("cannot read {name}: {source}")]
     Read {
+        /// The directory or file name.
         name: String,
+        /// What reading failed with.
         source: std::io::Error,
     },
+    /// A changes file lacks a required field.
     #[error("{name}: missing field {field}")]
-    MissingField { name: String, field: &'static str },
+    MissingField {
+        /// The changes file's name.
+        name: String,
+        /// The field it lacks.
+        field: &'static str,
+    },
+    /// Two changes files of one build name different values for a field.
     #[error("changes files disagree on {field}: {first:?} and {second:?}")]
     Inconsistent {
+        /// The field: `Source`, `Version` or `Distribution`.
         field: &'static str,
+        /// Its value in the first changes file, in name order.
         first: String,
+        /// Its value in the other one.
         second: String,
     },
 }

@@ -24,13 +24,12 @@ pub async fn store_result(
     run: &ActiveRun,
     result: &mut JanitorResult,
 ) -> Result<()> {
-    let change_set = match result.change_set.clone().filter(|c| !c.is_empty()) {
-        Some(existing) => existing,
-        None => {
-            db::runs::ensure_change_set(conn, &result.log_id, &run.campaign).await?;
-            result.change_set = Some(result.log_id.clone());
-            result.log_id.clone()
-        }
+    let change_set = if let Some(existing) = result.change_set.clone().filter(|c| !c.is_empty()) {
+        existing
+    } else {
+        db::runs::ensure_change_set(conn, &result.log_id, &run.campaign).await?;
+        result.change_set = Some(result.log_id.clone());
+        result.log_id.clone()
     };
     let tags = result.tags.as_ref().map(|tags| {
         (
@@ -178,8 +177,11 @@ pub async fn finish_run(
 /// names in upload order, and the worker's `result.json`.
 #[derive(Debug)]
 pub struct Upload {
+    /// The directory the uploaded files were written to.
     pub dir: tempfile::TempDir,
+    /// The uploaded files' names, in upload order.
     pub filenames: Vec<String>,
+    /// The worker's `result.json`.
     pub result: Value,
 }
 
@@ -200,14 +202,20 @@ pub fn check_upload_filename(name: &str) -> Result<()> {
 /// What the finish routes answer.
 #[derive(Debug, Clone)]
 pub struct Finished {
+    /// The run id (log id).
     pub id: String,
+    /// Every uploaded file's name, in upload order.
     pub filenames: Vec<String>,
+    /// The log files among them, in name order.
     pub logs: Vec<String>,
+    /// The artifacts stored; `None` without a build result, or when storing them failed.
     pub artifacts: Option<Vec<String>>,
+    /// The result as stored.
     pub result: JanitorResult,
 }
 
 impl Finished {
+    /// The JSON answer of the finish routes.
     pub fn to_json(&self) -> Value {
         serde_json::json!({
             "id": self.id,

@@ -8,26 +8,38 @@ use crate::time::{delta_from_seconds, isoformat, parse_timestamp, seconds};
 /// A run handed to a worker and not yet finished. Its id is also the log id.
 #[derive(Debug, Clone)]
 pub struct ActiveRun {
+    /// The run id, under which its logs are stored too.
     pub log_id: String,
+    /// The queue item this run was handed out from.
     pub queue_id: i64,
     /// Absent only in entries written by very old runners.
     pub codebase: Option<String>,
+    /// The campaign being run.
     pub campaign: String,
+    /// The change set the run belongs to, if any.
     pub change_set: Option<String>,
     /// The queue command as stored, including any leading `VAR=value` words.
     pub command: String,
     /// The queue item's context; kept as JSON because old entries hold other shapes.
     pub instigated_context: Value,
+    /// How long the run was expected to take; `None` when unknown.
     pub estimated_duration: Option<TimeDelta>,
+    /// When the run was handed out.
     pub start_time: NaiveDateTime,
+    /// Where the codebase's branch is.
     pub vcs_info: VcsInfo,
+    /// How to reach the worker while the run is out.
     pub backchannel: BackchannelInfo,
+    /// The worker's name, if it gave one.
     pub worker_name: Option<String>,
+    /// A link to the worker's own page for this run.
     pub worker_link: Option<String>,
+    /// The earlier run whose result this run resumes from; `None` when it starts afresh.
     pub resume_from: Option<String>,
 }
 
 impl ActiveRun {
+    /// A run of `item`, just handed out to a worker; nothing to resume from yet.
     pub fn from_queue_item(
         item: &QueueItem,
         log_id: String,
@@ -55,22 +67,27 @@ impl ActiveRun {
         }
     }
 
+    /// The codebase, or `""` for an entry without one.
     pub fn codebase(&self) -> &str {
         self.codebase.as_deref().unwrap_or_default()
     }
 
+    /// The URL of the codebase's main branch, if known.
     pub fn main_branch_url(&self) -> Option<&str> {
         self.vcs_info.branch_url.as_deref()
     }
 
+    /// The codebase's VCS type, if known.
     pub fn vcs_type(&self) -> Option<&str> {
         self.vcs_info.vcs_type.as_deref()
     }
 
+    /// Path within the branch where the codebase lives, if any.
     pub fn subpath(&self) -> Option<&str> {
         self.vcs_info.subpath.as_deref()
     }
 
+    /// How long the run has been out at `now`.
     pub fn current_duration(&self, now: NaiveDateTime) -> TimeDelta {
         now - self.start_time
     }

@@ -9,12 +9,21 @@ pub enum BackchannelInfo {
     #[default]
     None,
     /// The worker serves `/log-id`, `/logs` and `/kill` under `my_url`.
-    Polling { my_url: String },
+    Polling {
+        /// The worker's base URL.
+        my_url: String,
+    },
     /// A Jenkins build at `my_url`.
-    Jenkins { my_url: String, metadata: Value },
+    Jenkins {
+        /// The Jenkins build's URL.
+        my_url: String,
+        /// The stored `jenkins` value, kept as is (null for runs assigned here).
+        metadata: Value,
+    },
 }
 
 impl BackchannelInfo {
+    /// The JSON stored in the active run: `my_url`, plus `jenkins` for Jenkins; `{}` for none.
     pub fn to_json(&self) -> Value {
         match self {
             Self::None => json!({}),

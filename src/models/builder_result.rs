@@ -5,7 +5,9 @@ use super::ModelError;
 /// What a build produced, by builder kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuilderResult {
+    /// The generic builder, which reports nothing of its own.
     Generic,
+    /// A Debian package build.
     Debian(Box<DebianResult>),
 }
 
@@ -13,18 +15,24 @@ pub enum BuilderResult {
 /// the uploaded `.changes` files.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DebianResult {
+    /// The source package's name (`Source` of the `.changes` files).
     pub source: Option<String>,
+    /// The version built (`Version` of the `.changes` files).
     pub build_version: Option<String>,
+    /// The distribution built for (`Distribution` of the `.changes` files).
     pub build_distribution: Option<String>,
     /// `None` until `.changes` files were found; a result without them is "empty".
     pub changes_filenames: Option<Vec<String>>,
+    /// Lintian's report, from the worker's `target.details.lintian`.
     pub lintian_result: Value,
+    /// The names of the binary packages built (from the `.deb` files the `.changes` list).
     pub binary_packages: Option<Vec<String>>,
     /// Every file the `.changes` files list, each followed by the `.changes` file itself.
     pub artifact_names: Vec<String>,
 }
 
 impl BuilderResult {
+    /// The builder's name, as in the worker result's `target.name`: `generic` or `debian`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Generic => "generic",
@@ -67,6 +75,7 @@ impl BuilderResult {
         }
     }
 
+    /// The `target.details` of the result JSON.
     pub fn details_json(&self) -> Value {
         match self {
             Self::Generic => json!({}),

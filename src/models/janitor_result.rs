@@ -8,9 +8,13 @@ use crate::time::{isoformat, seconds};
 /// A result branch: `[role, remote_name, base_revision, revision]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Branch {
+    /// The branch's role in the result, such as `main` or `upstream`.
     pub role: String,
+    /// The branch's name at the remote, if any.
     pub remote_name: Option<String>,
+    /// The revision the branch was at before the run, if any.
     pub base_revision: Option<String>,
+    /// The revision the run left it at, if any.
     pub revision: Option<String>,
 }
 
@@ -55,6 +59,7 @@ impl Branch {
         })
     }
 
+    /// `[role, remote_name, base_revision, revision]`, as in `result.json`.
     pub fn to_json(&self) -> Value {
         json!([
             self.role,
@@ -68,7 +73,9 @@ impl Branch {
 /// A tag the run created: `[name, revision]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
+    /// The tag's name.
     pub name: String,
+    /// The revision it points at.
     pub revision: String,
 }
 
@@ -85,6 +92,7 @@ impl Tag {
         }
     }
 
+    /// `[name, revision]`, as in `result.json`.
     pub fn to_json(&self) -> Value {
         json!([self.name, self.revision])
     }
@@ -93,45 +101,80 @@ impl Tag {
 /// The outcome of a run as the runner stores and announces it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JanitorResult {
+    /// The run id, also the id of its logs.
     pub log_id: String,
+    /// The codebase the run changed.
     pub codebase: String,
+    /// The campaign run.
     pub campaign: String,
+    /// The change set the run belongs to, if any.
     pub change_set: Option<String>,
+    /// The result code: `success`, or the code of what happened instead.
     pub code: String,
+    /// What happened, for people.
     pub description: Option<String>,
+    /// The context the worker ran in, stored as the run's `context`.
     pub context: Option<String>,
+    /// The main branch's tip the run started from.
     pub main_branch_revision: Option<String>,
+    /// The revision the run produced.
     pub revision: Option<String>,
+    /// The codemod's result, stored as the run's `result`.
     pub codemod_result: Value,
+    /// The value of the changes, as the worker rated them.
     pub value: Option<i64>,
+    /// What the build produced, if the worker sent a `target`.
     pub builder_result: Option<BuilderResult>,
+    /// The result branches.
     pub branches: Option<Vec<Branch>>,
+    /// The tags the run created.
     pub tags: Option<Vec<Tag>>,
+    /// The worker's `remotes`, passed on unread.
     pub remotes: Option<Value>,
+    /// Details of the failure, if any.
     pub failure_details: Value,
+    /// The stage the run failed in, if it failed.
     pub failure_stage: Option<String>,
+    /// When the run started.
     pub start_time: NaiveDateTime,
+    /// When the run finished.
     pub finish_time: NaiveDateTime,
+    /// The names of the run's stored log files.
     pub logfilenames: Vec<String>,
+    /// The worker that ran it; `None` when unknown or not registered.
     pub worker_name: Option<String>,
+    /// The main branch's URL, as the worker opened it.
     pub branch_url: Option<String>,
+    /// The main branch's VCS (`git`, `bzr`, ...).
     pub vcs_type: Option<String>,
+    /// Path within the branch where the codebase lives.
     pub subpath: Option<String>,
+    /// The branch the changes are meant to be merged into.
     pub target_branch_url: Option<String>,
+    /// The run this one resumed from; `None` when it started afresh.
     pub resume_from: Option<String>,
+    /// Whether the failure is transient, so that trying again may succeed.
     pub transient: Option<bool>,
 }
 
 /// What a result knows of its run besides the worker's report.
 #[derive(Debug, Clone)]
 pub struct ResultOf {
+    /// The run id.
     pub log_id: String,
+    /// The codebase the run was handed out for.
     pub codebase: String,
+    /// The campaign run.
     pub campaign: String,
+    /// The change set the run belongs to, if any.
     pub change_set: Option<String>,
+    /// A description that wins over the worker's.
     pub description: Option<String>,
+    /// The worker the run was assigned to.
     pub worker_name: Option<String>,
+    /// The run it resumed from, if any.
     pub resume_from: Option<String>,
+    /// The names of the run's stored log files.
     pub logfilenames: Vec<String>,
 }
 
@@ -253,6 +296,7 @@ impl JanitorResult {
         }
     }
 
+    /// How long the run took: `finish_time - start_time`.
     pub fn duration(&self) -> TimeDelta {
         self.finish_time - self.start_time
     }

@@ -30,6 +30,7 @@ pub fn is_truthy(value: &serde_json::Value) -> bool {
 pub struct ModelError(pub String);
 
 impl ModelError {
+    /// An error with this message.
     pub fn new(message: impl Into<String>) -> Self {
         Self(message.into())
     }

@@ -6,15 +6,18 @@ use super::{Branch, ModelError};
 /// An earlier successful run that a new run continues from (`assignment.resume`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResumeInfo {
+    /// The earlier run's id.
     pub run_id: String,
     /// The earlier run's codemod result (`run.result`).
     pub result: Value,
     /// Full URL of the branch holding the earlier run's changes.
     pub branch_url: String,
+    /// The earlier run's result branches.
     pub branches: Vec<Branch>,
 }
 
 impl ResumeInfo {
+    /// The `resume` object of the assignment JSON.
     pub fn to_json(&self) -> Value {
         json!({
             "run_id": self.run_id,
@@ -24,6 +27,7 @@ impl ResumeInfo {
         })
     }
 
+    /// Reads a `resume` object, as [`ResumeInfo::to_json`] writes it.
     pub fn from_json(value: &Value) -> Result<Self, ModelError> {
         let obj = as_object(value, "resume")?;
         let text = |key: &str| match required(obj, key)? {

@@ -9,32 +9,56 @@ use super::{Branch, BuilderResult, ModelError, Tag, is_vcs_type};
 pub struct WorkerResult {
     /// `success` when the worker sent no code, `null` or `""` (the Rust worker omits it).
     pub code: String,
+    /// What happened, for people.
     pub description: Option<String>,
+    /// The context the worker ran in, stored as the run's `context`.
     pub context: Option<String>,
+    /// The codemod's result, stored as the run's `result`.
     pub codemod: Value,
+    /// The main branch's tip the run started from.
     pub main_branch_revision: Option<String>,
+    /// The revision the run produced.
     pub revision: Option<String>,
+    /// The value of the changes, as the worker rated them.
     pub value: Option<i64>,
+    /// The result branches, each role at most once.
     pub branches: Option<Vec<Branch>>,
+    /// The tags the run created.
     pub tags: Option<Vec<Tag>>,
+    /// The worker's `remotes`, passed on unread.
     pub remotes: Option<Value>,
+    /// Details of the failure, stored as the run's `failure_details`.
     pub details: Value,
+    /// The stage the run failed in, stored as the run's `failure_stage`.
     pub stage: Option<String>,
+    /// What the build produced (`target`).
     pub builder_result: Option<BuilderResult>,
+    /// When the worker started; the run's start time when absent.
     pub start_time: Option<NaiveDateTime>,
+    /// When the worker finished; the time the result arrives when absent.
     pub finish_time: Option<NaiveDateTime>,
+    /// The queue item the worker says it ran.
     pub queue_id: Option<i64>,
+    /// The worker's own name for itself; the name the run was assigned to wins.
     pub worker_name: Option<String>,
+    /// The worker started afresh instead of resuming the earlier run.
     pub refreshed: bool,
+    /// The branch the changes are meant to be merged into.
     pub target_branch_url: Option<String>,
+    /// The main branch's URL, as the worker opened it.
     pub branch_url: Option<String>,
+    /// The directory within the branch that the codebase lives in.
     pub subpath: Option<String>,
+    /// The main branch's VCS (`git`, `bzr`).
     pub vcs_type: Option<String>,
+    /// Whether the failure is transient, so that trying again may succeed.
     pub transient: Option<bool>,
+    /// The codebase, replacing the run's when given.
     pub codebase: Option<String>,
 }
 
 impl WorkerResult {
+    /// Reads and validates `result.json`.
     pub fn from_json(value: &Value) -> Result<Self, ModelError> {
         let obj = as_object(value, "result.json")?;
         let code = opt_string(obj, "code")?

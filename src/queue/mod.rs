@@ -14,10 +14,15 @@ use crate::state::ActiveRunStore;
 /// `GET /queue` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueListing {
+    /// The queue item's id.
     pub queue_id: i32,
+    /// The codebase to work on.
     pub codebase: String,
+    /// The campaign to run.
     pub campaign: String,
+    /// The context the item was scheduled with.
     pub context: Option<String>,
+    /// The command the worker is to run.
     pub command: Option<String>,
 }
 
@@ -25,8 +30,11 @@ pub struct QueueListing {
 /// work spread over the runs currently active (`None` when nothing runs or nothing is known).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Position {
+    /// The 1-based place in the queue; `None` when the pair is not queued.
     pub position: Option<i64>,
+    /// `cumulative_wait_time` divided among the active runs.
     pub wait_time: Option<f64>,
+    /// The estimated seconds of work queued ahead.
     pub cumulative_wait_time: Option<f64>,
 }
 
@@ -50,6 +58,7 @@ pub async fn list(pool: &PgPool, limit: Option<i64>) -> Result<Vec<QueueListing>
         .collect())
 }
 
+/// Where the first queue item for (`codebase`, `campaign`) stands.
 pub async fn position(
     pool: &PgPool,
     positions: &QueuePositions,

@@ -51,6 +51,7 @@ pub struct QueuePositions {
 }
 
 impl QueuePositions {
+    /// An empty cache; lookups fill it in the background.
     pub fn new() -> Self {
         Self::default()
     }

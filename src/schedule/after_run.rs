@@ -12,6 +12,7 @@ use crate::clock::Clock;
 /// How many post-run reschedules run at once (Python's job pool).
 const CONCURRENT_RESCHEDULES: usize = 2;
 
+/// Runs post-run reschedules in the background, at most two at a time.
 #[derive(Debug, Clone)]
 pub struct Rescheduler {
     pool: PgPool,
@@ -22,7 +23,9 @@ pub struct Rescheduler {
 /// What a finished run asks to be rescheduled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AfterRun {
+    /// The run's codebase.
     pub codebase: String,
+    /// The run's campaign.
     pub campaign: String,
     /// The queue item's change set (not the one a run without one was given).
     pub change_set: Option<String>,
@@ -31,6 +34,7 @@ pub struct AfterRun {
 }
 
 impl Rescheduler {
+    /// A rescheduler writing to the queue in `pool`, scheduling at the times `clock` gives.
     pub fn new(pool: PgPool, clock: Arc<dyn Clock>) -> Self {
         Self {
             pool,

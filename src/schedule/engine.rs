@@ -13,21 +13,31 @@ use super::{DEFAULT_ESTIMATED_DURATION, Estimate, Micros, PastRun, estimate_from
 use crate::db;
 use crate::db::debian_versions::VersionOperator;
 
+/// Why a candidate could not be scheduled.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     /// No candidate for the codebase and campaign (Python `CandidateUnavailable`).
     #[error("Candidate {campaign}/{codebase} is not available")]
-    CandidateUnavailable { campaign: String, codebase: String },
+    CandidateUnavailable {
+        /// The campaign asked for.
+        campaign: String,
+        /// The codebase asked for.
+        codebase: String,
+    },
     /// The inputs cannot give a positive offset (a Python assertion).
     #[error("During {campaign}/{codebase}: {source}")]
     Offset {
+        /// The campaign being scheduled.
         campaign: String,
+        /// The codebase being scheduled.
         codebase: String,
+        /// Which input was out of range.
         source: OffsetError,
     },
     /// Every codebase value is zero or NULL, so values cannot be normalised.
     #[error("cannot normalise codebase values: the largest is 0")]
     ZeroMaximumValue,
+    /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -35,18 +45,31 @@ pub enum ScheduleError {
 /// Everything `do_schedule_regular` takes; `None` fields are read from the candidate.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RegularRequest<'a> {
+    /// The codebase to schedule.
     pub codebase: &'a str,
+    /// The campaign to schedule it in.
     pub campaign: &'a str,
+    /// The command the worker runs; the candidate's when `None`.
     pub command: Option<String>,
+    /// The candidate's value; the stored candidate's when `None`.
     pub candidate_value: Option<i64>,
+    /// The candidate's success chance; read when `None`, but the offset does not use it.
     pub success_chance: Option<f64>,
+    /// The codebase's value relative to the largest; computed when `None`.
     pub normalized_codebase_value: Option<f64>,
+    /// Who or what asked for the run; `scheduler` when `None`.
     pub requester: Option<&'a str>,
+    /// Added to the computed offset.
     pub default_offset: f64,
+    /// The candidate's context; the stored candidate's when `None`.
     pub context: Option<String>,
+    /// The change set the run belongs to, if any.
     pub change_set: Option<&'a str>,
+    /// Work out the offset and estimate, writing nothing (the queue id is then `-1`).
     pub dry_run: bool,
+    /// Start afresh instead of resuming from an earlier run's branch.
     pub refresh: bool,
+    /// The bucket to queue in; `default` when `None`.
     pub bucket: Option<&'a str>,
 }
 
@@ -54,9 +77,13 @@ pub struct RegularRequest<'a> {
 /// row (`-1` on a dry run) and the bucket the row is in now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scheduled {
+    /// Added to the bucket's lowest priority (before truncation toward zero).
     pub offset: f64,
+    /// How long the run is expected to take.
     pub estimated_duration: Micros,
+    /// The queue row's id; `-1` on a dry run.
     pub queue_id: i64,
+    /// The bucket the row is in now, which may be more urgent than the one asked for.
     pub bucket: String,
 }
 
@@ -167,8 +194,11 @@ async fn fill_from_candidate(
 /// The estimator's answer with the duration always known.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FullEstimate {
+    /// The estimated chance that a run succeeds, in `[0, 1]`.
     pub probability_of_success: f64,
+    /// How long a run is expected to take.
     pub duration: Micros,
+    /// How many past runs the estimate counted.
     pub total_previous_runs: u32,
 }
 
@@ -277,14 +307,23 @@ async fn normalized_value(
 /// What `do_schedule` takes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScheduleRequest<'a> {
+    /// The campaign to run.
     pub campaign: &'a str,
+    /// The codebase to schedule.
     pub codebase: &'a str,
+    /// The bucket to queue in; `default` when `None`.
     pub bucket: Option<&'a str>,
+    /// The change set the run belongs to, if any.
     pub change_set: Option<&'a str>,
+    /// Added to the bucket's lowest priority; `-1` (the head of the bucket) when `None`.
     pub offset: Option<f64>,
+    /// Start afresh instead of resuming from an earlier run's branch.
     pub refresh: bool,
+    /// Who or what asked for the run.
     pub requester: Option<&'a str>,
+    /// How long the run is expected to take; estimated from past runs when `None`.
     pub estimated_duration: Option<Micros>,
+    /// The command the worker runs; any candidate's for the pair when `None`.
     pub command: Option<String>,
 }
 
@@ -335,12 +374,19 @@ pub async fn do_schedule(
 /// What `do_schedule_control` takes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ControlRequest<'a> {
+    /// The codebase whose control run to schedule.
     pub codebase: &'a str,
+    /// The change set the run belongs to, if any.
     pub change_set: Option<&'a str>,
+    /// The revision to update to (`brz up --revision`); the branch tip when `None`.
     pub main_branch_revision: Option<&'a str>,
+    /// Added to the bucket's lowest priority; `-1` (the head of the bucket) when `None`.
     pub offset: Option<f64>,
+    /// Start afresh instead of resuming from an earlier run's branch.
     pub refresh: bool,
+    /// The bucket to queue in; `control` when `None`.
     pub bucket: Option<&'a str>,
+    /// Who or what asked for the run.
     pub requester: Option<&'a str>,
     /// Accepted and ignored, as in Python (queue spec 9.10).
     pub estimated_duration: Option<Micros>,

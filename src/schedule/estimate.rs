@@ -12,12 +12,17 @@ pub const DEFAULT_ESTIMATED_DURATION: Micros = Micros::from_seconds(15);
 /// One non-transient run of the codebase in the campaign.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PastRun {
+    /// The run's result code.
     pub result_code: String,
+    /// The context the run was started for.
     pub instigated_context: Option<String>,
+    /// The context the run reported.
     pub context: Option<String>,
+    /// The run's failure details, read for unsatisfied dependencies.
     pub failure_details: Option<Value>,
     /// `finish_time - start_time`.
     pub duration: Micros,
+    /// When the run started: worker failures older than a day are ignored.
     pub start_time: NaiveDateTime,
 }
 
@@ -41,10 +46,12 @@ impl PastRun {
 /// What the history says.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
+    /// The estimated chance that a new run succeeds.
     pub probability_of_success: f64,
     /// The mean duration of the counted runs; `None` when none counted (the caller falls
     /// back to averages over the codebase, then the campaign, then 15 s).
     pub duration: Option<Micros>,
+    /// How many past runs were counted.
     pub total_previous_runs: u32,
 }
 
@@ -67,6 +74,7 @@ pub struct HistoryFacts<'a> {
     pub successes: u32,
     /// Some counted run, other than a dependency run, shares the candidate's context.
     pub same_context: bool,
+    /// The counted `install-deps-unsatisfied-dependencies` runs.
     pub dependency_runs: &'a [DependencyRun],
 }
 
@@ -171,6 +179,7 @@ pub struct PythonFloatSum {
 }
 
 impl PythonFloatSum {
+    /// Adds `x` to the sum.
     pub fn add(&mut self, x: f64) {
         let t = self.sum + x;
         // The low-order bits lost by the addition, from whichever operand was smaller.
@@ -182,6 +191,7 @@ impl PythonFloatSum {
         self.sum = t;
     }
 
+    /// The sum so far, as Python's `sum()` returns it.
     pub fn total(&self) -> f64 {
         // CPython skips a zero or non-finite compensation (keeps -0.0 and infinities).
         if self.compensation != 0.0 && self.compensation.is_finite() {

@@ -23,6 +23,7 @@ pub use offset::{OffsetError, OffsetInputs, calculate_offset};
 pub struct Micros(pub i64);
 
 impl Micros {
+    /// A whole number of seconds.
     pub const fn from_seconds(seconds: i64) -> Self {
         Self(seconds * 1_000_000)
     }
@@ -54,6 +55,7 @@ impl Micros {
         }
     }
 
+    /// The same duration as a chrono `TimeDelta`.
     pub fn to_time_delta(self) -> chrono::TimeDelta {
         chrono::TimeDelta::microseconds(self.0)
     }

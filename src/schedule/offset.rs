@@ -6,7 +6,9 @@ use super::Micros;
 
 /// Overhead of any run, in milliseconds.
 pub const MINIMUM_COST: f64 = 20000.0;
+/// The least normalised codebase value the formula uses; smaller ones are raised to it.
 pub const MINIMUM_NORMALIZED_CODEBASE_VALUE: f64 = 0.1;
+/// The normalised codebase value assumed when it is unknown.
 pub const DEFAULT_NORMALIZED_CODEBASE_VALUE: f64 = 0.5;
 /// Value added to a candidate that has never run.
 pub const FIRST_RUN_BONUS: f64 = 100.0;
@@ -16,12 +18,17 @@ pub const DEFAULT_SCHEDULE_OFFSET: f64 = -1.0;
 /// Where the Python asserts: the inputs cannot give a positive offset.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OffsetError {
+    /// The candidate value (plus any first-run bonus) is not positive.
     #[error("candidate value is {0}, not positive")]
     CandidateValue(f64),
+    /// The estimated probability of success is not within `[0, 1]`.
     #[error("probability of success {0} is outside [0, 1]")]
     Probability(f64),
+    /// The expected cost (overhead plus estimated duration, in milliseconds) is not positive.
     #[error("estimated cost {0} is not positive")]
     Cost(f64),
+    /// The expected value (normalised codebase value × probability × candidate value) is not
+    /// positive.
     #[error("estimated value {0} is not positive")]
     Value(f64),
 }
@@ -29,12 +36,16 @@ pub enum OffsetError {
 /// What the offset depends on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OffsetInputs {
+    /// How long a run is expected to take.
     pub estimated_duration: Micros,
     /// `None` means unknown (the default 0.5 is used).
     pub normalized_codebase_value: Option<f64>,
+    /// The estimated chance that the run succeeds, in `[0, 1]`.
     pub probability_of_success: f64,
     /// `None` means unknown: value 1.0 and no first-run bonus.
     pub candidate_value: Option<i64>,
+    /// How many past runs the estimate counted; with none, a known candidate value gets the
+    /// first-run bonus.
     pub total_previous_runs: u32,
 }
 

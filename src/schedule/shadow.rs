@@ -18,18 +18,24 @@ pub const DIFFERENCES_KEPT: usize = 50;
 /// One row that is not the same on both sides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShadowDifference {
+    /// The candidate's codebase.
     pub codebase: String,
+    /// The candidate's campaign.
     pub campaign: String,
     /// The fields that differ (all of them when one side has no row).
     pub fields: Vec<&'static str>,
+    /// The row this scheduler would write, if any.
     pub ours: Option<ScheduledRow>,
+    /// The row in the queue, if any.
     pub theirs: Option<ScheduledRow>,
 }
 
 /// How the rows this scheduler would write compare with the queue's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ShadowReport {
+    /// Rows the same on both sides (including those this scheduler would leave alone).
     pub same: usize,
+    /// Rows on both sides that differ in some field.
     pub differ: usize,
     /// Rows this scheduler would write where the queue has none.
     pub only_ours: usize,
@@ -40,6 +46,7 @@ pub struct ShadowReport {
 }
 
 impl ShadowReport {
+    /// Whether both sides agree on every row.
     pub fn is_clean(&self) -> bool {
         self.differ == 0 && self.only_ours == 0 && self.only_theirs == 0
     }
@@ -84,32 +91,29 @@ pub fn compare(
     };
     for row in ours {
         let key = (row.codebase.clone(), row.campaign.clone());
-        match theirs.remove(&key) {
-            Some(their_row) => {
-                let fields = differing_fields(row, &their_row);
-                if fields.is_empty() {
-                    report.same += 1;
-                } else {
-                    report.differ += 1;
-                    report.record(ShadowDifference {
-                        codebase: key.0,
-                        campaign: key.1,
-                        fields,
-                        ours: Some(row.clone()),
-                        theirs: Some(their_row),
-                    });
-                }
-            }
-            None => {
-                report.only_ours += 1;
+        if let Some(their_row) = theirs.remove(&key) {
+            let fields = differing_fields(row, &their_row);
+            if fields.is_empty() {
+                report.same += 1;
+            } else {
+                report.differ += 1;
                 report.record(ShadowDifference {
                     codebase: key.0,
                     campaign: key.1,
-                    fields: ALL_FIELDS.to_vec(),
+                    fields,
                     ours: Some(row.clone()),
-                    theirs: None,
+                    theirs: Some(their_row),
                 });
             }
+        } else {
+            report.only_ours += 1;
+            report.record(ShadowDifference {
+                codebase: key.0,
+                campaign: key.1,
+                fields: ALL_FIELDS.to_vec(),
+                ours: Some(row.clone()),
+                theirs: None,
+            });
         }
     }
     let mut left: Vec<_> = theirs.into_iter().collect();

@@ -307,12 +307,11 @@ impl MirrorTask {
             .arg(&self.keys.mirror_marker)
             .query_async(&mut self.conn)
             .await;
-        match marker {
-            Ok(present) => !present,
-            Err(_) => {
-                self.stale.store(true, Ordering::Relaxed);
-                true
-            }
+        if let Ok(present) = marker {
+            !present
+        } else {
+            self.stale.store(true, Ordering::Relaxed);
+            true
         }
     }
 
@@ -397,8 +396,8 @@ impl MirrorTask {
     /// reconciliation saw it missing too: its registration may be in a transaction that has
     /// not committed yet (the copy is written before the assignment commits).
     async fn reconcile(&mut self) -> Result<usize, StoreError> {
-        let keys = self.keys.clone();
         type Hash = HashMap<String, String>;
+        let keys = self.keys.clone();
         let (copied_runs, copied_claims, copied_keepalives, copied_limits): (
             Hash,
             Hash,

@@ -22,26 +22,41 @@ pub use self::redis::{RedisKeys, RedisStore};
 /// as in the Python `/status`), and when its worker was last heard from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRun {
+    /// The run id (also its log id).
     pub id: String,
+    /// The ActiveRun JSON as last written.
     pub data: Value,
+    /// When the worker was last heard from, if ever.
     pub last_keepalive: Option<NaiveDateTime>,
 }
 
+/// Why the active-run store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another run already holds this queue item.
     #[error("queue item {queue_id} is already claimed by run {run_id}")]
-    AlreadyClaimed { queue_id: i64, run_id: String },
+    AlreadyClaimed {
+        /// The queue item asked for.
+        queue_id: i64,
+        /// The run that holds it.
+        run_id: String,
+    },
+    /// A run with this id is already registered.
     #[error("run {0} is already registered")]
     RunExists(String),
+    /// What the store holds cannot be read (or its run leases were lost).
     #[error("active run data is not valid: {0}")]
     InvalidData(String),
+    /// Redis failed.
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
 
+/// Where the active runs, their claims on queue items, their keep-alives and the rate-limited
+/// hosts are kept.
 #[async_trait]
 pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
     /// Registers a run and claims its queue item in one atomic step; fails with
@@ -72,6 +87,7 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
     /// Replaces the stored JSON of a registered run. Unknown runs are left alone.
     async fn update_run(&self, id: &str, data: &Value) -> Result<(), StoreError>;
 
+    /// The stored JSON of run `id`, `None` if it is not registered.
     async fn get_run(&self, id: &str) -> Result<Option<Value>, StoreError>;
 
     /// Removes a run and releases its queue item; returns what was stored, if anything.
@@ -89,8 +105,10 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
         self.unclaim_run(id).await
     }
 
+    /// Every registered run.
     async fn list_runs(&self) -> Result<Vec<StoredRun>, StoreError>;
 
+    /// How many runs are registered.
     async fn active_run_count(&self) -> Result<usize, StoreError>;
 
     /// Queue ids currently held by active runs.
@@ -102,8 +120,10 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Records that run `id`'s worker was heard from at `at`.
     async fn keepalive(&self, id: &str, at: NaiveDateTime) -> Result<(), StoreError>;
 
+    /// When run `id`'s worker was last heard from; `None` if never, or if the run is unknown.
     async fn last_keepalive(&self, id: &str) -> Result<Option<NaiveDateTime>, StoreError>;
 
     /// Blocks a host until `until` (a later call replaces the time).

@@ -12,12 +12,14 @@ use super::{ActiveRunStore, RunLeases, StoreError, StoredRun};
 /// `hashtext`. Two run ids with the same hash share a lock, which only delays one check.
 const WATCHDOG_LOCK_CLASS: i32 = 0x6a72_7764;
 
+/// The active-run store in the runner's PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
 }
 
 impl PostgresStore {
+    /// A store in the database behind `pool`.
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }

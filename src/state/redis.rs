@@ -16,9 +16,13 @@ use crate::time::{isoformat, parse_timestamp};
 /// test runs) apart on one server.
 #[derive(Debug, Clone)]
 pub struct RedisKeys {
+    /// The hash of active runs: run id to the run's JSON.
     pub active_runs: String,
+    /// The hash of claims: queue id to the run id holding it.
     pub assigned_queue_items: String,
+    /// The hash of keep-alives: run id to the time of its last one.
     pub last_keepalive: String,
+    /// The hash of rate-limited hosts: host to the end of its block.
     pub rate_limit_hosts: String,
     /// Before a run id: the watchdog's lease on that run (not a Python key).
     pub watchdog_lease: String,
@@ -28,6 +32,7 @@ pub struct RedisKeys {
 }
 
 impl RedisKeys {
+    /// The Python runner's key names behind `prefix` (empty for the names themselves).
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             active_runs: format!("{prefix}active-runs"),
@@ -115,6 +120,7 @@ static RELEASE_LEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
+/// The active runs and claims kept in Redis alone, as the Python runner keeps them.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -130,6 +136,7 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
+    /// A store on this connection, under these keys.
     pub fn new(conn: ConnectionManager, keys: RedisKeys) -> Self {
         Self { conn, keys }
     }

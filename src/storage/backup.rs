@@ -44,8 +44,11 @@ where
 /// What one pass of [`Storage::move_backups`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoveReport {
+    /// Logs moved to the primary log store.
     pub logs_moved: usize,
+    /// Runs whose artifacts were moved to the primary artifact store.
     pub artifact_runs_moved: usize,
+    /// Logs and artifact runs that could not be moved, left for the next pass.
     pub failures: usize,
 }
 

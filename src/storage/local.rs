@@ -9,6 +9,7 @@ use super::StorageError;
 /// A local directory tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalStore {
+    /// The directory the logs and artifacts are kept under.
     pub root: PathBuf,
 }
 

@@ -29,25 +29,42 @@ pub use self::s3_acl::S3PublicRead;
 /// The bucket the Python runner's S3 log store writes to.
 pub const S3_LOG_BUCKET: &str = "debian-janitor";
 
+/// Why logs or artifacts could not be stored, or a store not set up.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The location cannot be used, or a write there failed for another reason.
     #[error("{location}: {reason}")]
-    Unsupported { location: String, reason: String },
+    Unsupported {
+        /// The location or object.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A local file or directory could not be written or read.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// What the file system said.
         source: std::io::Error,
     },
+    /// The object store failed.
     #[error("{location}: {source}")]
     Object {
+        /// The store's location, or the object's.
         location: String,
+        /// What the object store said.
         source: object_store::Error,
     },
+    /// The task doing the blocking work panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The primary store failed, and so did the backup directory.
     #[error("{primary}; backup also failed: {backup}")]
     BothFailed {
+        /// Why the primary failed.
         primary: Box<StorageError>,
+        /// Why the backup failed.
         backup: Box<StorageError>,
     },
 }
@@ -71,6 +88,7 @@ impl StorageError {
 /// Where a write landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
+    /// The primary store holds it.
     Primary,
     /// The primary failed; the backup directory holds it.
     Backup,
@@ -79,14 +97,18 @@ pub enum Stored {
 /// One place logs or artifacts go.
 #[derive(Debug, Clone)]
 pub enum Backend {
+    /// A local directory.
     Local(LocalStore),
+    /// An object store bucket (GCS or S3).
     Object(ObjectBackend),
 }
 
 /// What a location holds: the key layouts differ between logs and artifacts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contents {
+    /// Run logs, kept gzip-compressed under `<codebase>/<run_id>/`.
     Logs,
+    /// Run artifacts, kept as plain copies under `<run_id>/`.
     Artifacts,
 }
 
@@ -177,13 +199,19 @@ impl Backend {
 /// Primary stores and their optional backups.
 #[derive(Debug, Clone)]
 pub struct Storage {
+    /// Where logs go.
     pub logs: Backend,
+    /// Where artifacts go.
     pub artifacts: Backend,
+    /// Where logs go when the log store fails: `<backup-directory>/logs`.
     pub backup_logs: Option<LocalStore>,
+    /// Where artifacts go when the artifact store fails: `<backup-directory>/artifacts`.
     pub backup_artifacts: Option<LocalStore>,
 }
 
 impl Storage {
+    /// The stores of the configured locations (artifacts default to `/tmp/artifacts`), with
+    /// backups under `backup_directory` when given.
     pub fn new(
         logs_location: Option<&str>,
         artifact_location: Option<&str>,

@@ -21,6 +21,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// An object store bucket, with the key prefix every object goes under.
 #[derive(Debug, Clone)]
 pub struct ObjectBackend {
+    /// The bucket's client.
     pub store: Arc<dyn ObjectStore>,
     /// Path segments before `<codebase>/<run_id>/...` (S3 logs: `logs`).
     pub prefix: Vec<String>,
@@ -184,7 +185,7 @@ impl ObjectBackend {
             {
                 Some(_) => match error
                     .into_inner()
-                    .map(|inner| inner.downcast::<object_store::Error>())
+                    .map(<dyn std::error::Error + Send + Sync>::downcast::<object_store::Error>)
                 {
                     Some(Ok(source)) => StorageError::Object {
                         location: format!("{}/{key}", self.location.trim_end_matches('/')),

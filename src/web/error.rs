@@ -13,14 +13,18 @@ use crate::state::StoreError;
 #[derive(Debug, Clone, Copy)]
 pub struct InsufficientResources;
 
+/// An error answered as a status code and a JSON `{"reason": ...}` body.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status to answer with.
     pub status: StatusCode,
+    /// The `reason` of the body.
     pub reason: String,
     insufficient_resources: bool,
 }
 
 impl ApiError {
+    /// An error answered with `status` and `reason`.
     pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
         Self {
             status,
@@ -29,10 +33,12 @@ impl ApiError {
         }
     }
 
+    /// A 400 Bad Request.
     pub fn bad_request(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, reason)
     }
 
+    /// A 404 Not Found.
     pub fn not_found(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, reason)
     }
@@ -64,7 +70,7 @@ impl ApiError {
 impl ApiError {
     /// 501 for what the run's backchannel cannot do, 404 for a log the worker does not have,
     /// 502 when the worker fails or cannot be reached (DECISIONS 5).
-    fn from_backchannel(error: BackchannelError) -> Self {
+    fn from_backchannel(error: &BackchannelError) -> Self {
         let status = match &error {
             BackchannelError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             BackchannelError::NoSuchLogFile(_) => StatusCode::NOT_FOUND,
@@ -90,9 +96,10 @@ impl From<Error> for ApiError {
                 tracing::error!(%reason, "storage failure");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, reason)
             }
-            Error::Database(db) => Self::from_database(&db),
-            Error::Store(StoreError::Database(db)) => Self::from_database(&db),
-            Error::Backchannel(error) => Self::from_backchannel(error),
+            Error::Database(db) | Error::Store(StoreError::Database(db)) => {
+                Self::from_database(&db)
+            }
+            Error::Backchannel(error) => Self::from_backchannel(&error),
             Error::Store(store) => {
                 tracing::error!(error = %store, "active-run store error");
                 Self::new(
@@ -130,4 +137,5 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What a handler returns: its response, or an [`ApiError`].
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -84,7 +84,7 @@ async fn require_database(
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|path| path.as_str());
+        .map(axum::extract::MatchedPath::as_str);
     let exempt = route.is_some_and(|path| {
         ANSWERED_WITHOUT_DATABASE.contains(&path)
             // Without any database, what the active-run store alone knows is still served.
@@ -131,11 +131,14 @@ fn app(routes: Router<SharedState>, state: SharedState) -> Router {
 
 /// Listeners bound before serving, so callers know the real ports (port 0 picks one).
 pub struct Listeners {
+    /// The internal app's socket.
     pub internal: TcpListener,
+    /// The public (worker) app's socket; `None` when disabled.
     pub public: Option<TcpListener>,
 }
 
 impl Listeners {
+    /// Binds the internal app, and the public one when given an address.
     pub async fn bind(internal: SocketAddr, public: Option<SocketAddr>) -> std::io::Result<Self> {
         let internal = TcpListener::bind(internal).await?;
         let public = match public {
@@ -145,10 +148,12 @@ impl Listeners {
         Ok(Self { internal, public })
     }
 
+    /// The address the internal app listens on.
     pub fn internal_addr(&self) -> std::io::Result<SocketAddr> {
         self.internal.local_addr()
     }
 
+    /// The address the public app listens on, if it has a socket.
     pub fn public_addr(&self) -> Option<std::io::Result<SocketAddr>> {
         self.public.as_ref().map(TcpListener::local_addr)
     }

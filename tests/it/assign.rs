@@ -119,90 +119,89 @@ async fn control_runs_are_assigned_without_a_configured_control_campaign() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn worker_gets_a_valid_generic_assignment() {
-    for store in [Store::Postgres, Store::Mirrored, Store::Redis] {
-        let server = TestServer::start(store).await;
-        seed(&server).await;
-        assert_eq!(
-            assign(&server, serde_json::from_str(WORKER_BODY).unwrap()).await,
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                json!({"reason": "queue empty"})
-            )
-        );
-        sql(
-            &server,
-            "INSERT INTO queue (codebase, suite, command, estimated_duration, context)
-             VALUES ('alpha', 'generic', 'FOO=bar BAZ=''x y'' true --flag', interval '60 seconds', 'ctx')",
-        )
-        .await;
-        let (status, location, body) =
-            assign(&server, serde_json::from_str(WORKER_BODY).unwrap()).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let id = body["id"].as_str().unwrap().to_string();
-        assert_eq!(
-            location.as_deref(),
-            Some(format!("/active-runs/{id}").as_str())
-        );
-        assert_worker_accepts(&body);
-        assert_eq!(body["description"], "generic on alpha");
-        assert_eq!(body["command"], "true --flag");
-        assert_eq!(
-            body["codemod"],
-            json!({"command": "true --flag", "environment": {}})
-        );
-        assert_eq!(body["env"]["FOO"], "bar");
-        assert_eq!(body["env"]["BAZ"], "x y");
-        assert_eq!(body["env"]["GIT_AUTHOR_EMAIL"], "janitor@example.org");
-        assert_eq!(
-            body["branch"],
-            json!({"default-empty": false, "url": "https://git.example.org/alpha", "subpath": "",
-                   "vcs_type": "git", "cached_url": "http://127.0.0.1:1/vcs/git/alpha,branch=main,name=main",
-                   "additional_colocated_branches": null})
-        );
-        assert_eq!(
-            body["target_repository"],
-            json!({"url": "http://127.0.0.1:1/vcs/git/alpha", "vcs_type": "git"})
-        );
-        assert_eq!(
-            body["build"],
-            json!({"target": "generic", "environment": {}, "config": {"dep_server_url": null}})
-        );
-        assert_eq!(body["force-build"], false);
-        assert_eq!(body["resume"], Value::Null);
-
-        // The run is registered with the worker's backchannel, and the item is held.
-        let run: Value = reqwest::get(server.url(&format!("/active-runs/{id}")))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(
-            run["backchannel"],
-            json!({"my_url": "http://10.0.0.5:8080/"})
-        );
-        assert_eq!(run["command"], "FOO=bar BAZ='x y' true --flag");
-        assert_eq!(run["estimated_duration"], 60.0);
-        assert_eq!(run["instigated_context"], "ctx");
-        assert_eq!(run["worker"], Value::Null);
-        assert_eq!(
-            assign(&server, json!({})).await.0,
+async fn worker_gets_a_valid_generic_assignment(store: Store) {
+    let server = TestServer::start(store).await;
+    seed(&server).await;
+    assert_eq!(
+        assign(&server, serde_json::from_str(WORKER_BODY).unwrap()).await,
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            "a claimed item was handed out twice"
-        );
-        let metrics = server.state.metrics.render();
-        assert!(metrics.contains("run_count_total 1"), "{metrics}");
-        assert!(metrics.contains("queue_empty_total 2"), "{metrics}");
-        assert!(
-            metrics.contains("assignments_total{worker=\"None\"} 3"),
-            "{metrics}"
-        );
-        server.stop().await;
-    }
+            None,
+            json!({"reason": "queue empty"})
+        )
+    );
+    sql(
+        &server,
+        "INSERT INTO queue (codebase, suite, command, estimated_duration, context)
+         VALUES ('alpha', 'generic', 'FOO=bar BAZ=''x y'' true --flag', interval '60 seconds', 'ctx')",
+    )
+    .await;
+    let (status, location, body) =
+        assign(&server, serde_json::from_str(WORKER_BODY).unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/active-runs/{id}").as_str())
+    );
+    assert_worker_accepts(&body);
+    assert_eq!(body["description"], "generic on alpha");
+    assert_eq!(body["command"], "true --flag");
+    assert_eq!(
+        body["codemod"],
+        json!({"command": "true --flag", "environment": {}})
+    );
+    assert_eq!(body["env"]["FOO"], "bar");
+    assert_eq!(body["env"]["BAZ"], "x y");
+    assert_eq!(body["env"]["GIT_AUTHOR_EMAIL"], "janitor@example.org");
+    assert_eq!(
+        body["branch"],
+        json!({"default-empty": false, "url": "https://git.example.org/alpha", "subpath": "",
+               "vcs_type": "git", "cached_url": "http://127.0.0.1:1/vcs/git/alpha,branch=main,name=main",
+               "additional_colocated_branches": null})
+    );
+    assert_eq!(
+        body["target_repository"],
+        json!({"url": "http://127.0.0.1:1/vcs/git/alpha", "vcs_type": "git"})
+    );
+    assert_eq!(
+        body["build"],
+        json!({"target": "generic", "environment": {}, "config": {"dep_server_url": null}})
+    );
+    assert_eq!(body["force-build"], false);
+    assert_eq!(body["resume"], Value::Null);
+
+    // The run is registered with the worker's backchannel, and the item is held.
+    let run: Value = reqwest::get(server.url(&format!("/active-runs/{id}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        run["backchannel"],
+        json!({"my_url": "http://10.0.0.5:8080/"})
+    );
+    assert_eq!(run["command"], "FOO=bar BAZ='x y' true --flag");
+    assert_eq!(run["estimated_duration"], 60.0);
+    assert_eq!(run["instigated_context"], "ctx");
+    assert_eq!(run["worker"], Value::Null);
+    assert_eq!(
+        assign(&server, json!({})).await.0,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a claimed item was handed out twice"
+    );
+    let metrics = server.state.metrics.render();
+    assert!(metrics.contains("run_count_total 1"), "{metrics}");
+    assert!(metrics.contains("queue_empty_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("assignments_total{worker=\"None\"} 3"),
+        "{metrics}"
+    );
+    server.stop().await;
 }
+
+per_store!(worker_gets_a_valid_generic_assignment, postgres => Store::Postgres, mirrored => Store::Mirrored, redis => Store::Redis);
 
 #[tokio::test]
 async fn unassignable_items_are_finished_before_any_claim() {

@@ -403,275 +403,274 @@ fn metric(text: &str, line_start: &str) -> f64 {
 
 // -- the watchdog -----------------------------------------------------------------------------
 
-#[tokio::test]
-async fn watchdog_keeps_live_runs_and_reaps_dead_ones() {
-    for store in [Store::Postgres, Store::Redis] {
-        let server = TestServer::start_with(store, |s| {
-            s.backchannel_timeout = Duration::from_secs(1);
-        })
-        .await;
-        sql(&server, SEED).await;
-        let fake = FakeWorkers::start().await;
-        let start = server.clock_now();
-        let mut runs = HashMap::new();
-        for (codebase, backchannel) in [
-            (
+async fn watchdog_keeps_live_runs_and_reaps_dead_ones(store: Store) {
+    let server = TestServer::start_with(store, |s| {
+        s.backchannel_timeout = Duration::from_secs(1);
+    })
+    .await;
+    sql(&server, SEED).await;
+    let fake = FakeWorkers::start().await;
+    let start = server.clock_now();
+    let mut runs = HashMap::new();
+    for (codebase, backchannel) in [
+        (
+            "quoted",
+            fake.polling(
                 "quoted",
-                fake.polling(
-                    "quoted",
-                    Worker::answering(LogId::Json("run-quoted".into())),
-                ),
+                Worker::answering(LogId::Json("run-quoted".into())),
             ),
-            (
-                "raw",
-                fake.polling("raw", Worker::answering(LogId::Raw("run-raw".into()))),
-            ),
-            (
-                "other",
-                fake.polling("other", Worker::answering(LogId::Json("run-zzz".into()))),
-            ),
-            // janitor-worker answers null between taking its assignment and starting on it.
-            ("idle", fake.polling("idle", Worker::answering(LogId::Idle))),
-            (
-                "erroring",
-                fake.polling("erroring", Worker::answering(LogId::Status(500))),
-            ),
-            (
-                "hanging",
-                fake.polling("hanging", Worker::answering(LogId::Hang)),
-            ),
-            ("closed", closed_port().await),
-            // A worker that answers far more than a run id: not read whole, a failed ping.
-            (
-                "chatty",
-                fake.polling("chatty", Worker::answering(LogId::Raw("x".repeat(100_000)))),
-            ),
-            ("silent", BackchannelInfo::None),
-            (
+        ),
+        (
+            "raw",
+            fake.polling("raw", Worker::answering(LogId::Raw("run-raw".into()))),
+        ),
+        (
+            "other",
+            fake.polling("other", Worker::answering(LogId::Json("run-zzz".into()))),
+        ),
+        // janitor-worker answers null between taking its assignment and starting on it.
+        ("idle", fake.polling("idle", Worker::answering(LogId::Idle))),
+        (
+            "erroring",
+            fake.polling("erroring", Worker::answering(LogId::Status(500))),
+        ),
+        (
+            "hanging",
+            fake.polling("hanging", Worker::answering(LogId::Hang)),
+        ),
+        ("closed", closed_port().await),
+        // A worker that answers far more than a run id: not read whole, a failed ping.
+        (
+            "chatty",
+            fake.polling("chatty", Worker::answering(LogId::Raw("x".repeat(100_000)))),
+        ),
+        ("silent", BackchannelInfo::None),
+        (
+            "building",
+            fake.jenkins(
                 "building",
-                fake.jenkins(
-                    "building",
-                    Worker::jenkins(200, json!({"id": "12", "result": null})),
-                ),
+                Worker::jenkins(200, json!({"id": "12", "result": null})),
             ),
-            (
+        ),
+        (
+            "failed",
+            fake.jenkins(
                 "failed",
-                fake.jenkins(
-                    "failed",
-                    Worker::jenkins(200, json!({"id": "13", "result": "FAILURE"})),
-                ),
+                Worker::jenkins(200, json!({"id": "13", "result": "FAILURE"})),
             ),
-            (
-                "vanished",
-                fake.jenkins("vanished", Worker::jenkins(404, Value::Null)),
-            ),
-            (
+        ),
+        (
+            "vanished",
+            fake.jenkins("vanished", Worker::jenkins(404, Value::Null)),
+        ),
+        (
+            "ended",
+            fake.jenkins(
                 "ended",
-                fake.jenkins(
-                    "ended",
-                    Worker::jenkins(200, json!({"id": "14", "result": "SUCCESS"})),
-                ),
+                Worker::jenkins(200, json!({"id": "14", "result": "SUCCESS"})),
             ),
-        ] {
-            runs.insert(codebase, start_run(&server, codebase, backchannel).await);
-        }
-        let watchdog = Watchdog::new(server.state.clone());
+        ),
+    ] {
+        runs.insert(codebase, start_run(&server, codebase, backchannel).await);
+    }
+    let watchdog = Watchdog::new(server.state.clone());
 
-        // Younger than run_timeout / 3 (20 minutes): nobody is asked anything.
-        server.clock.advance(TimeDelta::minutes(19));
-        let report = watchdog.run_pass().await.unwrap();
-        assert_eq!(report.due, 0, "{store:?}: {report:?}");
-        assert_eq!(fake.fleet.pings("quoted"), 0);
+    // Younger than run_timeout / 3 (20 minutes): nobody is asked anything.
+    server.clock.advance(TimeDelta::minutes(19));
+    let report = watchdog.run_pass().await.unwrap();
+    assert_eq!(report.due, 0, "{store:?}: {report:?}");
+    assert_eq!(fake.fleet.pings("quoted"), 0);
 
-        // 21 minutes: every run with a backchannel is pinged.
-        server.clock.advance(TimeDelta::minutes(2));
-        let pinged_at = server.clock_now();
-        let report = watchdog.run_pass().await.unwrap();
-        let mut aborted = report.aborted.clone();
-        aborted.sort();
-        assert_eq!(
-            aborted,
-            [
-                ("run-failed", "run-disappeared"),
-                ("run-other", "run-disappeared"),
-                ("run-vanished", "run-disappeared"),
-            ]
-            .map(|(id, code)| (id.to_string(), code.to_string())),
-            "{store:?}: {report:?}"
-        );
-        assert_eq!(
-            report.alive, 3,
-            "{store:?}: quoted, raw, building: {report:?}"
-        );
-        assert_eq!(
-            report.unreachable, 5,
-            "{store:?}: erroring, hanging, closed, chatty, idle: {report:?}"
-        );
-        assert_eq!(
-            report.due, 12,
-            "{store:?}: all but the silent run: {report:?}"
-        );
-        assert_eq!(report.errors, 0, "{store:?}: {report:?}");
-        let pool = &server.db.pool;
-        assert_eq!(
-            run_rows(pool, "run-other").await,
-            row(
-                "run-disappeared",
-                "Worker started processing new run run-zzz rather than run-other"
-            )
-        );
-        // A worker that says it has no run may not have started on it yet: not a verdict.
-        assert!(run_rows(pool, "run-idle").await.is_empty(), "{store:?}");
-        assert_eq!(
-            run_rows(pool, "run-failed").await,
-            row(
-                "run-disappeared",
-                "Jenkins lists job 13 for run run-failed as failed"
-            )
-        );
-        let vanished_url = format!("{}/w/vanished/", fake.base);
-        assert_eq!(
-            run_rows(pool, "run-vanished").await,
-            row(
-                "run-disappeared",
-                &format!("Jenkins job {vanished_url} has disappeared")
-            )
-        );
-        for live in ["quoted", "raw", "building"] {
-            assert_eq!(
-                server
-                    .state
-                    .store
-                    .last_keepalive(&format!("run-{live}"))
-                    .await
-                    .unwrap(),
-                Some(pinged_at),
-                "{store:?}: the keep-alive of {live} advanced"
-            );
-        }
+    // 21 minutes: every run with a backchannel is pinged.
+    server.clock.advance(TimeDelta::minutes(2));
+    let pinged_at = server.clock_now();
+    let report = watchdog.run_pass().await.unwrap();
+    let mut aborted = report.aborted.clone();
+    aborted.sort();
+    assert_eq!(
+        aborted,
+        [
+            ("run-failed", "run-disappeared"),
+            ("run-other", "run-disappeared"),
+            ("run-vanished", "run-disappeared"),
+        ]
+        .map(|(id, code)| (id.to_string(), code.to_string())),
+        "{store:?}: {report:?}"
+    );
+    assert_eq!(
+        report.alive, 3,
+        "{store:?}: quoted, raw, building: {report:?}"
+    );
+    assert_eq!(
+        report.unreachable, 5,
+        "{store:?}: erroring, hanging, closed, chatty, idle: {report:?}"
+    );
+    assert_eq!(
+        report.due, 12,
+        "{store:?}: all but the silent run: {report:?}"
+    );
+    assert_eq!(report.errors, 0, "{store:?}: {report:?}");
+    let pool = &server.db.pool;
+    assert_eq!(
+        run_rows(pool, "run-other").await,
+        row(
+            "run-disappeared",
+            "Worker started processing new run run-zzz rather than run-other"
+        )
+    );
+    // A worker that says it has no run may not have started on it yet: not a verdict.
+    assert!(run_rows(pool, "run-idle").await.is_empty(), "{store:?}");
+    assert_eq!(
+        run_rows(pool, "run-failed").await,
+        row(
+            "run-disappeared",
+            "Jenkins lists job 13 for run run-failed as failed"
+        )
+    );
+    let vanished_url = format!("{}/w/vanished/", fake.base);
+    assert_eq!(
+        run_rows(pool, "run-vanished").await,
+        row(
+            "run-disappeared",
+            &format!("Jenkins job {vanished_url} has disappeared")
+        )
+    );
+    for live in ["quoted", "raw", "building"] {
         assert_eq!(
             server
                 .state
                 .store
-                .last_keepalive("run-closed")
+                .last_keepalive(&format!("run-{live}"))
                 .await
                 .unwrap(),
-            Some(start),
-            "{store:?}: a failed ping is no keep-alive"
+            Some(pinged_at),
+            "{store:?}: the keep-alive of {live} advanced"
         );
-        let metrics = server.state.metrics.render();
-        assert_eq!(
-            metric(&metrics, "active_runs_ping_failed "),
-            5.0,
-            "{metrics}"
-        );
+    }
+    assert_eq!(
+        server
+            .state
+            .store
+            .last_keepalive("run-closed")
+            .await
+            .unwrap(),
+        Some(start),
+        "{store:?}: a failed ping is no keep-alive"
+    );
+    let metrics = server.state.metrics.render();
+    assert_eq!(
+        metric(&metrics, "active_runs_ping_failed "),
+        5.0,
+        "{metrics}"
+    );
 
-        // The aborted runs' items are released and queued again by the reschedule.
-        let other = &runs["other"];
-        let new_id = requeued(pool, "other", other.queue_id).await;
-        let claimed = server.state.store.assigned_queue_ids().await.unwrap();
-        assert!(
-            !claimed.contains(&other.queue_id) && !claimed.contains(&new_id),
-            "{store:?}"
+    // The aborted runs' items are released and queued again by the reschedule.
+    let other = &runs["other"];
+    let new_id = requeued(pool, "other", other.queue_id).await;
+    let claimed = server.state.store.assigned_queue_ids().await.unwrap();
+    assert!(
+        !claimed.contains(&other.queue_id) && !claimed.contains(&new_id),
+        "{store:?}"
+    );
+    assert!(
+        registry::get_run(&server.state, "run-other")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (next, _) =
+        registry::next_queue_item(&server.state, Some("other"), None, server.clock_now())
+            .await
+            .unwrap()
+            .expect("the requeued item is assignable");
+    assert_eq!(next.id, new_id, "{store:?}");
+
+    // 61 minutes: the runs that could not be pinged are timed out; the live ones, pinged
+    // 40 minutes ago, are pinged again and stay.
+    server.clock.advance(TimeDelta::minutes(40));
+    let report = watchdog.run_pass().await.unwrap();
+    let mut aborted = report.aborted.clone();
+    aborted.sort();
+    assert_eq!(
+        aborted,
+        [
+            "run-chatty",
+            "run-closed",
+            "run-ended",
+            "run-erroring",
+            "run-hanging",
+            "run-idle",
+            "run-silent"
+        ]
+        .map(|id| (id.to_string(), "worker-timeout".to_string())),
+        "{store:?}: {report:?}"
+    );
+    assert_eq!(report.alive, 3, "{store:?}: {report:?}");
+    for timed_out in ["chatty", "closed", "erroring", "hanging", "idle", "silent"] {
+        assert_eq!(
+            run_rows(pool, &format!("run-{timed_out}")).await,
+            row("worker-timeout", "No keepalives received in 1:01:00."),
+            "{store:?}: {timed_out}"
         );
+    }
+    assert_eq!(
+        run_rows(pool, "run-ended").await,
+        row(
+            "worker-timeout",
+            "Jenkins build ended (SUCCESS) without a result in 1:01:00."
+        ),
+    );
+    for live in ["quoted", "raw", "building"] {
+        assert!(run_rows(pool, &format!("run-{live}")).await.is_empty());
         assert!(
-            registry::get_run(&server.state, "run-other")
+            registry::get_run(&server.state, &format!("run-{live}"))
                 .await
                 .unwrap()
-                .is_none()
+                .is_some()
         );
-        let (next, _) =
-            registry::next_queue_item(&server.state, Some("other"), None, server.clock_now())
-                .await
-                .unwrap()
-                .expect("the requeued item is assignable");
-        assert_eq!(next.id, new_id, "{store:?}");
-
-        // 61 minutes: the runs that could not be pinged are timed out; the live ones, pinged
-        // 40 minutes ago, are pinged again and stay.
-        server.clock.advance(TimeDelta::minutes(40));
-        let report = watchdog.run_pass().await.unwrap();
-        let mut aborted = report.aborted.clone();
-        aborted.sort();
-        assert_eq!(
-            aborted,
-            [
-                "run-chatty",
-                "run-closed",
-                "run-ended",
-                "run-erroring",
-                "run-hanging",
-                "run-idle",
-                "run-silent"
-            ]
-            .map(|id| (id.to_string(), "worker-timeout".to_string())),
-            "{store:?}: {report:?}"
-        );
-        assert_eq!(report.alive, 3, "{store:?}: {report:?}");
-        for timed_out in ["chatty", "closed", "erroring", "hanging", "idle", "silent"] {
-            assert_eq!(
-                run_rows(pool, &format!("run-{timed_out}")).await,
-                row("worker-timeout", "No keepalives received in 1:01:00."),
-                "{store:?}: {timed_out}"
-            );
-        }
-        assert_eq!(
-            run_rows(pool, "run-ended").await,
-            row(
-                "worker-timeout",
-                "Jenkins build ended (SUCCESS) without a result in 1:01:00."
-            ),
-        );
-        for live in ["quoted", "raw", "building"] {
-            assert!(run_rows(pool, &format!("run-{live}")).await.is_empty());
-            assert!(
-                registry::get_run(&server.state, &format!("run-{live}"))
-                    .await
-                    .unwrap()
-                    .is_some()
-            );
-        }
-        // Every abort stored one run, and counted like any finished run.
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM run")
+    }
+    // Every abort stored one run, and counted like any finished run.
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM run")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 10, "{store:?}");
+    let metrics = server.state.metrics.render();
+    assert_eq!(
+        metric(
+            &metrics,
+            "result_total{campaign=\"generic\",result_code=\"worker-timeout\"} "
+        ),
+        7.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "watchdog_aborts_total{result_code=\"run-disappeared\"} "
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(&metrics, "active_runs_ping_failed "),
+        0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "active_runs{worker=\"w1\"} "),
+        3.0,
+        "{metrics}"
+    );
+    // The aborted run rows name no worker: `w1` is not a registered worker.
+    let worker: Option<String> =
+        sqlx::query_scalar("SELECT worker FROM run WHERE id = 'run-silent'")
             .fetch_one(pool)
             .await
             .unwrap();
-        assert_eq!(count, 10, "{store:?}");
-        let metrics = server.state.metrics.render();
-        assert_eq!(
-            metric(
-                &metrics,
-                "result_total{campaign=\"generic\",result_code=\"worker-timeout\"} "
-            ),
-            7.0
-        );
-        assert_eq!(
-            metric(
-                &metrics,
-                "watchdog_aborts_total{result_code=\"run-disappeared\"} "
-            ),
-            3.0
-        );
-        assert_eq!(
-            metric(&metrics, "active_runs_ping_failed "),
-            0.0,
-            "{metrics}"
-        );
-        assert_eq!(
-            metric(&metrics, "active_runs{worker=\"w1\"} "),
-            3.0,
-            "{metrics}"
-        );
-        // The aborted run rows name no worker: `w1` is not a registered worker.
-        let worker: Option<String> =
-            sqlx::query_scalar("SELECT worker FROM run WHERE id = 'run-silent'")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-        assert_eq!(worker, None);
-        server.stop().await;
-    }
+    assert_eq!(worker, None);
+    server.stop().await;
 }
+
+per_store!(watchdog_keeps_live_runs_and_reaps_dead_ones, postgres => Store::Postgres, redis => Store::Redis);
 
 #[tokio::test]
 async fn a_day_without_news_from_a_run_without_backchannel_is_run_disappeared() {
@@ -698,68 +697,67 @@ async fn a_day_without_news_from_a_run_without_backchannel_is_run_disappeared() 
     server.stop().await;
 }
 
-#[tokio::test]
-async fn an_abort_racing_the_workers_finish_leaves_one_outcome() {
-    for store in [Store::Postgres, Store::Redis] {
-        let server = TestServer::start(store).await;
-        sql(&server, SEED).await;
-        let fake = FakeWorkers::start().await;
-        let names: Vec<String> = (0..12).map(|i| format!("race{i}")).collect();
-        let mut queue_ids = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            // A worker that has moved on: its ping makes the watchdog abort the run, after a
-            // delay that spreads the aborts over the finishes.
-            let mut worker = Worker::answering(LogId::Json("another-run".into()));
-            worker.delay = Duration::from_millis(3 * i as u64);
-            queue_ids.push(
-                start_run(&server, name, fake.polling(name, worker))
-                    .await
-                    .queue_id,
-            );
-        }
-        server.clock.advance(TimeDelta::minutes(30));
-        let watchdog = Watchdog::new(server.state.clone());
-        let finishes = futures::future::join_all(names.iter().enumerate().map(|(i, name)| {
-            let url = server.url(&format!("/active-runs/run-{name}/finish"));
-            async move {
-                tokio::time::sleep(Duration::from_millis(3 * i as u64)).await;
-                finish_success(&url).await
-            }
-        }));
-        let (finishes, report) = tokio::join!(finishes, watchdog.run_pass());
-        let report = report.unwrap();
-        let mut finished = 0;
-        for (name, finish) in names.iter().zip(&finishes) {
-            let id = format!("run-{name}");
-            if assert_one_outcome(&server.db.pool, &id, finish, "run-disappeared").await {
-                finished += 1;
-            }
-            assert!(
-                registry::get_run(&server.state, &id)
-                    .await
-                    .unwrap()
-                    .is_none()
-            );
-        }
-        assert_eq!(
-            finished + report.aborted.len(),
-            names.len(),
-            "{store:?}: every run ended once: {report:?}"
+async fn an_abort_racing_the_workers_finish_leaves_one_outcome(store: Store) {
+    let server = TestServer::start(store).await;
+    sql(&server, SEED).await;
+    let fake = FakeWorkers::start().await;
+    let names: Vec<String> = (0..12).map(|i| format!("race{i}")).collect();
+    let mut queue_ids = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        // A worker that has moved on: its ping makes the watchdog abort the run, after a
+        // delay that spreads the aborts over the finishes.
+        let mut worker = Worker::answering(LogId::Json("another-run".into()));
+        worker.delay = Duration::from_millis(3 * i as u64);
+        queue_ids.push(
+            start_run(&server, name, fake.polling(name, worker))
+                .await
+                .queue_id,
         );
-        assert_eq!(report.errors, 0, "{store:?}: {report:?}");
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM queue WHERE id = ANY($1)")
-            .bind(&queue_ids)
-            .fetch_one(&server.db.pool)
-            .await
-            .unwrap();
-        assert_eq!(left, 0, "{store:?}: every original queue item is gone");
-        assert!(
-            server.state.store.list_runs().await.unwrap().is_empty(),
-            "{store:?}"
-        );
-        server.stop().await;
     }
+    server.clock.advance(TimeDelta::minutes(30));
+    let watchdog = Watchdog::new(server.state.clone());
+    let finishes = futures::future::join_all(names.iter().enumerate().map(|(i, name)| {
+        let url = server.url(&format!("/active-runs/run-{name}/finish"));
+        async move {
+            tokio::time::sleep(Duration::from_millis(3 * i as u64)).await;
+            finish_success(&url).await
+        }
+    }));
+    let (finishes, report) = tokio::join!(finishes, watchdog.run_pass());
+    let report = report.unwrap();
+    let mut finished = 0;
+    for (name, finish) in names.iter().zip(&finishes) {
+        let id = format!("run-{name}");
+        if assert_one_outcome(&server.db.pool, &id, finish, "run-disappeared").await {
+            finished += 1;
+        }
+        assert!(
+            registry::get_run(&server.state, &id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    assert_eq!(
+        finished + report.aborted.len(),
+        names.len(),
+        "{store:?}: every run ended once: {report:?}"
+    );
+    assert_eq!(report.errors, 0, "{store:?}: {report:?}");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM queue WHERE id = ANY($1)")
+        .bind(&queue_ids)
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "{store:?}: every original queue item is gone");
+    assert!(
+        server.state.store.list_runs().await.unwrap().is_empty(),
+        "{store:?}"
+    );
+    server.stop().await;
 }
+
+per_store!(an_abort_racing_the_workers_finish_leaves_one_outcome, postgres => Store::Postgres, redis => Store::Redis);
 
 // -- /log and /kill ---------------------------------------------------------------------------
 
@@ -798,260 +796,257 @@ fn reason(body: &Value) -> &str {
         .unwrap_or_else(|| panic!("no reason in {body}"))
 }
 
-#[tokio::test]
-async fn log_and_kill_routes_answer_for_every_kind_of_worker() {
+async fn log_and_kill_routes_answer_for_every_kind_of_worker(store: Store) {
     use reqwest::Method;
-    for store in [Store::Postgres, Store::Redis] {
-        let server = TestServer::start_with(store, |s| {
-            s.backchannel_timeout = Duration::from_secs(1);
-        })
-        .await;
-        sql(&server, SEED).await;
-        let fake = FakeWorkers::start().await;
-        let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-        let mut listing = Worker::answering(LogId::Json("run-listing".into()));
-        listing.logs = Some(vec![
-            ("worker.log".into(), b"hello from the worker\n".to_vec()),
-            ("build log.txt".into(), big.clone()),
-        ]);
-        listing.kill_status = 200;
-        let listing = start_run(&server, "listing", fake.polling("listing", listing)).await;
-        // janitor-worker: no log directory yet (404) and no /kill route (404).
-        let real = start_run(
-            &server,
-            "real",
-            fake.polling("real", Worker::answering(LogId::Json("run-real".into()))),
-        )
-        .await;
-        let gone = start_run(&server, "gone", closed_port().await).await;
-        let hanging = start_run(
-            &server,
-            "hanging",
-            fake.polling("hanging", Worker::answering(LogId::Hang)),
-        )
-        .await;
-        let silent = start_run(&server, "silent", BackchannelInfo::None).await;
-        // A listing of over 4 MiB is not read whole.
-        let mut huge = Worker::answering(LogId::Json("run-huge".into()));
-        huge.logs = Some(
-            (0..100_000)
-                .map(|i| (format!("{i:0>48}.log"), Vec::new()))
-                .collect(),
-        );
-        let huge = start_run(&server, "huge", fake.polling("huge", huge)).await;
-        let jenkins = start_run(
-            &server,
-            "jenkins",
-            fake.jenkins("jenkins", Worker::jenkins(200, json!({"result": null}))),
-        )
-        .await;
-        let url = |path: String| server.url(&path);
+    let server = TestServer::start_with(store, |s| {
+        s.backchannel_timeout = Duration::from_secs(1);
+    })
+    .await;
+    sql(&server, SEED).await;
+    let fake = FakeWorkers::start().await;
+    let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut listing = Worker::answering(LogId::Json("run-listing".into()));
+    listing.logs = Some(vec![
+        ("worker.log".into(), b"hello from the worker\n".to_vec()),
+        ("build log.txt".into(), big.clone()),
+    ]);
+    listing.kill_status = 200;
+    let listing = start_run(&server, "listing", fake.polling("listing", listing)).await;
+    // janitor-worker: no log directory yet (404) and no /kill route (404).
+    let real = start_run(
+        &server,
+        "real",
+        fake.polling("real", Worker::answering(LogId::Json("run-real".into()))),
+    )
+    .await;
+    let gone = start_run(&server, "gone", closed_port().await).await;
+    let hanging = start_run(
+        &server,
+        "hanging",
+        fake.polling("hanging", Worker::answering(LogId::Hang)),
+    )
+    .await;
+    let silent = start_run(&server, "silent", BackchannelInfo::None).await;
+    // A listing of over 4 MiB is not read whole.
+    let mut huge = Worker::answering(LogId::Json("run-huge".into()));
+    huge.logs = Some(
+        (0..100_000)
+            .map(|i| (format!("{i:0>48}.log"), Vec::new()))
+            .collect(),
+    );
+    let huge = start_run(&server, "huge", fake.polling("huge", huge)).await;
+    let jenkins = start_run(
+        &server,
+        "jenkins",
+        fake.jenkins("jenkins", Worker::jenkins(200, json!({"result": null}))),
+    )
+    .await;
+    let url = |path: String| server.url(&path);
 
-        // GET /log/{run_id}
-        assert_eq!(
-            json_call(Method::GET, url(format!("/log/{}", listing.log_id))).await,
-            (StatusCode::OK, json!(["worker.log", "build log.txt"]))
-        );
-        assert_eq!(
-            json_call(
-                Method::GET,
-                url(format!("/log/{}?queue_id=1&worker_name=x", jenkins.log_id))
-            )
-            .await,
-            (StatusCode::OK, json!(["worker.log"]))
-        );
-        let (status, body) = json_call(Method::GET, url(format!("/log/{}", real.log_id))).await;
-        assert_eq!(status, StatusCode::BAD_GATEWAY, "{store:?}: {body}");
-        assert!(reason(&body).contains("404"), "{body}");
-        assert!(
-            reason(&body).contains("Log directory not created yet"),
-            "{body}"
-        );
-        let (status, body) = json_call(Method::GET, url(format!("/log/{}", gone.log_id))).await;
-        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
-        assert!(
-            reason(&body).starts_with("cannot reach worker at http://127.0.0.1:"),
-            "{body}"
-        );
-        let (status, body) = json_call(Method::GET, url(format!("/log/{}", huge.log_id))).await;
-        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
-        assert!(reason(&body).contains("larger than"), "{body}");
-        let (status, body) = json_call(Method::GET, url(format!("/log/{}", silent.log_id))).await;
-        assert_eq!(
-            (status, reason(&body)),
-            (
-                StatusCode::NOT_IMPLEMENTED,
-                "listing logs not supported for this type of run"
-            )
-        );
-        let (status, body) = json_call(Method::GET, url("/log/nonesuch".into())).await;
-        assert_eq!(
-            (status, reason(&body)),
-            (StatusCode::NOT_FOUND, "No such current run: nonesuch")
-        );
+    // GET /log/{run_id}
+    assert_eq!(
+        json_call(Method::GET, url(format!("/log/{}", listing.log_id))).await,
+        (StatusCode::OK, json!(["worker.log", "build log.txt"]))
+    );
+    assert_eq!(
+        json_call(
+            Method::GET,
+            url(format!("/log/{}?queue_id=1&worker_name=x", jenkins.log_id))
+        )
+        .await,
+        (StatusCode::OK, json!(["worker.log"]))
+    );
+    let (status, body) = json_call(Method::GET, url(format!("/log/{}", real.log_id))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{store:?}: {body}");
+    assert!(reason(&body).contains("404"), "{body}");
+    assert!(
+        reason(&body).contains("Log directory not created yet"),
+        "{body}"
+    );
+    let (status, body) = json_call(Method::GET, url(format!("/log/{}", gone.log_id))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        reason(&body).starts_with("cannot reach worker at http://127.0.0.1:"),
+        "{body}"
+    );
+    let (status, body) = json_call(Method::GET, url(format!("/log/{}", huge.log_id))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(reason(&body).contains("larger than"), "{body}");
+    let (status, body) = json_call(Method::GET, url(format!("/log/{}", silent.log_id))).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (
+            StatusCode::NOT_IMPLEMENTED,
+            "listing logs not supported for this type of run"
+        )
+    );
+    let (status, body) = json_call(Method::GET, url("/log/nonesuch".into())).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::NOT_FOUND, "No such current run: nonesuch")
+    );
 
-        // GET /log/{run_id}/{filename}
-        let (status, content_type, body) = call(
-            Method::GET,
-            url(format!("/log/{}/worker.log", listing.log_id)),
+    // GET /log/{run_id}/{filename}
+    let (status, content_type, body) = call(
+        Method::GET,
+        url(format!("/log/{}/worker.log", listing.log_id)),
+    )
+    .await;
+    assert_eq!(
+        (status, content_type.as_deref(), body.as_slice()),
+        (
+            StatusCode::OK,
+            Some("text/plain"),
+            b"hello from the worker\n".as_slice()
         )
-        .await;
-        assert_eq!(
-            (status, content_type.as_deref(), body.as_slice()),
-            (
-                StatusCode::OK,
-                Some("text/plain"),
-                b"hello from the worker\n".as_slice()
-            )
-        );
-        let (status, _, body) = call(
-            Method::GET,
-            url(format!("/log/{}/build%20log.txt", listing.log_id)),
+    );
+    let (status, _, body) = call(
+        Method::GET,
+        url(format!("/log/{}/build%20log.txt", listing.log_id)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == big, "{store:?}: the 3 MiB log arrives whole");
+    let (status, content_type, body) = call(
+        Method::GET,
+        url(format!("/log/{}/worker.log", jenkins.log_id)),
+    )
+    .await;
+    assert_eq!(
+        (status, content_type.as_deref(), body.as_slice()),
+        (
+            StatusCode::OK,
+            Some("text/plain"),
+            b"Started by timer\nFinished: SUCCESS\n".as_slice()
         )
-        .await;
-        assert_eq!(status, StatusCode::OK);
-        assert!(body == big, "{store:?}: the 3 MiB log arrives whole");
-        let (status, content_type, body) = call(
-            Method::GET,
-            url(format!("/log/{}/worker.log", jenkins.log_id)),
-        )
-        .await;
+    );
+    for (run, file, expected, prefix) in [
+        (
+            &listing,
+            "nope.log",
+            StatusCode::NOT_FOUND,
+            "No such log file: nope.log",
+        ),
+        (
+            &jenkins,
+            "build.log",
+            StatusCode::NOT_FOUND,
+            "No such log file: build.log",
+        ),
+        (
+            &listing,
+            "broken.log",
+            StatusCode::BAD_GATEWAY,
+            "worker answered 500",
+        ),
+        (
+            &gone,
+            "worker.log",
+            StatusCode::BAD_GATEWAY,
+            "cannot reach worker",
+        ),
+        (
+            &hanging,
+            "worker.log",
+            StatusCode::BAD_GATEWAY,
+            "cannot reach worker",
+        ),
+        (
+            &silent,
+            "worker.log",
+            StatusCode::NOT_IMPLEMENTED,
+            "fetching logs not supported",
+        ),
+        (
+            &listing,
+            "a%2Fb",
+            StatusCode::BAD_REQUEST,
+            "Invalid filename",
+        ),
+        (
+            &listing,
+            "a%5Cb",
+            StatusCode::BAD_REQUEST,
+            "Invalid filename",
+        ),
+    ] {
+        let (status, body) =
+            json_call(Method::GET, url(format!("/log/{}/{file}", run.log_id))).await;
         assert_eq!(
-            (status, content_type.as_deref(), body.as_slice()),
-            (
-                StatusCode::OK,
-                Some("text/plain"),
-                b"Started by timer\nFinished: SUCCESS\n".as_slice()
-            )
+            status, expected,
+            "{store:?}: {file} of {}: {body}",
+            run.log_id
         );
-        for (run, file, expected, prefix) in [
-            (
-                &listing,
-                "nope.log",
-                StatusCode::NOT_FOUND,
-                "No such log file: nope.log",
-            ),
-            (
-                &jenkins,
-                "build.log",
-                StatusCode::NOT_FOUND,
-                "No such log file: build.log",
-            ),
-            (
-                &listing,
-                "broken.log",
-                StatusCode::BAD_GATEWAY,
-                "worker answered 500",
-            ),
-            (
-                &gone,
-                "worker.log",
-                StatusCode::BAD_GATEWAY,
-                "cannot reach worker",
-            ),
-            (
-                &hanging,
-                "worker.log",
-                StatusCode::BAD_GATEWAY,
-                "cannot reach worker",
-            ),
-            (
-                &silent,
-                "worker.log",
-                StatusCode::NOT_IMPLEMENTED,
-                "fetching logs not supported",
-            ),
-            (
-                &listing,
-                "a%2Fb",
-                StatusCode::BAD_REQUEST,
-                "Invalid filename",
-            ),
-            (
-                &listing,
-                "a%5Cb",
-                StatusCode::BAD_REQUEST,
-                "Invalid filename",
-            ),
-        ] {
-            let (status, body) =
-                json_call(Method::GET, url(format!("/log/{}/{file}", run.log_id))).await;
-            assert_eq!(
-                status, expected,
-                "{store:?}: {file} of {}: {body}",
-                run.log_id
-            );
-            assert!(reason(&body).starts_with(prefix), "{store:?}: {body}");
-        }
-        let (status, body) = json_call(Method::GET, url("/log/nonesuch/worker.log".into())).await;
-        assert_eq!(
-            (status, reason(&body)),
-            (StatusCode::NOT_FOUND, "No such current run: nonesuch")
-        );
-        // The name is checked before the run is looked up, as in Python.
-        let (status, _) = json_call(Method::GET, url("/log/nonesuch/a%2Fb".into())).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(reason(&body).starts_with(prefix), "{store:?}: {body}");
+    }
+    let (status, body) = json_call(Method::GET, url("/log/nonesuch/worker.log".into())).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::NOT_FOUND, "No such current run: nonesuch")
+    );
+    // The name is checked before the run is looked up, as in Python.
+    let (status, _) = json_call(Method::GET, url("/log/nonesuch/a%2Fb".into())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
-        // POST /kill/{run_id}
-        let before = registry::get_run(&server.state, &listing.log_id)
+    // POST /kill/{run_id}
+    let before = registry::get_run(&server.state, &listing.log_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, body) = json_call(Method::POST, url(format!("/kill/{}", listing.log_id))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut expected = before.to_json(server.clock_now());
+    expected["current_duration"] = body["current_duration"].clone();
+    assert_eq!(body, expected);
+    assert_eq!(fake.fleet.kills.lock().unwrap().get("listing"), Some(&1));
+    assert!(
+        registry::get_run(&server.state, &listing.log_id)
             .await
             .unwrap()
-            .unwrap();
-        let (status, body) =
-            json_call(Method::POST, url(format!("/kill/{}", listing.log_id))).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let mut expected = before.to_json(server.clock_now());
-        expected["current_duration"] = body["current_duration"].clone();
-        assert_eq!(body, expected);
-        assert_eq!(fake.fleet.kills.lock().unwrap().get("listing"), Some(&1));
-        assert!(
-            registry::get_run(&server.state, &listing.log_id)
-                .await
-                .unwrap()
-                .is_some(),
-            "{store:?}: the run stays active until its worker uploads"
-        );
-        let (status, body) = json_call(Method::POST, url(format!("/kill/{}", real.log_id))).await;
-        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
-        assert!(
-            reason(&body).starts_with("worker answered 404 Not Found to POST"),
-            "{body}"
-        );
-        let (status, body) = json_call(Method::POST, url(format!("/kill/{}", gone.log_id))).await;
-        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
-        for run in [&silent, &jenkins] {
-            let (status, body) =
-                json_call(Method::POST, url(format!("/kill/{}", run.log_id))).await;
-            assert_eq!(
-                (status, reason(&body)),
-                (
-                    StatusCode::NOT_IMPLEMENTED,
-                    "kill not supported for this type of run"
-                )
-            );
-        }
-        let (status, body) = json_call(Method::POST, url("/kill/nonesuch".into())).await;
+            .is_some(),
+        "{store:?}: the run stays active until its worker uploads"
+    );
+    let (status, body) = json_call(Method::POST, url(format!("/kill/{}", real.log_id))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        reason(&body).starts_with("worker answered 404 Not Found to POST"),
+        "{body}"
+    );
+    let (status, body) = json_call(Method::POST, url(format!("/kill/{}", gone.log_id))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    for run in [&silent, &jenkins] {
+        let (status, body) = json_call(Method::POST, url(format!("/kill/{}", run.log_id))).await;
         assert_eq!(
             (status, reason(&body)),
-            (StatusCode::NOT_FOUND, "No such current run: nonesuch")
+            (
+                StatusCode::NOT_IMPLEMENTED,
+                "kill not supported for this type of run"
+            )
         );
-        let metrics = server.state.metrics.render();
-        assert!(!metrics.contains("status=\"500\""), "{metrics}");
-        assert!(
-            metrics.contains("route=\"kill\",status=\"501\""),
-            "{metrics}"
-        );
-        assert!(
-            metrics.contains("route=\"log\",status=\"200\""),
-            "{metrics}"
-        );
-        assert!(
-            metrics.contains("route=\"log-index\",status=\"502\""),
-            "{metrics}"
-        );
-        server.stop().await;
     }
+    let (status, body) = json_call(Method::POST, url("/kill/nonesuch".into())).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::NOT_FOUND, "No such current run: nonesuch")
+    );
+    let metrics = server.state.metrics.render();
+    assert!(!metrics.contains("status=\"500\""), "{metrics}");
+    assert!(
+        metrics.contains("route=\"kill\",status=\"501\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("route=\"log\",status=\"200\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("route=\"log-index\",status=\"502\""),
+        "{metrics}"
+    );
+    server.stop().await;
 }
+
+per_store!(log_and_kill_routes_answer_for_every_kind_of_worker, postgres => Store::Postgres, redis => Store::Redis);
 
 // -- several runner processes -----------------------------------------------------------------
 

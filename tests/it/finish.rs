@@ -123,143 +123,142 @@ fn gunzip(path: &std::path::Path) -> (u32, String) {
     (mtime, text)
 }
 
-#[tokio::test]
-async fn finish_like_janitor_worker() {
-    for store in [Store::Postgres, Store::Mirrored, Store::Redis] {
-        let server = TestServer::start(store).await;
-        seed(&server).await;
-        let assignment = assign(&server, "generic").await;
-        let id = assignment["id"].as_str().unwrap().to_string();
-        let body = multipart(&[
-            (
-                "metadata",
-                Some("result.json"),
-                "application/json",
-                worker_metadata(
-                    &assignment["queue_id"],
-                    json!({"name": "generic", "details": {}}),
-                ),
-            ),
-            (
-                "file",
-                Some("worker.log"),
-                "application/octet-stream",
-                b"worker says hi\n".to_vec(),
-            ),
-            (
-                "file",
-                Some("codemod.log"),
-                "application/octet-stream",
-                b"codemod output\n".to_vec(),
-            ),
-            (
-                "file",
-                Some("notes.txt"),
-                "application/octet-stream",
-                b"not a log".to_vec(),
-            ),
-        ]);
-        let (status, response, location) =
-            post_finish(&server.url(&format!("/active-runs/{id}/finish")), body).await;
-        assert_eq!(status, StatusCode::CREATED, "{response}");
-        assert_eq!(location.as_deref(), Some(format!("/runs/{id}").as_str()));
-        assert_eq!(response["id"], id.as_str());
-        assert_eq!(
-            response["filenames"],
-            json!(["worker.log", "codemod.log", "notes.txt"])
-        );
-        assert_eq!(response["logs"], json!(["codemod.log", "worker.log"]));
-        assert_eq!(response["artifacts"], json!([]));
-        let result = &response["result"];
-        assert_eq!(result["code"], "success");
-        assert_eq!(result["start_time"], "2026-11-23T12:00:01.123456");
-        assert_eq!(result["finish_time"], "2026-11-23T12:04:00");
-        assert_eq!(result["change_set"], id.as_str());
-        assert_eq!(result["target"], json!({"name": "generic", "details": {}}));
-
-        let row: StoredRun = sqlx::query_as(
-            "SELECT result_code, start_time::text AS start_time, finish_time::text AS finish_time,
-                    change_set, worker_link, instigated_context, logfilenames,
-                    result_tags::text AS result_tags
-             FROM run WHERE id = $1",
-        )
-        .bind(&id)
-        .fetch_one(&server.db.pool)
-        .await
-        .unwrap();
-        assert_eq!(row.result_code, "success");
-        assert_eq!(
-            (row.start_time.as_str(), row.finish_time.as_str()),
-            ("2026-11-23 12:00:01.123456", "2026-11-23 12:04:00")
-        );
-        assert_eq!(row.change_set, id);
-        assert_eq!(row.worker_link.as_deref(), Some("http://10.0.0.5:8080/"));
-        assert_eq!(row.instigated_context, "ctx");
-        assert_eq!(row.logfilenames, ["codemod.log", "worker.log"]);
-        assert_eq!(row.result_tags.as_deref(), Some("{\"(v1,r1)\"}"));
-        let branches: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM new_result_branch WHERE run_id = $1")
-                .bind(&id)
-                .fetch_one(&server.db.pool)
-                .await
-                .unwrap();
-        assert_eq!(branches, 1);
-        let queued: Vec<String> = sqlx::query_scalar("SELECT suite::text FROM queue")
-            .fetch_all(&server.db.pool)
-            .await
-            .unwrap();
-        assert_eq!(
-            queued,
-            ["lintian-fixes"],
-            "the finished item left the queue"
-        );
-        assert_eq!(
-            server.state.store.get_run(&id).await.unwrap(),
-            None,
-            "the run was released"
-        );
-
-        let log = server
-            .storage
-            .path()
-            .join("logs/alpha")
-            .join(&id)
-            .join("worker.log.gz");
-        let (mtime, text) = gunzip(&log);
-        assert_eq!(text, "worker says hi\n");
-        assert_eq!(
-            mtime as i64,
-            chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
-                .unwrap()
-                .and_hms_opt(12, 4, 0)
-                .unwrap()
-                .and_utc()
-                .timestamp()
-        );
-
-        // The worker retries after a lost response: the run is stored, so 409 with its id,
-        // and the worker can stop retrying.
-        let again = multipart(&[(
+async fn finish_like_janitor_worker(store: Store) {
+    let server = TestServer::start(store).await;
+    seed(&server).await;
+    let assignment = assign(&server, "generic").await;
+    let id = assignment["id"].as_str().unwrap().to_string();
+    let body = multipart(&[
+        (
             "metadata",
             Some("result.json"),
             "application/json",
-            b"{}".to_vec(),
-        )]);
-        let (status, body, _) =
-            post_finish(&server.url(&format!("/active-runs/{id}/finish")), again).await;
-        assert_eq!(
-            (status, body),
-            (StatusCode::CONFLICT, json!({"id": id, "reason": id}))
-        );
-        let metrics = server.state.metrics.render();
-        assert!(
-            metrics.contains("result_total{campaign=\"generic\",result_code=\"success\"} 1"),
-            "{metrics}"
-        );
-        assert!(metrics.contains("logfile_uploads_total 2"), "{metrics}");
-        server.stop().await;
-    }
+            worker_metadata(
+                &assignment["queue_id"],
+                json!({"name": "generic", "details": {}}),
+            ),
+        ),
+        (
+            "file",
+            Some("worker.log"),
+            "application/octet-stream",
+            b"worker says hi\n".to_vec(),
+        ),
+        (
+            "file",
+            Some("codemod.log"),
+            "application/octet-stream",
+            b"codemod output\n".to_vec(),
+        ),
+        (
+            "file",
+            Some("notes.txt"),
+            "application/octet-stream",
+            b"not a log".to_vec(),
+        ),
+    ]);
+    let (status, response, location) =
+        post_finish(&server.url(&format!("/active-runs/{id}/finish")), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{response}");
+    assert_eq!(location.as_deref(), Some(format!("/runs/{id}").as_str()));
+    assert_eq!(response["id"], id.as_str());
+    assert_eq!(
+        response["filenames"],
+        json!(["worker.log", "codemod.log", "notes.txt"])
+    );
+    assert_eq!(response["logs"], json!(["codemod.log", "worker.log"]));
+    assert_eq!(response["artifacts"], json!([]));
+    let result = &response["result"];
+    assert_eq!(result["code"], "success");
+    assert_eq!(result["start_time"], "2026-11-23T12:00:01.123456");
+    assert_eq!(result["finish_time"], "2026-11-23T12:04:00");
+    assert_eq!(result["change_set"], id.as_str());
+    assert_eq!(result["target"], json!({"name": "generic", "details": {}}));
+
+    let row: StoredRun = sqlx::query_as(
+        "SELECT result_code, start_time::text AS start_time, finish_time::text AS finish_time,
+                change_set, worker_link, instigated_context, logfilenames,
+                result_tags::text AS result_tags
+         FROM run WHERE id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&server.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(row.result_code, "success");
+    assert_eq!(
+        (row.start_time.as_str(), row.finish_time.as_str()),
+        ("2026-11-23 12:00:01.123456", "2026-11-23 12:04:00")
+    );
+    assert_eq!(row.change_set, id);
+    assert_eq!(row.worker_link.as_deref(), Some("http://10.0.0.5:8080/"));
+    assert_eq!(row.instigated_context, "ctx");
+    assert_eq!(row.logfilenames, ["codemod.log", "worker.log"]);
+    assert_eq!(row.result_tags.as_deref(), Some("{\"(v1,r1)\"}"));
+    let branches: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM new_result_branch WHERE run_id = $1")
+            .bind(&id)
+            .fetch_one(&server.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(branches, 1);
+    let queued: Vec<String> = sqlx::query_scalar("SELECT suite::text FROM queue")
+        .fetch_all(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        queued,
+        ["lintian-fixes"],
+        "the finished item left the queue"
+    );
+    assert_eq!(
+        server.state.store.get_run(&id).await.unwrap(),
+        None,
+        "the run was released"
+    );
+
+    let log = server
+        .storage
+        .path()
+        .join("logs/alpha")
+        .join(&id)
+        .join("worker.log.gz");
+    let (mtime, text) = gunzip(&log);
+    assert_eq!(text, "worker says hi\n");
+    assert_eq!(
+        mtime as i64,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
+            .unwrap()
+            .and_hms_opt(12, 4, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp()
+    );
+
+    // The worker retries after a lost response: the run is stored, so 409 with its id,
+    // and the worker can stop retrying.
+    let again = multipart(&[(
+        "metadata",
+        Some("result.json"),
+        "application/json",
+        b"{}".to_vec(),
+    )]);
+    let (status, body, _) =
+        post_finish(&server.url(&format!("/active-runs/{id}/finish")), again).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::CONFLICT, json!({"id": id, "reason": id}))
+    );
+    let metrics = server.state.metrics.render();
+    assert!(
+        metrics.contains("result_total{campaign=\"generic\",result_code=\"success\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("logfile_uploads_total 2"), "{metrics}");
+    server.stop().await;
 }
+
+per_store!(finish_like_janitor_worker, postgres => Store::Postgres, mirrored => Store::Mirrored, redis => Store::Redis);
 
 const CHANGES: &str = "Source: alpha\nVersion: 1.0-1~jan+lint1\nDistribution: lintian-fixes\nFiles:\n \
 0123 10 misc optional alpha_1.0-1~jan+lint1.dsc\n 4567 20 misc optional alpha_1.0-1~jan+lint1_amd64.deb\n";

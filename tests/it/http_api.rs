@@ -238,132 +238,130 @@ async fn candidate_upload_reports_and_stores() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn queue_listing_and_positions() {
-    for store in [Store::Postgres, Store::Redis] {
-        let server = TestServer::start(store).await;
-        sql(
-            &server,
-            "INSERT INTO codebase (name, url, branch_url) VALUES
-                 ('alpha', 'https://x/alpha', 'https://x/alpha'),
-                 ('beta', 'https://x/beta', 'https://x/beta'),
-                 ('gamma', 'https://x/gamma', 'https://x/gamma');
-             INSERT INTO queue (codebase, suite, command, bucket, priority, estimated_duration, context)
-             VALUES ('alpha', 'lintian-fixes', 'lintian-brush', 'default', 10, interval '45 seconds', 'c1'),
-                    ('beta', 'lintian-fixes', 'lintian-brush', 'manual', 500, interval '30 seconds', NULL),
-                    ('gamma', 'generic', 'true', 'default', 5, NULL, NULL);",
-        )
-        .await;
-        let (status, queue) = get(&server, "/queue").await;
-        assert_eq!(status, 200);
-        let order: Vec<&str> = queue
+async fn queue_listing_and_positions(store: Store) {
+    let server = TestServer::start(store).await;
+    sql(
+        &server,
+        "INSERT INTO codebase (name, url, branch_url) VALUES
+             ('alpha', 'https://x/alpha', 'https://x/alpha'),
+             ('beta', 'https://x/beta', 'https://x/beta'),
+             ('gamma', 'https://x/gamma', 'https://x/gamma');
+         INSERT INTO queue (codebase, suite, command, bucket, priority, estimated_duration, context)
+         VALUES ('alpha', 'lintian-fixes', 'lintian-brush', 'default', 10, interval '45 seconds', 'c1'),
+                ('beta', 'lintian-fixes', 'lintian-brush', 'manual', 500, interval '30 seconds', NULL),
+                ('gamma', 'generic', 'true', 'default', 5, NULL, NULL);",
+    )
+    .await;
+    let (status, queue) = get(&server, "/queue").await;
+    assert_eq!(status, 200);
+    let order: Vec<&str> = queue
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["codebase"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["beta", "gamma", "alpha"]);
+    assert_eq!(
+        queue[2],
+        json!({"queue_id": queue[2]["queue_id"], "codebase": "alpha",
+               "campaign": "lintian-fixes", "context": "c1", "command": "lintian-brush"})
+    );
+    assert_eq!(
+        get(&server, "/queue?limit=1")
+            .await
+            .1
             .as_array()
             .unwrap()
-            .iter()
-            .map(|e| e["codebase"].as_str().unwrap())
-            .collect();
-        assert_eq!(order, ["beta", "gamma", "alpha"]);
-        assert_eq!(
-            queue[2],
-            json!({"queue_id": queue[2]["queue_id"], "codebase": "alpha",
-                   "campaign": "lintian-fixes", "context": "c1", "command": "lintian-brush"})
-        );
-        assert_eq!(
-            get(&server, "/queue?limit=1")
-                .await
-                .1
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(
-            get(&server, "/queue?limit=0")
-                .await
-                .1
-                .as_array()
-                .unwrap()
-                .len(),
-            3
-        );
-
-        // Nothing running: no per-run wait, but the cumulative wait is known.
-        let position = "/queue/position?codebase=alpha&campaign=lintian-fixes";
-        assert_eq!(
-            get(&server, position).await.1,
-            json!({"position": 3, "wait_time": null, "cumulative_wait_time": 30.0})
-        );
-        register(&server, "run-1", 1).await;
-        register(&server, "run-2", 2).await;
-        assert_eq!(
-            get(&server, position).await.1,
-            json!({"position": 3, "wait_time": 15.0, "cumulative_wait_time": 30.0})
-        );
-        assert_eq!(
-            get(
-                &server,
-                "/queue/position?codebase=beta&campaign=lintian-fixes"
-            )
+            .len(),
+        1
+    );
+    assert_eq!(
+        get(&server, "/queue?limit=0")
             .await
-            .1,
-            json!({"position": 1, "wait_time": 0.0, "cumulative_wait_time": 0.0})
-        );
-        server.stop().await;
-    }
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Nothing running: no per-run wait, but the cumulative wait is known.
+    let position = "/queue/position?codebase=alpha&campaign=lintian-fixes";
+    assert_eq!(
+        get(&server, position).await.1,
+        json!({"position": 3, "wait_time": null, "cumulative_wait_time": 30.0})
+    );
+    register(&server, "run-1", 1).await;
+    register(&server, "run-2", 2).await;
+    assert_eq!(
+        get(&server, position).await.1,
+        json!({"position": 3, "wait_time": 15.0, "cumulative_wait_time": 30.0})
+    );
+    assert_eq!(
+        get(
+            &server,
+            "/queue/position?codebase=beta&campaign=lintian-fixes"
+        )
+        .await
+        .1,
+        json!({"position": 1, "wait_time": 0.0, "cumulative_wait_time": 0.0})
+    );
+    server.stop().await;
 }
 
-#[tokio::test]
-async fn active_runs_and_status() {
-    for store in [Store::Postgres, Store::Redis] {
-        let server = TestServer::start(store).await;
-        register(&server, "run-1", 7).await;
-        server.clock.advance(chrono::TimeDelta::seconds(90));
-        let (status, runs) = get(&server, "/active-runs").await;
-        assert_eq!(status, 200);
-        assert_eq!(runs.as_array().unwrap().len(), 1);
-        let run = &runs[0];
-        assert_eq!(run["id"], "run-1");
-        assert_eq!(
-            run["current_duration"], 0.0,
-            "stored value, as Python serves it"
-        );
-        assert_eq!(run["last-keepalive"], "2026-11-23T12:00:00");
-        assert_eq!(run["keepalive_age"], 90.0);
-        assert_eq!(run["mia"], false);
-        let (status, one) = get(&server, "/active-runs/run-1").await;
-        assert_eq!(status, 200);
-        assert_eq!(one["current_duration"], 90.0);
-        assert_eq!(one["worker_link"], "https://ci/1");
-        assert!(one.get("mia").is_none());
-        let public = reqwest::get(server.public_url("/runner/active-runs/run-1"))
-            .await
-            .unwrap();
-        assert_eq!(public.status(), 200);
-        let (status, missing) = get(&server, "/active-runs/nope").await;
-        assert_eq!(
-            (status, missing),
-            (StatusCode::NOT_FOUND, json!({"reason": "no such run nope"}))
-        );
+per_store!(queue_listing_and_positions, postgres => Store::Postgres, redis => Store::Redis);
 
-        server.clock.advance(chrono::TimeDelta::minutes(61));
-        server
-            .state
-            .store
-            .rate_limit_host(
-                "salsa.debian.org",
-                server.clock_now() + chrono::TimeDelta::seconds(30),
-            )
-            .await
-            .unwrap();
-        let (_, status_json) = get(&server, "/status").await;
-        assert_eq!(status_json["processing"][0]["mia"], true);
-        assert_eq!(
-            status_json["rate_limit_hosts"],
-            json!({"salsa.debian.org": "2026-11-23T13:03:00"})
-        );
-        server.stop().await;
-    }
+async fn active_runs_and_status(store: Store) {
+    let server = TestServer::start(store).await;
+    register(&server, "run-1", 7).await;
+    server.clock.advance(chrono::TimeDelta::seconds(90));
+    let (status, runs) = get(&server, "/active-runs").await;
+    assert_eq!(status, 200);
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    let run = &runs[0];
+    assert_eq!(run["id"], "run-1");
+    assert_eq!(
+        run["current_duration"], 0.0,
+        "stored value, as Python serves it"
+    );
+    assert_eq!(run["last-keepalive"], "2026-11-23T12:00:00");
+    assert_eq!(run["keepalive_age"], 90.0);
+    assert_eq!(run["mia"], false);
+    let (status, one) = get(&server, "/active-runs/run-1").await;
+    assert_eq!(status, 200);
+    assert_eq!(one["current_duration"], 90.0);
+    assert_eq!(one["worker_link"], "https://ci/1");
+    assert!(one.get("mia").is_none());
+    let public = reqwest::get(server.public_url("/runner/active-runs/run-1"))
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 200);
+    let (status, missing) = get(&server, "/active-runs/nope").await;
+    assert_eq!(
+        (status, missing),
+        (StatusCode::NOT_FOUND, json!({"reason": "no such run nope"}))
+    );
+
+    server.clock.advance(chrono::TimeDelta::minutes(61));
+    server
+        .state
+        .store
+        .rate_limit_host(
+            "salsa.debian.org",
+            server.clock_now() + chrono::TimeDelta::seconds(30),
+        )
+        .await
+        .unwrap();
+    let (_, status_json) = get(&server, "/status").await;
+    assert_eq!(status_json["processing"][0]["mia"], true);
+    assert_eq!(
+        status_json["rate_limit_hosts"],
+        json!({"salsa.debian.org": "2026-11-23T13:03:00"})
+    );
+    server.stop().await;
 }
+
+per_store!(active_runs_and_status, postgres => Store::Postgres, redis => Store::Redis);
 
 #[tokio::test]
 async fn runs_and_publish_status() {

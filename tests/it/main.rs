@@ -2,6 +2,11 @@
 //! servers, the local git forge, runner processes) is compiled and linked once. Each module is
 //! one area of the runner; `cargo test --test it <module>::` runs one.
 
+// Tests read top to bottom: an import or a row type next to the step that needs it, fixtures
+// taken by value as they are written.
+#![allow(clippy::items_after_statements, clippy::needless_pass_by_value)]
+
+#[macro_use]
 mod common;
 
 mod assign;

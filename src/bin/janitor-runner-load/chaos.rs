@@ -371,20 +371,17 @@ impl RunnerProcess {
             Ok(false)
         })
         .await;
-        match listening {
-            Ok(Ok(true)) => {
-                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                self.child = Some(child);
-                Ok(())
-            }
-            _ => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                bail!(
-                    "exited or stalled before listening; see {}",
-                    self.log.display()
-                )
-            }
+        if let Ok(Ok(true)) = listening {
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            self.child = Some(child);
+            Ok(())
+        } else {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            bail!(
+                "exited or stalled before listening; see {}",
+                self.log.display()
+            )
         }
     }
 
@@ -464,7 +461,10 @@ struct Shared {
 
 impl Shared {
     fn count(&self, finish: bool, outcome: String) {
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ledger = self
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let map = if finish {
             &mut ledger.finish_statuses
         } else {
@@ -602,7 +602,10 @@ async fn worker(
         let received = Instant::now();
         let started = chrono::Utc::now().naive_utc();
         let slot = {
-            let mut ledger = shared.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ledger = shared
+                .ledger
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             ledger.assignments.push(Assignment {
                 run_id: run_id.clone(),
                 queue_id,
@@ -611,7 +614,10 @@ async fn worker(
             });
             ledger.assignments.len() - 1
         };
-        shared.current.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(run_id.clone());
+        shared
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)[index] = Some(run_id.clone());
         tokio::time::sleep(Duration::from_millis(20 + rng.next() % 180)).await;
 
         let body = finish_body(&run_id, started);
@@ -633,7 +639,10 @@ async fn worker(
             let outcome = outcome_of(&answer);
             shared.count(true, outcome.clone());
             if let Ok(response) = &answer {
-                let mut ledger = shared.ledger.lock().unwrap_or_else(|e| e.into_inner());
+                let mut ledger = shared
+                    .ledger
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 ledger
                     .finish_answers
                     .entry(run_id.clone())
@@ -655,7 +664,10 @@ async fn worker(
                 _ => tokio::time::sleep(backoff.wait()).await,
             }
         };
-        let mut ledger = shared.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ledger = shared
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         ledger.assignments[slot].released = Some(Instant::now());
         if let Some(reason) = end {
             ledger.given_up.push((run_id, reason));
@@ -674,7 +686,9 @@ async fn serve_backchannels(current: Arc<Mutex<Vec<Option<String>>>>) -> anyhow:
             axum::routing::get(
                 |State(current): State<Arc<Mutex<Vec<Option<String>>>>>,
                  UrlPath(n): UrlPath<usize>| async move {
-                    let current = current.lock().unwrap_or_else(|e| e.into_inner());
+                    let current = current
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     axum::Json(current.get(n).cloned().flatten())
                 },
             ),
@@ -834,7 +848,7 @@ async fn load_with_faults(
             "5",
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
         if let Some(redis) = &redis {
             runner_args.extend(["--redis-url".to_string(), redis.url()]);
@@ -942,7 +956,7 @@ async fn load_with_faults(
         shared
             .current
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter_mut()
             .for_each(|current| *current = None);
         let waiting = Instant::now();
@@ -981,7 +995,12 @@ async fn load_with_faults(
     for runner in &mut runners {
         runner.stop().await;
     }
-    let ledger = std::mem::take(&mut *shared.ledger.lock().unwrap_or_else(|e| e.into_inner()));
+    let ledger = std::mem::take(
+        &mut *shared
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     report.cycles = shared.cycles.load(Ordering::Relaxed);
     report.assign_statuses = ledger.assign_statuses.clone();
     report.finish_statuses = ledger.finish_statuses.clone();

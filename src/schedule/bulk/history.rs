@@ -192,7 +192,9 @@ fn middle_codebase(prepared: &[Prepared]) -> Option<String> {
         .map(|ready| ready.candidate.codebase.as_str())
         .collect();
     names.sort_unstable();
-    names.get(names.len() / 2).map(|name| name.to_string())
+    names
+        .get(names.len() / 2)
+        .map(std::string::ToString::to_string)
 }
 
 /// The distinct (codebase, campaign, context) of candidates with a non-empty context: the

@@ -29,11 +29,14 @@ pub use self::emulate::QueueSnapshot;
 /// A (codebase, campaign): what a bulk queue row is identified by.
 type Pair = (String, String);
 
+/// What a bulk run schedules, and whether it writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BulkOptions {
+    /// Only this campaign (all when `None`).
     pub campaign: Option<String>,
     /// Only these codebases (all when empty).
     pub codebases: Vec<String>,
+    /// Work out and report what would be scheduled, writing nothing.
     pub dry_run: bool,
     /// Compare the rows it would write with the queue's, writing nothing (`shadow`).
     pub shadow: bool,
@@ -46,36 +49,54 @@ pub struct BulkOptions {
 /// A queue row the bulk scheduler writes (or would write).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ScheduledRow {
+    /// The codebase to work on.
     pub codebase: String,
+    /// The campaign to run.
     pub campaign: String,
+    /// The queue bucket the row is in.
     pub bucket: String,
+    /// Its priority within the bucket (lower goes first).
     pub priority: i64,
+    /// The command the worker is to run.
     pub command: String,
+    /// The context the candidate is scheduled with.
     pub context: Option<String>,
+    /// How long the run is estimated to take, in microseconds.
     pub estimated_duration_us: i64,
+    /// Who asked for the row (`scheduler` for the bulk scheduler's own).
     pub requester: String,
 }
 
 /// A candidate the Python would have crashed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
+    /// The candidate's codebase.
     pub codebase: String,
+    /// The candidate's campaign.
     pub campaign: String,
+    /// What the Python would have crashed on.
     pub reason: String,
 }
 
 /// Per bucket: rows added, rows updated, and requests that left an existing row alone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BucketCounts {
+    /// Rows added.
     pub added: usize,
+    /// Rows updated.
     pub updated: usize,
+    /// Requests that left an existing row alone.
     pub unchanged: usize,
 }
 
+/// What a bulk run did (or, on a dry run or shadow run, would have done).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BulkSummary {
+    /// How many candidates were read.
     pub candidates: usize,
+    /// What happened to the queue rows, by bucket.
     pub buckets: BTreeMap<String, BucketCounts>,
+    /// The candidates skipped where the Python would have crashed.
     pub skipped: Vec<Skipped>,
     /// What each scheduled candidate got, in candidate order: (candidate id, offset, queue
     /// id or −1 on a dry run, bucket; the requested one on a dry run, as Python reports).
@@ -252,12 +273,11 @@ fn final_rows(rows: Vec<ScheduledRow>) -> Vec<ScheduledRow> {
     let mut kept: Vec<ScheduledRow> = Vec::with_capacity(rows.len());
     for row in rows {
         let key = (row.codebase.clone(), row.campaign.clone());
-        match position.get(&key) {
-            Some(&at) => kept[at] = row,
-            None => {
-                position.insert(key, kept.len());
-                kept.push(row);
-            }
+        if let Some(&at) = position.get(&key) {
+            kept[at] = row;
+        } else {
+            position.insert(key, kept.len());
+            kept.push(row);
         }
     }
     kept

@@ -375,3 +375,19 @@ pub async fn post(
         .unwrap();
     (response.status(), response.json().await.unwrap())
 }
+
+/// One `#[tokio::test]` per store for a test written as `async fn name(store: Store)`, named
+/// `name::<store>`, so a failure names the store it failed on.
+macro_rules! per_store {
+    ($test:ident, $($name:ident => $store:expr),+ $(,)?) => {
+        mod $test {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$test($store).await;
+                }
+            )+
+        }
+    };
+}
