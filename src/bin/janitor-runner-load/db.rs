@@ -1,5 +1,9 @@
-//! The load tool's own SQL: the queries `seed` fills a database with.
+//! The load tool's own SQL: the queries `seed` fills a database with, and the ones `chaos`
+//! checks the runner's promises with afterwards. Nothing else in the load tool talks SQL.
 
+use std::collections::HashSet;
+
+use chrono::NaiveDateTime;
 use sqlx::PgPool;
 
 /// `K` codebases named `load<i>`, their branches under `branch_base`.
@@ -65,4 +69,51 @@ pub async fn queue_len(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM queue")
         .fetch_one(pool)
         .await
+}
+
+#[derive(sqlx::FromRow)]
+pub struct RunRow {
+    pub id: String,
+    pub codebase: String,
+    pub change_set: String,
+    pub result_code: String,
+    pub start_time: Option<NaiveDateTime>,
+    pub finish_time: Option<NaiveDateTime>,
+    pub logfilenames: Vec<String>,
+}
+
+/// Every stored run.
+pub async fn runs(pool: &PgPool) -> sqlx::Result<Vec<RunRow>> {
+    sqlx::query_as(
+        "SELECT id, codebase, change_set, result_code, start_time, finish_time, logfilenames
+         FROM run",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The ids of the items still queued.
+pub async fn queued_ids(pool: &PgPool) -> sqlx::Result<HashSet<i64>> {
+    Ok(sqlx::query_scalar::<_, i64>("SELECT id::bigint FROM queue")
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+pub async fn change_set_count(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM change_set")
+        .fetch_one(pool)
+        .await
+}
+
+/// Change sets whose item left the queue without leaving a run behind.
+pub async fn change_sets_without_queue_or_run(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM change_set c
+         WHERE NOT EXISTS (SELECT 1 FROM queue q WHERE q.change_set = c.id)
+           AND NOT EXISTS (SELECT 1 FROM run r WHERE r.change_set = c.id)",
+    )
+    .fetch_one(pool)
+    .await
 }
