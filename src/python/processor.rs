@@ -9,9 +9,11 @@ use chrono::{NaiveDateTime, TimeDelta};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 
+use super::errors::service_error;
+use super::models::{PyActiveRun, PyJanitorResult};
 use super::queue::{AsyncRows, item_with_vcs, timedelta_from_seconds};
 use super::scheduling::PyPool;
-use super::{PyActiveRun, PyJanitorResult, collect_iterable, from_json_value, service_error};
+use super::{collect_iterable, from_json_value};
 use crate::app::{AppState, DatabaseReadiness, Settings, StoreLocation};
 use crate::backchannel::watchdog::{KEEPALIVE_INTERVAL, Watchdog, WatchdogHandle};
 use crate::clock::SystemClock;

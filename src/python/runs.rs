@@ -2,14 +2,15 @@
 //! `janitor.review`, on a pool rather than an asyncpg connection.
 
 use chrono::NaiveDateTime;
-use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use serde_json::Value;
 
-use super::scheduling::{PyPool, database_error};
+use super::errors::{database_error, review_error};
+use super::scheduling::PyPool;
 use crate::db::runs::{NewRun, ensure_change_set, insert, insert_result_branches};
 use crate::models::Branch;
-use crate::review::{Review, ReviewError, store_review as store_review_in_db};
+use crate::review::{Review, store_review as store_review_in_db};
 
 /// `(role, remote_name, base_revision, revision)`, the revisions as bytes.
 type ResultBranch<'py> = (
@@ -216,12 +217,6 @@ pub fn store_review<'py>(
         };
         store_review_in_db(&pool, &http, &runner_url, review)
             .await
-            .map_err(|error| match error {
-                ReviewError::UnknownVerdict(_) => PyValueError::new_err(error.to_string()),
-                ReviewError::UnknownRun(_) => PyKeyError::new_err(error.to_string()),
-                ReviewError::Schedule(error) => super::scheduling::schedule_error(error),
-                ReviewError::Database(error) => database_error(error),
-                ReviewError::Runner { .. } => PyRuntimeError::new_err(error.to_string()),
-            })
+            .map_err(review_error)
     })
 }

@@ -6,14 +6,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyType};
 use serde_json::{Value, json};
 
-use super::{any_to_json, from_json_value, model_error, to_json_value};
 use crate::models;
+use crate::python::errors::model_error;
+use crate::python::{any_to_json, from_json_value, to_json_value};
 
 /// What a worker reported (Python `WorkerResult`).
 #[pyclass(name = "WorkerResult", module = "janitor_runner", from_py_object)]
 #[derive(Clone)]
-pub(super) struct PyWorkerResult {
-    pub(super) inner: models::WorkerResult,
+pub(crate) struct PyWorkerResult {
+    pub(crate) inner: models::WorkerResult,
 }
 
 /// A revision given as bytes (as the Python's fields are) or str, as JSON text.
