@@ -78,67 +78,41 @@ fn any_to_json(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
     }
 }
 
+// Without a doc comment: it would become the module's `__doc__`, which stays empty.
 #[pymodule]
-fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("__version__", crate::VERSION)?;
-    m.add_function(wrap_pyfunction!(helpers::committer_env, m)?)?;
-    m.add_function(wrap_pyfunction!(helpers::is_log_filename, m)?)?;
-    m.add_function(wrap_pyfunction!(helpers::splitout_env, m)?)?;
-    m.add_function(wrap_pyfunction!(helpers::dpkg_vendor, m)?)?;
-    m.add_class::<models::PyActiveRun>()?;
-    m.add_class::<models::PyWorkerResult>()?;
-    m.add_class::<models::PyJanitorResult>()?;
-    m.add_class::<models::PyResumeInfo>()?;
-    m.add_class::<backchannel::PyBackchannel>()?;
-    m.add_class::<backchannel::PyPollingBackchannel>()?;
-    m.add_class::<backchannel::PyJenkinsBackchannel>()?;
-    errors::add_ping_exceptions(m)?;
-    m.add_class::<scheduling::PyPool>()?;
-    m.add_class::<queue::PyQueue>()?;
-    m.add_class::<queue::PyQueueItem>()?;
-    m.add_class::<queue::AsyncRows>()?;
-    m.add_class::<processor::PyQueueProcessor>()?;
-    m.add_class::<processor::PyWatchdogTask>()?;
-    m.add_class::<server::PyServer>()?;
-    m.add_function(wrap_pyfunction!(queue::vcs_info_json, m)?)?;
-    m.add_function(wrap_pyfunction!(server::serve, m)?)?;
-    m.add_function(wrap_pyfunction!(server::start_server, m)?)?;
-    m.add_function(wrap_pyfunction!(server::create_app, m)?)?;
-    m.add_function(wrap_pyfunction!(server::migrate, m)?)?;
-    m.add_function(wrap_pyfunction!(scheduling::py_estimate_duration, m)?)?;
-    m.add_function(wrap_pyfunction!(
-        scheduling::py_estimate_success_probability_and_duration,
-        m
-    )?)?;
-    m.add_function(wrap_pyfunction!(scheduling::connect, m)?)?;
-    m.add_function(wrap_pyfunction!(scheduling::py_bulk_schedule, m)?)?;
-    m.add_function(wrap_pyfunction!(scheduling::py_calculate_offset, m)?)?;
-    m.add_function(wrap_pyfunction!(runs::store_run, m)?)?;
-    m.add_function(wrap_pyfunction!(runs::store_change_set, m)?)?;
-    m.add_function(wrap_pyfunction!(runs::store_review, m)?)?;
-    m.add_function(wrap_pyfunction!(scheduling::py_do_schedule_regular, m)?)?;
-    m.add_function(wrap_pyfunction!(scheduling::py_do_schedule, m)?)?;
-    m.add_function(wrap_pyfunction!(scheduling::py_do_schedule_control, m)?)?;
-    let py = m.py();
-    m.add(
-        "QueueItemAlreadyClaimed",
-        py.get_type::<errors::QueueItemAlreadyClaimed>(),
-    )?;
-    m.add("RunExists", py.get_type::<errors::RunExists>())?;
-    m.add(
-        "CandidateUnavailable",
-        py.get_type::<errors::CandidateUnavailable>(),
-    )?;
-    m.add("QueueEmpty", py.get_type::<errors::QueueEmpty>())?;
-    m.add(
-        "QueueRateLimiting",
-        py.get_type::<errors::QueueRateLimiting>(),
-    )?;
-    m.add("ModelError", py.get_type::<errors::ModelError>())?;
-    m.add("RunnerError", py.get_type::<errors::RunnerError>())?;
-    m.add(
-        "ZeroMaximumValue",
-        py.get_type::<errors::ZeroMaximumValue>(),
-    )?;
-    Ok(())
+mod _native {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use super::backchannel::{PyBackchannel, PyJenkinsBackchannel, PyPollingBackchannel};
+    #[pymodule_export]
+    use super::errors::{
+        CandidateUnavailable, ModelError, QueueEmpty, QueueItemAlreadyClaimed, QueueRateLimiting,
+        RunExists, RunnerError, ZeroMaximumValue,
+    };
+    #[pymodule_export]
+    use super::helpers::{committer_env, dpkg_vendor, is_log_filename, splitout_env};
+    #[pymodule_export]
+    use super::models::{PyActiveRun, PyJanitorResult, PyResumeInfo, PyWorkerResult};
+    #[pymodule_export]
+    use super::processor::{PyQueueProcessor, PyWatchdogTask};
+    #[pymodule_export]
+    use super::queue::{AsyncRows, PyQueue, PyQueueItem, vcs_info_json};
+    #[pymodule_export]
+    use super::runs::{store_change_set, store_review, store_run};
+    #[pymodule_export]
+    use super::scheduling::{
+        PyPool, connect, py_bulk_schedule, py_calculate_offset, py_do_schedule,
+        py_do_schedule_control, py_do_schedule_regular, py_estimate_duration,
+        py_estimate_success_probability_and_duration,
+    };
+    #[pymodule_export]
+    use super::server::{PyServer, create_app, migrate, serve, start_server};
+
+    /// `__version__`, and the exceptions defined in Python, which the macro cannot export.
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", crate::VERSION)?;
+        super::errors::add_ping_exceptions(m)
+    }
 }
