@@ -48,6 +48,46 @@ type BranchTuple<'py> = (
     Option<Bound<'py, PyAny>>,
 );
 
+/// `branches` as `result.json` has them, revisions as text.
+fn branches_json(branches: Option<Vec<BranchTuple<'_>>>) -> PyResult<Option<Vec<Value>>> {
+    branches
+        .map(|branches| {
+            branches
+                .into_iter()
+                .map(|(role, remote, base, tip)| {
+                    Ok(json!([
+                        role,
+                        remote,
+                        revision_json(base.as_ref())?,
+                        revision_json(tip.as_ref())?
+                    ]))
+                })
+                .collect::<PyResult<Vec<_>>>()
+        })
+        .transpose()
+}
+
+/// `tags` as `result.json` has them, revisions as text.
+fn tags_json(
+    tags: Option<Vec<(String, Option<Bound<'_, PyAny>>)>>,
+) -> PyResult<Option<Vec<Value>>> {
+    tags.map(|tags| {
+        tags.into_iter()
+            .map(|(name, tip)| Ok(json!([name, revision_json(tip.as_ref())?])))
+            .collect::<PyResult<Vec<_>>>()
+    })
+    .transpose()
+}
+
+fn without_nulls(mut js: Value) -> Value {
+    // A keyword left at None is a key the worker did not send (some keys may be absent but
+    // not null, such as the timestamps).
+    if let Value::Object(fields) = &mut js {
+        fields.retain(|_, value| !value.is_null());
+    }
+    js
+}
+
 #[pymethods]
 impl PyWorkerResult {
     /// The Python dataclass's fields, in its order; checked as `result.json` would be.
@@ -86,28 +126,8 @@ impl PyWorkerResult {
         transient: Option<bool>,
         codebase: Option<String>,
     ) -> PyResult<Self> {
-        let branches = branches
-            .map(|branches| {
-                branches
-                    .into_iter()
-                    .map(|(role, remote, base, tip)| {
-                        Ok(json!([
-                            role,
-                            remote,
-                            revision_json(base.as_ref())?,
-                            revision_json(tip.as_ref())?
-                        ]))
-                    })
-                    .collect::<PyResult<Vec<_>>>()
-            })
-            .transpose()?;
-        let tags = tags
-            .map(|tags| {
-                tags.into_iter()
-                    .map(|(name, tip)| Ok(json!([name, revision_json(tip.as_ref())?])))
-                    .collect::<PyResult<Vec<_>>>()
-            })
-            .transpose()?;
+        let branches = branches_json(branches)?;
+        let tags = tags_json(tags)?;
         let js = json!({
             "code": code,
             "description": description,
@@ -137,14 +157,8 @@ impl PyWorkerResult {
             "transient": transient,
             "codebase": codebase,
         });
-        // A keyword left at None is a key the worker did not send (some keys may be absent but
-        // not null, such as the timestamps).
-        let mut js = js;
-        if let Value::Object(fields) = &mut js {
-            fields.retain(|_, value| !value.is_null());
-        }
         Ok(Self {
-            inner: models::WorkerResult::from_json(&js).map_err(model_error)?,
+            inner: models::WorkerResult::from_json(&without_nulls(js)).map_err(model_error)?,
         })
     }
 
