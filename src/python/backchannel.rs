@@ -1,103 +1,20 @@
 //! Backchannels for Python: `Backchannel` (none), `PollingBackchannel` and
 //! `JenkinsBackchannel`, with the Python runner's constructors, JSON forms and awaitable
-//! `ping`/`kill`/`list_log_files`/`get_log_file`, and its `PingFailure`, `PingTimeout` and
-//! `PingFatalFailure` exceptions (with `.reason`).
+//! `ping`/`kill`/`list_log_files`/`get_log_file` (whose exceptions, `PingFailure` and the
+//! others, are in `errors`).
 
 use std::sync::OnceLock;
 
 use futures::TryStreamExt;
-use pyo3::exceptions::{
-    PyConnectionError, PyFileNotFoundError, PyNotImplementedError, PyRuntimeError,
-};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyType};
+use pyo3::types::PyType;
 use serde_json::Value;
 
-use super::{from_json_value, model_error, to_json_value};
-use crate::backchannel::{BackchannelClient, BackchannelError};
+use super::errors::{backchannel_error, model_error};
+use super::{from_json_value, to_json_value};
+use crate::backchannel::BackchannelClient;
 use crate::models::BackchannelInfo;
-
-/// The exception classes, defined in Python so that they are plain `RunnerError` subclasses
-/// with a `reason` attribute, as the Python runner's are (an abi3 extension cannot subclass
-/// `Exception` from Rust before Python 3.12).
-const PING_EXCEPTIONS: &std::ffi::CStr = cr#"
-class PingFailure(RunnerError):
-    """Failure to ping the job."""
-
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class PingTimeout(PingFailure):
-    """Timeout while pinging job."""
-
-
-class PingFatalFailure(PingFailure):
-    """Failure to ping the job that's not retriable."""
-
-
-for _cls in (PingFailure, PingTimeout, PingFatalFailure):
-    _cls.__module__ = "janitor_runner"
-del _cls
-"#;
-
-/// Adds the exception classes to the module.
-pub fn add_exceptions(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = module.py();
-    let namespace = PyDict::new(py);
-    namespace.set_item("RunnerError", py.get_type::<super::RunnerError>())?;
-    py.run(PING_EXCEPTIONS, Some(&namespace), None)?;
-    for name in ["PingFailure", "PingTimeout", "PingFatalFailure"] {
-        let class = namespace
-            .get_item(name)?
-            .ok_or_else(|| PyRuntimeError::new_err(format!("{name} was not defined")))?;
-        module.add(name, class)?;
-    }
-    Ok(())
-}
-
-fn exception(py: Python<'_>, name: &'static str, reason: String) -> PyErr {
-    static FAILURE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    static TIMEOUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    static FATAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    let cell = match name {
-        "PingTimeout" => &TIMEOUT,
-        "PingFatalFailure" => &FATAL,
-        _ => &FAILURE,
-    };
-    match cell
-        .import(py, "janitor_runner._native", name)
-        .and_then(|class| class.call1((reason,)))
-    {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(error) => error,
-    }
-}
-
-/// The Python exception for a backchannel error. A ping raises the ping exceptions; the
-/// other calls raise `ConnectionError` when the worker cannot be asked.
-pub fn backchannel_error(error: BackchannelError, ping: bool) -> PyErr {
-    match error {
-        BackchannelError::NotImplemented(what) => {
-            PyNotImplementedError::new_err(format!("{what} not supported for this type of run"))
-        }
-        BackchannelError::NoSuchLogFile(name) => PyFileNotFoundError::new_err(name),
-        BackchannelError::Timeout(reason) if ping => {
-            Python::attach(|py| exception(py, "PingTimeout", reason))
-        }
-        BackchannelError::Fatal(reason) if ping => {
-            Python::attach(|py| exception(py, "PingFatalFailure", reason))
-        }
-        BackchannelError::Failure(reason) if ping => {
-            Python::attach(|py| exception(py, "PingFailure", reason))
-        }
-        BackchannelError::Timeout(reason)
-        | BackchannelError::Failure(reason)
-        | BackchannelError::Fatal(reason) => PyConnectionError::new_err(reason),
-    }
-}
 
 /// The client backchannel objects use when no QueueProcessor is involved: one per process,
 /// built on first use.

@@ -8,10 +8,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use chrono::{NaiveDateTime, TimeDelta};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
+use sqlx::PgPool;
 
+use super::errors::service_error;
+use super::models::{PyActiveRun, PyJanitorResult};
 use super::queue::{AsyncRows, item_with_vcs, timedelta_from_seconds};
 use super::scheduling::PyPool;
-use super::{PyActiveRun, PyJanitorResult, collect_iterable, from_json_value, service_error};
+use super::{collect_iterable, from_json_value};
 use crate::app::{AppState, DatabaseReadiness, Settings, StoreLocation};
 use crate::backchannel::watchdog::{KEEPALIVE_INTERVAL, Watchdog, WatchdogHandle};
 use crate::clock::SystemClock;
@@ -119,6 +122,49 @@ fn vcs_location(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
     location(value, "public_vcs_managers")
 }
 
+/// The pool to assemble on, and whether it stands in for no database (with Redis alone, a
+/// pool that never connects).
+fn pool_or_absent(database: Option<&PyPool>, redis: bool) -> PyResult<(PgPool, bool)> {
+    Ok(match database {
+        Some(pool) => (pool.pool.clone(), false),
+        None if redis => {
+            // The pool's housekeeping task needs the runtime it will live on.
+            let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
+            (crate::db::absent_pool(), true)
+        }
+        None => {
+            return Err(PyTypeError::new_err(
+                "QueueProcessor needs a database (a Pool), a Redis URL, or both",
+            ));
+        }
+    })
+}
+
+fn assemble(
+    py: Python<'_>,
+    pool: PgPool,
+    store: StoreLocation,
+    config: Option<PathBuf>,
+    settings: Settings,
+) -> PyResult<AppState> {
+    // Assembling connects to Redis and reads the config: done on the shared runtime
+    // (the background tasks it starts live there), without the GIL.
+    let state = py.detach(|| {
+        pyo3_async_runtimes::tokio::get_runtime().block_on(async move {
+            let config = match config {
+                Some(path) => Config::load(&path).await.map_err(|e| e.to_string())?,
+                None => {
+                    Config::parse("", std::path::Path::new("<none>")).map_err(|e| e.to_string())?
+                }
+            };
+            AppState::assemble(pool, store, config, settings, Arc::new(SystemClock))
+                .await
+                .map_err(|e| e.to_string())
+        })
+    });
+    state.map_err(PyRuntimeError::new_err)
+}
+
 #[pymethods]
 impl PyQueueProcessor {
     #[new]
@@ -167,19 +213,7 @@ impl PyQueueProcessor {
             ..Settings::default()
         };
         let redis = redis.filter(|u| !u.is_empty());
-        let (pool, absent) = match database {
-            Some(pool) => (pool.pool.clone(), false),
-            None if redis.is_some() => {
-                // The pool's housekeeping task needs the runtime it will live on.
-                let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
-                (crate::db::absent_pool(), true)
-            }
-            None => {
-                return Err(PyTypeError::new_err(
-                    "QueueProcessor needs a database (a Pool), a Redis URL, or both",
-                ));
-            }
-        };
+        let (pool, absent) = pool_or_absent(database, redis.is_some())?;
         let store = match redis {
             Some(url) => StoreLocation::Redis {
                 url,
@@ -187,21 +221,7 @@ impl PyQueueProcessor {
             },
             None => StoreLocation::Postgres,
         };
-        // Assembling connects to Redis and reads the config: done on the shared runtime
-        // (the background tasks it starts live there), without the GIL.
-        let state = py.detach(|| {
-            pyo3_async_runtimes::tokio::get_runtime().block_on(async move {
-                let config = match config {
-                    Some(path) => Config::load(&path).await.map_err(|e| e.to_string())?,
-                    None => Config::parse("", std::path::Path::new("<none>"))
-                        .map_err(|e| e.to_string())?,
-                };
-                AppState::assemble(pool, store, config, settings, Arc::new(SystemClock))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        });
-        let mut state = state.map_err(PyRuntimeError::new_err)?;
+        let mut state = assemble(py, pool, store, config, settings)?;
         if absent {
             state.database = DatabaseReadiness::absent(NO_DATABASE);
         }

@@ -14,8 +14,9 @@ use pyo3::types::PyType;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use super::scheduling::{PyPool, database_error, micros};
-use super::{collect_iterable, from_json_value, model_error, service_error, to_json_value};
+use super::errors::{ModelError, database_error, model_error, service_error};
+use super::scheduling::{PyPool, micros};
+use super::{collect_iterable, from_json_value, to_json_value};
 use crate::models;
 
 /// One queue row (Python `janitor.queue.QueueItem`); equal, ordered and hashed by id.
@@ -205,7 +206,7 @@ fn queue_item_from_json(value: &Value) -> Result<models::QueueItem, models::Mode
 pub fn vcs_info_json<'py>(js: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let value = to_json_value(js)?;
     let info: models::VcsInfo = serde_json::from_value(value)
-        .map_err(|e| super::ModelError::new_err(format!("not a VcsInfo: {e}")))?;
+        .map_err(|e| ModelError::new_err(format!("not a VcsInfo: {e}")))?;
     from_json_value(js.py(), &vcs_json(&info))
 }
 

@@ -2,14 +2,16 @@
 //! `janitor.review`, on a pool rather than an asyncpg connection.
 
 use chrono::NaiveDateTime;
-use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use serde_json::Value;
+use sqlx::PgPool;
 
-use super::scheduling::{PyPool, database_error};
+use super::errors::{database_error, review_error};
+use super::scheduling::PyPool;
 use crate::db::runs::{NewRun, ensure_change_set, insert, insert_result_branches};
 use crate::models::Branch;
-use crate::review::{Review, ReviewError, store_review as store_review_in_db};
+use crate::review::{Review, store_review as store_review_in_db};
 
 /// `(role, remote_name, base_revision, revision)`, the revisions as bytes.
 type ResultBranch<'py> = (
@@ -110,36 +112,8 @@ pub fn store_run<'py>(
         Some(value) if !value.is_none() => Some(value.str()?.to_string()),
         _ => None,
     };
-    let branches = result_branches
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(role, remote_name, base, tip)| {
-            Ok(Branch {
-                role,
-                remote_name,
-                base_revision: self::revision(base.as_ref())?,
-                revision: self::revision(tip.as_ref())?,
-            })
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    let mut roles: Vec<&str> = branches.iter().map(|b| b.role.as_str()).collect();
-    roles.sort_unstable();
-    if roles.windows(2).any(|pair| pair[0] == pair[1]) {
-        return Err(PyValueError::new_err(format!(
-            "Duplicate result branches: {roles:?}"
-        )));
-    }
-    let tags = result_tags
-        .map(|tags| {
-            tags.into_iter()
-                .map(|(name, tip)| {
-                    let tip = self::revision(Some(&tip))?.unwrap_or_default();
-                    Ok((name, tip))
-                })
-                .collect::<PyResult<Vec<_>>>()
-        })
-        .transpose()?
-        .map(|tags| tags.into_iter().unzip());
+    let branches = result_branches_from(result_branches)?;
+    let tags = result_tags_from(result_tags)?;
     let pool = pool.pool.clone();
     super::awaitable_none(py, async move {
         let change_set = change_set.unwrap_or_else(|| run_id.clone());
@@ -172,16 +146,62 @@ pub fn store_run<'py>(
             change_set: &change_set,
             codebase: &codebase,
         };
-        let mut tx = pool.begin().await.map_err(database_error)?;
-        ensure_change_set(&mut tx, &change_set, &campaign)
-            .await
-            .map_err(database_error)?;
-        insert(&mut tx, &run).await.map_err(database_error)?;
-        insert_result_branches(&mut tx, &run_id, &branches)
-            .await
-            .map_err(database_error)?;
-        tx.commit().await.map_err(database_error)
+        insert_run(&pool, &run, &branches).await
     })
+}
+
+/// The result branches, with revisions as text; no role twice.
+fn result_branches_from(result_branches: Option<Vec<ResultBranch<'_>>>) -> PyResult<Vec<Branch>> {
+    let branches = result_branches
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(role, remote_name, base, tip)| {
+            Ok(Branch {
+                role,
+                remote_name,
+                base_revision: revision(base.as_ref())?,
+                revision: revision(tip.as_ref())?,
+            })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let mut roles: Vec<&str> = branches.iter().map(|b| b.role.as_str()).collect();
+    roles.sort_unstable();
+    if roles.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(PyValueError::new_err(format!(
+            "Duplicate result branches: {roles:?}"
+        )));
+    }
+    Ok(branches)
+}
+
+/// The tags as the `run` row keeps them: names and revisions side by side.
+fn result_tags_from(
+    result_tags: Option<Vec<(String, Bound<'_, PyAny>)>>,
+) -> PyResult<Option<(Vec<String>, Vec<String>)>> {
+    Ok(result_tags
+        .map(|tags| {
+            tags.into_iter()
+                .map(|(name, tip)| {
+                    let tip = revision(Some(&tip))?.unwrap_or_default();
+                    Ok((name, tip))
+                })
+                .collect::<PyResult<Vec<_>>>()
+        })
+        .transpose()?
+        .map(|tags| tags.into_iter().unzip()))
+}
+
+/// The change set if missing, the run and its result branches: all or nothing.
+async fn insert_run(pool: &PgPool, run: &NewRun<'_>, branches: &[Branch]) -> PyResult<()> {
+    let mut tx = pool.begin().await.map_err(database_error)?;
+    ensure_change_set(&mut tx, run.change_set, run.campaign)
+        .await
+        .map_err(database_error)?;
+    insert(&mut tx, run).await.map_err(database_error)?;
+    insert_result_branches(&mut tx, run.id, branches)
+        .await
+        .map_err(database_error)?;
+    tx.commit().await.map_err(database_error)
 }
 
 /// `store_review`, as `janitor.review` has it: `session` (an aiohttp session there) is
@@ -216,12 +236,6 @@ pub fn store_review<'py>(
         };
         store_review_in_db(&pool, &http, &runner_url, review)
             .await
-            .map_err(|error| match error {
-                ReviewError::UnknownVerdict(_) => PyValueError::new_err(error.to_string()),
-                ReviewError::UnknownRun(_) => PyKeyError::new_err(error.to_string()),
-                ReviewError::Schedule(error) => super::scheduling::schedule_error(error),
-                ReviewError::Database(error) => database_error(error),
-                ReviewError::Runner { .. } => PyRuntimeError::new_err(error.to_string()),
-            })
+            .map_err(review_error)
     })
 }

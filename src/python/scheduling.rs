@@ -4,16 +4,15 @@
 //! runtime of `pyo3-async-runtimes`; Python waits without holding the GIL.
 
 use chrono::{NaiveDateTime, TimeDelta};
-use pyo3::exceptions::{PyAssertionError, PyRuntimeError};
+use pyo3::exceptions::PyAssertionError;
 use pyo3::prelude::*;
 use sqlx::PgPool;
 
-use super::CandidateUnavailable;
+use super::errors::{database_error, schedule_error};
 use crate::schedule::Micros;
 use crate::schedule::engine::{
-    ControlRequest, RegularRequest, ScheduleError, ScheduleRequest, Scheduled, do_schedule,
-    do_schedule_control, do_schedule_regular, estimate_duration,
-    estimate_success_probability_and_duration,
+    ControlRequest, RegularRequest, ScheduleRequest, Scheduled, do_schedule, do_schedule_control,
+    do_schedule_regular, estimate_duration, estimate_success_probability_and_duration,
 };
 
 /// A PostgreSQL connection pool (what `await janitor_runner.connect(dsn)` gives).
@@ -31,22 +30,6 @@ impl PyPool {
             pool.close().await;
             Ok(())
         })
-    }
-}
-
-pub(super) fn database_error(error: sqlx::Error) -> PyErr {
-    PyRuntimeError::new_err(format!("database error: {error}"))
-}
-
-/// The Python exception for each way scheduling can fail, as the Python code raised it.
-pub(super) fn schedule_error(error: ScheduleError) -> PyErr {
-    match error {
-        ScheduleError::CandidateUnavailable { campaign, codebase } => {
-            CandidateUnavailable::new_err((campaign, codebase))
-        }
-        ScheduleError::ZeroMaximumValue => super::ZeroMaximumValue::new_err(error.to_string()),
-        ScheduleError::Offset { .. } => PyAssertionError::new_err(error.to_string()),
-        ScheduleError::Database(error) => database_error(error),
     }
 }
 

@@ -4,6 +4,7 @@
 //! `chaos` runs two runners under load while injecting faults, and checks what they promise.
 
 mod chaos;
+mod db;
 
 use std::time::{Duration, Instant};
 
@@ -108,44 +109,11 @@ async fn seed(
         .await
         .context("migrate")?;
     let started = Instant::now();
-    sqlx::query(
-        "INSERT INTO codebase (name, url, branch_url, vcs_type, value)
-         SELECT 'load' || i, $2 || 'load' || i, $2 || 'load' || i, 'git', 1 + i % 100
-         FROM generate_series(1, $1) AS i
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(codebases as i32)
-    .bind(branch_base)
-    .execute(&pool)
-    .await?;
-    // Items spread over the codebases with one change set each, so (codebase, campaign,
-    // change set) stays unique.
-    sqlx::query(
-        "INSERT INTO change_set (id, campaign)
-         SELECT 'load-' || i, $2 FROM generate_series(1, $1) AS i ON CONFLICT DO NOTHING",
-    )
-    .bind(items as i32)
-    .bind(campaign)
-    .execute(&pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO queue (codebase, suite, command, priority, change_set, estimated_duration)
-         SELECT 'load' || (1 + i % $2), $3, 'true', (i::bigint * 7919) % 100000, 'load-' || i,
-                interval '1 second' * (30 + i % 600)
-         FROM generate_series(1, $1) AS i
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(items as i32)
-    .bind(codebases as i32)
-    .bind(campaign)
-    .execute(&pool)
-    .await?;
-    sqlx::query("ANALYZE codebase, change_set, queue")
-        .execute(&pool)
-        .await?;
-    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM queue")
-        .fetch_one(&pool)
-        .await?;
+    db::seed_codebases(&pool, codebases, branch_base).await?;
+    db::seed_change_sets(&pool, items, campaign).await?;
+    db::seed_queue(&pool, items, codebases, campaign).await?;
+    db::analyze_seeded(&pool).await?;
+    let queued = db::queue_len(&pool).await?;
     println!(
         "seeded {codebases} codebases and {items} items in {:.1} s; queue holds {queued}",
         started.elapsed().as_secs_f64()

@@ -6,14 +6,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyType};
 use serde_json::{Value, json};
 
-use super::{any_to_json, from_json_value, model_error, to_json_value};
 use crate::models;
+use crate::python::errors::model_error;
+use crate::python::{any_to_json, from_json_value, to_json_value};
 
 /// What a worker reported (Python `WorkerResult`).
 #[pyclass(name = "WorkerResult", module = "janitor_runner", from_py_object)]
 #[derive(Clone)]
-pub(super) struct PyWorkerResult {
-    pub(super) inner: models::WorkerResult,
+pub(crate) struct PyWorkerResult {
+    pub(crate) inner: models::WorkerResult,
 }
 
 /// A revision given as bytes (as the Python's fields are) or str, as JSON text.
@@ -46,6 +47,46 @@ type BranchTuple<'py> = (
     Option<Bound<'py, PyAny>>,
     Option<Bound<'py, PyAny>>,
 );
+
+/// `branches` as `result.json` has them, revisions as text.
+fn branches_json(branches: Option<Vec<BranchTuple<'_>>>) -> PyResult<Option<Vec<Value>>> {
+    branches
+        .map(|branches| {
+            branches
+                .into_iter()
+                .map(|(role, remote, base, tip)| {
+                    Ok(json!([
+                        role,
+                        remote,
+                        revision_json(base.as_ref())?,
+                        revision_json(tip.as_ref())?
+                    ]))
+                })
+                .collect::<PyResult<Vec<_>>>()
+        })
+        .transpose()
+}
+
+/// `tags` as `result.json` has them, revisions as text.
+fn tags_json(
+    tags: Option<Vec<(String, Option<Bound<'_, PyAny>>)>>,
+) -> PyResult<Option<Vec<Value>>> {
+    tags.map(|tags| {
+        tags.into_iter()
+            .map(|(name, tip)| Ok(json!([name, revision_json(tip.as_ref())?])))
+            .collect::<PyResult<Vec<_>>>()
+    })
+    .transpose()
+}
+
+fn without_nulls(mut js: Value) -> Value {
+    // A keyword left at None is a key the worker did not send (some keys may be absent but
+    // not null, such as the timestamps).
+    if let Value::Object(fields) = &mut js {
+        fields.retain(|_, value| !value.is_null());
+    }
+    js
+}
 
 #[pymethods]
 impl PyWorkerResult {
@@ -85,28 +126,8 @@ impl PyWorkerResult {
         transient: Option<bool>,
         codebase: Option<String>,
     ) -> PyResult<Self> {
-        let branches = branches
-            .map(|branches| {
-                branches
-                    .into_iter()
-                    .map(|(role, remote, base, tip)| {
-                        Ok(json!([
-                            role,
-                            remote,
-                            revision_json(base.as_ref())?,
-                            revision_json(tip.as_ref())?
-                        ]))
-                    })
-                    .collect::<PyResult<Vec<_>>>()
-            })
-            .transpose()?;
-        let tags = tags
-            .map(|tags| {
-                tags.into_iter()
-                    .map(|(name, tip)| Ok(json!([name, revision_json(tip.as_ref())?])))
-                    .collect::<PyResult<Vec<_>>>()
-            })
-            .transpose()?;
+        let branches = branches_json(branches)?;
+        let tags = tags_json(tags)?;
         let js = json!({
             "code": code,
             "description": description,
@@ -136,14 +157,8 @@ impl PyWorkerResult {
             "transient": transient,
             "codebase": codebase,
         });
-        // A keyword left at None is a key the worker did not send (some keys may be absent but
-        // not null, such as the timestamps).
-        let mut js = js;
-        if let Value::Object(fields) = &mut js {
-            fields.retain(|_, value| !value.is_null());
-        }
         Ok(Self {
-            inner: models::WorkerResult::from_json(&js).map_err(model_error)?,
+            inner: models::WorkerResult::from_json(&without_nulls(js)).map_err(model_error)?,
         })
     }
 

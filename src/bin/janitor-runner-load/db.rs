@@ -1,0 +1,119 @@
+//! The load tool's own SQL: the queries `seed` fills a database with, and the ones `chaos`
+//! checks the runner's promises with afterwards. Nothing else in the load tool talks SQL.
+
+use std::collections::HashSet;
+
+use chrono::NaiveDateTime;
+use sqlx::PgPool;
+
+/// `K` codebases named `load<i>`, their branches under `branch_base`.
+pub async fn seed_codebases(pool: &PgPool, codebases: u32, branch_base: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO codebase (name, url, branch_url, vcs_type, value)
+         SELECT 'load' || i, $2 || 'load' || i, $2 || 'load' || i, 'git', 1 + i % 100
+         FROM generate_series(1, $1) AS i
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(codebases as i32)
+    .bind(branch_base)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+// Items spread over the codebases with one change set each, so (codebase, campaign,
+// change set) stays unique.
+pub async fn seed_change_sets(pool: &PgPool, items: u32, campaign: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO change_set (id, campaign)
+         SELECT 'load-' || i, $2 FROM generate_series(1, $1) AS i ON CONFLICT DO NOTHING",
+    )
+    .bind(items as i32)
+    .bind(campaign)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// `Q` queue items spread over the codebases, each in its own change set.
+pub async fn seed_queue(
+    pool: &PgPool,
+    items: u32,
+    codebases: u32,
+    campaign: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO queue (codebase, suite, command, priority, change_set, estimated_duration)
+         SELECT 'load' || (1 + i % $2), $3, 'true', (i::bigint * 7919) % 100000, 'load-' || i,
+                interval '1 second' * (30 + i % 600)
+         FROM generate_series(1, $1) AS i
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(items as i32)
+    .bind(codebases as i32)
+    .bind(campaign)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Statistics for the freshly filled tables, so that the planner does not go by empty ones.
+pub async fn analyze_seeded(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query("ANALYZE codebase, change_set, queue")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn queue_len(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM queue")
+        .fetch_one(pool)
+        .await
+}
+
+#[derive(sqlx::FromRow)]
+pub struct RunRow {
+    pub id: String,
+    pub codebase: String,
+    pub change_set: String,
+    pub result_code: String,
+    pub start_time: Option<NaiveDateTime>,
+    pub finish_time: Option<NaiveDateTime>,
+    pub logfilenames: Vec<String>,
+}
+
+/// Every stored run.
+pub async fn runs(pool: &PgPool) -> sqlx::Result<Vec<RunRow>> {
+    sqlx::query_as(
+        "SELECT id, codebase, change_set, result_code, start_time, finish_time, logfilenames
+         FROM run",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The ids of the items still queued.
+pub async fn queued_ids(pool: &PgPool) -> sqlx::Result<HashSet<i64>> {
+    Ok(sqlx::query_scalar::<_, i64>("SELECT id::bigint FROM queue")
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+pub async fn change_set_count(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM change_set")
+        .fetch_one(pool)
+        .await
+}
+
+/// Change sets whose item left the queue without leaving a run behind.
+pub async fn change_sets_without_queue_or_run(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM change_set c
+         WHERE NOT EXISTS (SELECT 1 FROM queue q WHERE q.change_set = c.id)
+           AND NOT EXISTS (SELECT 1 FROM run r WHERE r.change_set = c.id)",
+    )
+    .fetch_one(pool)
+    .await
+}
