@@ -114,11 +114,10 @@ pub(super) fn service_error(error: crate::error::Error) -> PyErr {
     use crate::error::Error;
     use crate::state::StoreError;
     match error {
-        Error::RunExists(id) => RunExists::new_err(id),
+        Error::RunExists(id) | Error::Store(StoreError::RunExists(id)) => RunExists::new_err(id),
         Error::Store(StoreError::AlreadyClaimed { queue_id, run_id }) => {
             QueueItemAlreadyClaimed::new_err((queue_id, run_id))
         }
-        Error::Store(StoreError::RunExists(id)) => RunExists::new_err(id),
         Error::BadRequest(message) | Error::Conflict(message) => PyValueError::new_err(message),
         Error::NotFound(message) => PyKeyError::new_err(message),
         Error::Storage(message) => PyOSError::new_err(message),

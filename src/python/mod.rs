@@ -1,6 +1,9 @@
 //! The PyO3 face: `janitor_runner._native`, re-exported by the `janitor_runner` package.
 //! Functions here are thin wrappers over the library, named as in the Python runner.
 
+// PyO3 hands arguments over as owned values it has extracted from Python objects.
+#![allow(clippy::needless_pass_by_value)]
+
 use chrono::NaiveDateTime;
 use pyo3::prelude::*;
 use serde_json::Value;
@@ -43,6 +46,8 @@ where
 {
     pyo3_async_runtimes::tokio::future_into_py(py, async move {
         future.await?;
+        // The closure is needed: `Python::None` is not general over the attach lifetime.
+        #[allow(clippy::redundant_closure_for_method_calls)]
         Ok(Python::attach(|py| py.None()))
     })
 }

@@ -42,17 +42,25 @@ impl Drop for PyQueueProcessor {
 
 impl PyQueueProcessor {
     fn watchdog_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<WatchdogHandle>>> {
-        self.watchdog.lock().unwrap_or_else(|p| p.into_inner())
+        self.watchdog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The state the processor works on (replaced when an app is created with another
     /// configuration or database).
     pub(crate) fn state(&self) -> Arc<AppState> {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn replace_state(&self, state: Arc<AppState>) {
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+        *self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = state;
     }
 
     /// The state, for a method that needs the database.

@@ -98,7 +98,12 @@ async fn load_with_faults(
     for runner in &mut lab.runners {
         runner.stop().await;
     }
-    let ledger = std::mem::take(&mut *shared.ledger.lock().unwrap_or_else(|e| e.into_inner()));
+    let ledger = std::mem::take(
+        &mut *shared
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     report.tally(&ledger, shared.cycles.load(Ordering::Relaxed), active.len());
     check_invariants(&pool, &ledger, &active, &lab.logs, &mut report).await?;
     pool.close().await;
@@ -206,7 +211,7 @@ fn runner_args(
         "5",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(std::string::ToString::to_string)
     .collect();
     if let Some(redis) = redis {
         args.extend(["--redis-url".to_string(), redis.url()]);
@@ -252,7 +257,7 @@ async fn await_reaping(
     shared
         .current
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter_mut()
         .for_each(|current| *current = None);
     let waiting = Instant::now();

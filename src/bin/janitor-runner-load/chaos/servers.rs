@@ -272,20 +272,17 @@ impl RunnerProcess {
             Ok(false)
         })
         .await;
-        match listening {
-            Ok(Ok(true)) => {
-                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                self.child = Some(child);
-                Ok(())
-            }
-            _ => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                bail!(
-                    "exited or stalled before listening; see {}",
-                    self.log.display()
-                )
-            }
+        if let Ok(Ok(true)) = listening {
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            self.child = Some(child);
+            Ok(())
+        } else {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            bail!(
+                "exited or stalled before listening; see {}",
+                self.log.display()
+            )
         }
     }
 

@@ -61,7 +61,9 @@ impl Shared {
     }
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
-        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+        self.ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The ledger slot of the new assignment, for `release`.
@@ -87,7 +89,10 @@ impl Shared {
     }
 
     fn count(&self, finish: bool, outcome: String) {
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ledger = self
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let map = if finish {
             &mut ledger.finish_statuses
         } else {
@@ -163,12 +168,11 @@ pub(super) struct Worker {
 impl Worker {
     /// Assignment, a short pause, finish, until told to stop.
     pub(super) async fn run(self, mut rng: Rng) {
-        let client = match reqwest::Client::builder()
+        let Ok(client) = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
-        {
-            Ok(client) => client,
-            Err(_) => return,
+        else {
+            return;
         };
         let request = serde_json::json!({
             "node": format!("chaos-{}", self.index), "archs": ["amd64"],
@@ -193,7 +197,8 @@ impl Worker {
             self.shared
                 .current
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())[self.index] = Some(run_id.clone());
+                .unwrap_or_else(std::sync::PoisonError::into_inner)[self.index] =
+                Some(run_id.clone());
             tokio::time::sleep(Duration::from_millis(20 + rng.next() % 180)).await;
             let given_up = self.finish(&client, &run_id, started, &mut rng).await;
             self.shared.release(slot, run_id, given_up);
@@ -319,7 +324,9 @@ pub(super) async fn serve_backchannels(
             axum::routing::get(
                 |State(current): State<Arc<Mutex<Vec<Option<String>>>>>,
                  UrlPath(n): UrlPath<usize>| async move {
-                    let current = current.lock().unwrap_or_else(|e| e.into_inner());
+                    let current = current
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     axum::Json(current.get(n).cloned().flatten())
                 },
             ),
