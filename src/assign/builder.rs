@@ -191,18 +191,7 @@ impl Builder<'_> {
                 build,
                 distribution,
             } => {
-                let mut lintian = Map::new();
-                lintian.insert(
-                    "profile".into(),
-                    distribution.lintian_profile.clone().into(),
-                );
-                if !distribution.lintian_suppress_tag.is_empty() {
-                    lintian.insert(
-                        "suppress-tags".into(),
-                        distribution.lintian_suppress_tag.clone().into(),
-                    );
-                }
-                config.insert("lintian".into(), Value::Object(lintian));
+                config.insert("lintian".into(), lintian(distribution));
                 let mut suites: Vec<String> = build.extra_build_distribution.clone();
                 if let Some(change_set) = change_set {
                     suites.push(format!("cs/{change_set}"));
@@ -273,4 +262,20 @@ pub async fn host_vendor() -> String {
         }
         _ => "Debian".to_string(),
     }
+}
+
+/// `build.config.lintian`: the distribution's profile and the tags it suppresses.
+fn lintian(distribution: &Distribution) -> Value {
+    let mut lintian = Map::new();
+    lintian.insert(
+        "profile".into(),
+        distribution.lintian_profile.clone().into(),
+    );
+    if !distribution.lintian_suppress_tag.is_empty() {
+        lintian.insert(
+            "suppress-tags".into(),
+            distribution.lintian_suppress_tag.clone().into(),
+        );
+    }
+    Value::Object(lintian)
 }
