@@ -97,7 +97,7 @@ impl Config {
     }
 
     /// The first campaign with this name (later duplicates are ignored, as in Python). A
-    /// configuration without a `control` campaign gets a default one (DECISIONS 14), so the
+    /// configuration without a `control` campaign gets a default one (DECISIONS.md 14), so the
     /// publisher's control runs are built rather than aborted as `unknown-campaign`.
     pub fn campaign(&self, name: &str) -> Option<&Campaign> {
         let configured = self.message.campaign.iter().find(|c| c.name() == name);

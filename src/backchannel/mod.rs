@@ -62,7 +62,7 @@ pub enum Pong {
     /// The worker is working on the run: a keep-alive.
     Alive,
     /// The Jenkins build is over, with this result (not `FAILURE`), and the run was not
-    /// uploaded. This says nothing about the run, so it is not a keep-alive (DECISIONS 12).
+    /// uploaded. This says nothing about the run, so it is not a keep-alive (DECISIONS.md 12).
     BuildEnded(String),
 }
 

@@ -10,7 +10,7 @@
 //! - a ping that fails or times out changes nothing, but once the run has not been heard of
 //!   for `run_timeout` minutes it is aborted `worker-timeout` (`No keepalives received in
 //!   <age>.`); so are runs that cannot be pinged (no backchannel; a Jenkins build that ended
-//!   without uploading, counted from the run's start: DECISIONS 12);
+//!   without uploading, counted from the run's start: DECISIONS.md 12);
 //! - a run without backchannel silent for more than a day is `run-disappeared` (only reachable
 //!   with a `--run-timeout` over a day, as in Python).
 //!

@@ -287,7 +287,7 @@ impl JanitorResult {
             worker_name: run.worker_name.clone(),
             branch_url: run.main_branch_url().map(str::to_string),
             vcs_type: run.vcs_type().map(str::to_string),
-            // Python drops both; DECISIONS 10 keeps them, so an aborted run still says where
+            // Python drops both; DECISIONS.md 10 keeps them, so an aborted run still says where
             // it worked and what it resumed from.
             subpath: run.subpath().map(str::to_string),
             target_branch_url: None,
@@ -428,7 +428,7 @@ mod tests {
         let result = JanitorResult::aborted(&run(), "worker-timeout", "gone", Some(true), now);
         let js = result.to_json();
         assert_eq!(js["remotes"], json!({}));
-        // DECISIONS 10: subpath and resume_from are kept (Python drops both).
+        // DECISIONS.md 10: subpath and resume_from are kept (Python drops both).
         assert_eq!(js["resume"], json!({"run_id": "run-0"}));
         assert_eq!(js["branch_url"], "https://x/alpha");
         assert_eq!(js["transient"], true);

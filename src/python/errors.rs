@@ -23,7 +23,7 @@ create_exception!(janitor_runner, CandidateUnavailable, RunnerError);
 create_exception!(janitor_runner, QueueEmpty, RunnerError);
 create_exception!(janitor_runner, QueueRateLimiting, RunnerError);
 // Every codebase value is 0, so none can be normalised (Python: asyncpg's DivisionByZeroError
-// from the SQL; DECISIONS asks for a typed error).
+// from the SQL; DECISIONS.md asks for a typed error).
 create_exception!(janitor_runner, ZeroMaximumValue, RunnerError);
 create_exception!(janitor_runner, ModelError, PyValueError);
 

@@ -1,4 +1,4 @@
-//! The post-run reschedule (queue spec 3.1): every finished or aborted run puts its candidate
+//! The post-run reschedule (queue-and-scheduling.md §3.1): every finished or aborted run puts its candidate
 //! back on the queue in `default`, in the background, at most two at a time.
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
-//! The scheduling entry points (queue spec 2.3-2.6): read what the formulas need from the
+//! The scheduling entry points (queue-and-scheduling.md §2.3-2.6): read what the formulas need from the
 //! database, compute, and upsert the queue row. Where the Python raises, these return a typed
-//! error instead (DECISIONS, Scheduling).
+//! error instead (DECISIONS.md, Scheduling).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -104,7 +104,7 @@ pub async fn do_schedule_regular(
         campaign,
         command,
         candidate_value,
-        // Only ever multiplied into a value nobody reads (queue spec 9.4).
+        // Only ever multiplied into a value nobody reads (queue-and-scheduling.md §9.4).
         success_chance: _,
         normalized_codebase_value,
         requester,
@@ -388,7 +388,7 @@ pub struct ControlRequest<'a> {
     pub bucket: Option<&'a str>,
     /// Who or what asked for the run.
     pub requester: Option<&'a str>,
-    /// Accepted and ignored, as in Python (queue spec 9.10).
+    /// Accepted and ignored, as in Python (queue-and-scheduling.md §9.10).
     pub estimated_duration: Option<Micros>,
 }
 

@@ -1,5 +1,5 @@
-//! Success probability and duration from a codebase's run history in one campaign (queue
-//! spec 2.4).
+//! Success probability and duration from a codebase's run history in one campaign
+//! (queue-and-scheduling.md §2.4).
 
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::Value;
@@ -134,7 +134,7 @@ pub fn estimate_from_history(
 pub const UNSATISFIED_DEPENDENCIES: &str = "install-deps-unsatisfied-dependencies";
 
 /// The estimate from a history's facts: `p = (10 s + 1) / (10 t + 1) * m` and the mean
-/// duration (queue spec 2.4).
+/// duration (queue-and-scheduling.md §2.4).
 pub fn estimate_from_facts(
     facts: HistoryFacts<'_>,
     context: Option<&str>,

@@ -1,4 +1,4 @@
-//! The offset formula (queue spec 2.5): expected cost in milliseconds per unit of expected
+//! The offset formula (queue-and-scheduling.md §2.5): expected cost in milliseconds per unit of expected
 //! value. The arithmetic follows the Python runner operation for operation, so the float
 //! results are bit-identical.
 
@@ -73,7 +73,7 @@ pub fn calculate_offset(inputs: &OffsetInputs) -> Result<f64, OffsetError> {
         return Err(OffsetError::Probability(p));
     }
     let duration = inputs.estimated_duration;
-    // timedelta.total_seconds() plus the sub-second microseconds again (queue spec 9.3).
+    // timedelta.total_seconds() plus the sub-second microseconds again (queue-and-scheduling.md §9.3).
     let cost = MINIMUM_COST
         + (1000.0 * duration.total_seconds() + duration.subsecond_micros() as f64 / 1000.0);
     if !is_positive(cost) {
@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn worked_example_of_the_spec() {
-        // Queue spec section 6, bulk path.
+        // queue-and-scheduling.md § section 6, bulk path.
         let p_alpha = 21.0 / 31.0 * 0.1;
         assert_eq!(
             offset(60_166_667, Some(1.0), p_alpha, Some(410), 3),

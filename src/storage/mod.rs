@@ -250,7 +250,7 @@ impl Storage {
     }
 
     /// Stores a run's artifacts, falling back to the backup directory; a backup write counts
-    /// as stored (DECISIONS 6).
+    /// as stored (DECISIONS.md 6).
     pub async fn store_artifacts(
         &self,
         run_id: &str,

@@ -69,7 +69,7 @@ impl ApiError {
 
 impl ApiError {
     /// 501 for what the run's backchannel cannot do, 404 for a log the worker does not have,
-    /// 502 when the worker fails or cannot be reached (DECISIONS 5).
+    /// 502 when the worker fails or cannot be reached (DECISIONS.md 5).
     fn from_backchannel(error: &BackchannelError) -> Self {
         let status = match &error {
             BackchannelError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,

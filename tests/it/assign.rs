@@ -92,7 +92,7 @@ async fn no_vcs_location_assigns_nothing_and_changes_nothing() {
     server.stop().await;
 }
 
-/// DECISIONS 14: without a `control` campaign in the configuration, a control run (as the
+/// DECISIONS.md 14: without a `control` campaign in the configuration, a control run (as the
 /// publisher schedules them) is handed out with the default one, not aborted.
 #[tokio::test]
 async fn control_runs_are_assigned_without_a_configured_control_campaign() {

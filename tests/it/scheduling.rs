@@ -1,4 +1,4 @@
-//! The scheduling paths against a real database, on the worked example of queue spec 6:
+//! The scheduling paths against a real database, on the worked example of queue-and-scheduling.md §6:
 //! the single path (`do_schedule_regular`), `do_schedule`, `do_schedule_control`, the
 //! post-run reschedule, and the HTTP routes that call them.
 
@@ -12,7 +12,7 @@ use janitor_runner::schedule::engine::{
 };
 use serde_json::json;
 
-/// Queue spec 6: codebases, candidates, runs, and the queue holding one row (id 41).
+/// queue-and-scheduling.md §6: codebases, candidates, runs, and the queue holding one row (id 41).
 const WORKED_EXAMPLE: &str = include_str!("../fixtures/worked_example.sql");
 
 /// (bucket, codebase, campaign, priority, estimated duration in µs, context, requester),

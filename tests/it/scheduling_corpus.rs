@@ -567,7 +567,7 @@ async fn shadow_of_the_python_rows_is_clean_and_names_a_changed_row() {
 
 /// Candidates on which the two paths must agree (a zero-valued publish mode, a codebase
 /// value that normalises exactly, no change set) and candidates on which the Python's paths
-/// differ (queue spec 9.5, 9.6, 9.8).
+/// differ (queue-and-scheduling.md §9.5, 9.6, 9.8).
 const PATHS: &str = r#"{
   "codebases": [["same1", 100], ["same2", 50], ["same3", 25], ["bonus", 100], ["nullval", null],
                 ["withcs", 100]],

@@ -1,5 +1,5 @@
 """A fresh database per test, migrated by the runner binary, optionally holding the worked
-example of the queue spec (section 6). Shared by the parity tests of the Python face."""
+example of the queue-and-scheduling.md § (section 6). Shared by the parity tests of the Python face."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Queue spec 6, shared with tests/it/scheduling.rs.
+# queue-and-scheduling.md §6, shared with tests/it/scheduling.rs.
 WORKED_EXAMPLE = open(os.path.join(ROOT, "tests", "fixtures", "worked_example.sql")).read()
 
 

@@ -1,5 +1,5 @@
 """Backchannels, ActiveRun and the watchdog through the Python face, against fake workers
-served by a stdlib HTTP server on loopback. Expected behaviour: models spec 1.3 and 3, 4.1
+served by a stdlib HTTP server on loopback. Expected behaviour: models-backchannels-worker.md §1.3 and 3, 4.1
 and 4.7; the upstream tests test_watch_dog and test_serialize_active_run."""
 
 import asyncio
@@ -301,7 +301,7 @@ def test_watch_dog(database, store):
 
 
 def test_watchdog_pass_reaps_dead_runs(database, store, workers):
-    """With run_timeout=0 every run is due at once (models spec 4.7): a run whose worker
+    """With run_timeout=0 every run is due at once (models-backchannels-worker.md §4.7): a run whose worker
     answers with its id stays and gets a keep-alive; one without backchannel is aborted
     worker-timeout, stored once, and its candidate queued again."""
     _database.psql(database, "-c",

@@ -1,7 +1,7 @@
 """Queue reads, the estimates and QueueProcessor through the Python face, on the worked
-example of the queue spec (section 6) in a real database; QueueProcessor with both active-run
+example of the queue-and-scheduling.md § (section 6) in a real database; QueueProcessor with both active-run
 stores (PostgreSQL, and a real Redis when REDIS_URL is set). Expected values come from the
-specs: queue spec 1.4-1.5, 2.4 and 6; models spec 4.3-4.6."""
+specs: queue-and-scheduling.md §1.4-1.5, 2.4 and 6; models-backchannels-worker.md §4.3-4.6."""
 
 import asyncio
 import os
@@ -77,7 +77,7 @@ def test_queue_reads(database):
         await schedule_worked_example(pool)
         queue = jr.Queue(pool)
         # Run order: the manual row, then default by priority; the single path's offsets
-        # (spec 6): beta 5666, gamma 38181, alpha 118587.
+        # (queue-and-scheduling.md §6): beta 5666, gamma 38181, alpha 118587.
         item, vcs = await queue.next_item()
         assert (item.id, item.codebase, item.estimated_duration) == (
             41, "delta", timedelta(seconds=45))
@@ -188,7 +188,7 @@ def test_queue_processor(database, store):
         with pytest.raises(jr.RunExists):
             await processor.finish_run(active, result)
 
-        # Abort: stored with the code, dequeued, and the candidate rescheduled (spec 4.4).
+        # Abort: stored with the code, dequeued, and the candidate rescheduled (models-backchannels-worker.md §4.4).
         item, vcs = await processor.next_queue_item()
         assert item.codebase == "beta"
         beta = jr.ActiveRun.from_queue_item(item, vcs, None, "worker-1")

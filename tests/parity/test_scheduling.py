@@ -1,5 +1,5 @@
 """The scheduling functions and Queue.get_position through the Python face, awaited from
-asyncio on a real database: the worked example of the queue spec (single path)."""
+asyncio on a real database: the worked example of the queue-and-scheduling.md § (single path)."""
 
 import asyncio
 from datetime import timedelta
@@ -115,7 +115,7 @@ def test_bulk_schedule_dry_run_returns_the_rows_and_writes_nothing(database):
 
 
 def test_calculate_offset_is_the_python_function():
-    # Queue spec section 6, bulk path (the numbers the Python gave).
+    # queue-and-scheduling.md § section 6, bulk path (the numbers the Python gave).
     assert jr.calculate_offset(
         estimated_duration=timedelta(microseconds=60_166_667), normalized_codebase_value=1.0,
         estimated_probability_of_success=21.0 / 31.0 * 0.1, candidate_value=410,

@@ -130,7 +130,7 @@ impl PyActiveRun {
 
     /// A result for this run without a worker report (Python `create_result`, as the aborts
     /// use it): `code` and `branch_url` are required, as in Python; the run's `resume_from`
-    /// is kept (DECISIONS 10; Python drops it).
+    /// is kept (DECISIONS.md 10; Python drops it).
     #[pyo3(signature = (
         *, code, branch_url, description=None, vcs_type=None, subpath=None,
         logfilenames=Vec::new(), transient=None

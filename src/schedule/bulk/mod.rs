@@ -1,4 +1,4 @@
-//! The bulk scheduler (`janitor.schedule`, queue spec 2.2 and 8): every candidate with a
+//! The bulk scheduler (`janitor.schedule`, queue-and-scheduling.md §2.2 and 8): every candidate with a
 //! publish policy, in `candidate.id` order, scheduled as the Python's sequential
 //! `do_schedule_regular` calls would, but with the history and averages read in a few set
 //! queries and the queue upserts emulated in memory (the evolving `MIN(priority)`, one

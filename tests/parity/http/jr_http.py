@@ -87,7 +87,7 @@ def request(method: str, url: str, *, json_body: Any = None, data: Optional[byte
 
 def multipart(parts) -> tuple:
     """Encode `parts`, a list of (field name, filename or None, content type, bytes), as
-    multipart/form-data (what janitor-worker sends, models spec 7.5)."""
+    multipart/form-data (what janitor-worker sends, models-backchannels-worker.md §7.5)."""
     boundary = "parity-" + uuid.uuid4().hex
     out = bytearray()
     for field, filename, ctype, content in parts:
@@ -232,7 +232,7 @@ class Target:
 
     def campaign_duration(self, codebase: str, campaign: str) -> datetime.timedelta:
         """The duration do_schedule_regular estimates without history of codebase+campaign:
-        the SQL average over the codebase, else over the campaign, else 15 s (queue spec 2.4)."""
+        the SQL average over the codebase, else over the campaign, else 15 s (queue-and-scheduling.md §2.4)."""
         row = self.row(
             "SELECT extract(epoch FROM coalesce("
             " (SELECT avg(finish_time - start_time) FROM run WHERE failure_transient IS NOT TRUE"
@@ -243,7 +243,7 @@ class Target:
         return parse_interval_seconds(row["d"])
 
     def schedule_duration(self, codebase: str, campaign: str) -> datetime.timedelta:
-        """estimate_duration (queue spec 2.4): codebase+campaign, codebase, campaign, 15 s."""
+        """estimate_duration (queue-and-scheduling.md §2.4): codebase+campaign, codebase, campaign, 15 s."""
         row = self.row(
             "SELECT extract(epoch FROM coalesce("
             " (SELECT avg(finish_time - start_time) FROM run WHERE failure_transient IS NOT TRUE"
@@ -292,7 +292,7 @@ class Target:
     # -- errors ------------------------------------------------------------------------------
     def expect_finish_of_stored_run(self, resp: Response, run_id: str) -> None:
         """A finish for a run that is no longer active but stored: 409 {"id", "reason"} so a
-        retrying worker can stop (DECISIONS, durability); the Python answers 404."""
+        retrying worker can stop (DECISIONS.md, durability); the Python answers 404."""
         if self.rust:
             assert resp.status == 409, resp
             assert resp.json() == {"id": run_id, "reason": run_id}, resp

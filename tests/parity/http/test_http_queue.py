@@ -34,7 +34,7 @@ def expected_position(target, codebase, campaign):
 
 QUEUE_CRASH = "Python crashes (500) on GET /queue: it awaits an async generator"
 WAIT_CRASH = ("Python crashes (500) on /queue/position with no run active: it divides the wait "
-              "by zero (DECISIONS 11)")
+              "by zero (DECISIONS.md 11)")
 
 
 def per_run_wait(cumulative, active):
@@ -105,12 +105,12 @@ def test_queue_position(target, queued):
     elif active:
         assert body["wait_time"] == per_run_wait(cumulative, active)
     else:
-        # DECISIONS 11: with no run active the per-run wait is null.
+        # DECISIONS.md 11: with no run active the per-run wait is null.
         assert body["wait_time"] is None
 
 
 def test_queue_position_head_of_queue(target, queued):
-    # /schedule with the default offset -1 gives priority min(priority) - 1 (queue spec 2.6).
+    # /schedule with the default offset -1 gives priority min(priority) - 1 (queue-and-scheduling.md §2.6).
     codebase, _ = queued
     if not target.rust and not target.get("/active-runs").json():
         pytest.skip("deliberate difference: " + WAIT_CRASH)

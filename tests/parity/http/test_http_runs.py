@@ -197,7 +197,7 @@ def test_assign_finish_and_stored_run(target, queued, cleanup):
     assert parse_db_time(row.pop("start_time")) == start
     assert parse_db_time(row.pop("finish_time")) == finish
     assert sorted(row.pop("logfilenames")) == ["build.log.1", "worker.log"]
-    # DECISIONS worker contract 10: worker_link is persisted (Python drops it).
+    # DECISIONS.md worker contract 10: worker_link is persisted (Python drops it).
     assert row.pop("worker_link") == (WORKER_LINK if target.rust else None)
     assert row == {
         "id": run_id, "command": "FOO=bar echo 'hello world'", "description": "Fixed 3 issues",
@@ -244,7 +244,7 @@ def test_assign_finish_and_stored_run(target, queued, cleanup):
     assert row["requester"] == "after run schedule"
     assert row["context"] == "result-ctx"
     assert row["command"] == "FOO=bar echo 'hello world'"
-    # One counted success of 240 s whose context equals the given one (queue spec 2.4).
+    # One counted success of 240 s whose context equals the given one (queue-and-scheduling.md §2.4).
     assert parse_interval_seconds(row["estimated_duration"]) == datetime.timedelta(seconds=240)
 
 
@@ -346,7 +346,7 @@ def test_finish_code_null_is_success(target, queued, cleanup):
     assert target.rows("SELECT * FROM new_result_branch WHERE run_id = :'id'", id=a["id"]) == []
 
 
-@pytest.mark.differs("DECISIONS worker contract 1: an absent code is success "
+@pytest.mark.differs("DECISIONS.md worker contract 1: an absent code is success "
                      "(Python: missing-result-code)")
 def test_finish_code_absent_is_success(target, queued, cleanup):
     codebase, _ = queued
@@ -359,7 +359,7 @@ def test_finish_code_absent_is_success(target, queued, cleanup):
     assert target.run_row(a["id"])["result_code"] == "success"
 
 
-@pytest.mark.differs("DECISIONS worker contract 2: RFC 3339 times with Z are stored as naive "
+@pytest.mark.differs("DECISIONS.md worker contract 2: RFC 3339 times with Z are stored as naive "
                      "UTC (Python: 500)")
 def test_finish_with_utc_offset_times(target, queued, cleanup):
     codebase, _ = queued
@@ -430,7 +430,7 @@ def test_assign_queue_empty(target, codebase):
     assert "Retry-After" not in resp.headers
 
 
-@pytest.mark.differs("DECISIONS 11: the campaign filter works (Python: SQL error, 500)")
+@pytest.mark.differs("DECISIONS.md 11: the campaign filter works (Python: SQL error, 500)")
 def test_assign_campaign_filter(target, queued, cleanup):
     codebase, success = queued
     target.expect_error(target.assign(codebase, campaign=unique("other")), 503, "queue empty")
@@ -500,7 +500,7 @@ def test_unknown_campaign_abort(target, codebase):
 
 
 @pytest.mark.local_only("needs a default_empty campaign")
-@pytest.mark.differs("DECISIONS worker contract 4: branch subpath \"\" and the effective "
+@pytest.mark.differs("DECISIONS.md worker contract 4: branch subpath \"\" and the effective "
                      "vcs_type (Python: null)")
 def test_default_empty_campaign(target, cleanup):
     codebase = unique("cb")
@@ -514,7 +514,7 @@ def test_default_empty_campaign(target, cleanup):
     assert a["campaign"] == target.empty_campaign
     assert a["branch"]["default-empty"] is True
     assert a["branch"]["url"] is None
-    # DECISIONS worker contract 4: subpath "" and vcs_type the effective "git" (6 E5).
+    # DECISIONS.md worker contract 4: subpath "" and vcs_type the effective "git" (6 E5).
     assert a["branch"]["subpath"] == ""
     assert a["branch"]["vcs_type"] == "git"
     assert a["force-build"] is True and a["skip-setup-validation"] is True
@@ -686,7 +686,7 @@ def test_public_finish_of_stored_run_is_409(target, queued, worker_login, cleanu
     assert resp.json() == {"id": run_id, "reason": run_id}
 
 
-@pytest.mark.differs("DECISIONS 9: the admin finish answers 409 {id, reason} (Python: 500)")
+@pytest.mark.differs("DECISIONS.md 9: the admin finish answers 409 {id, reason} (Python: 500)")
 def test_admin_finish_of_stored_run_is_409(target, queued, cleanup):
     codebase, success = queued
     _, a = assign_own(target, codebase, cleanup)
