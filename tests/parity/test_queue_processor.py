@@ -188,7 +188,8 @@ def test_queue_processor(database, store):
         with pytest.raises(jr.RunExists):
             await processor.finish_run(active, result)
 
-        # Abort: stored with the code, dequeued, and the candidate rescheduled (models-backchannels-worker.md §4.4).
+        # Abort: stored with the code, dequeued, and the candidate rescheduled
+        # (models-backchannels-worker.md §4.4).
         item, vcs = await processor.next_queue_item()
         assert item.codebase == "beta"
         beta = jr.ActiveRun.from_queue_item(item, vcs, None, "worker-1")
