@@ -395,56 +395,57 @@ pub struct QueueColumns {
 
 /// Inserts these rows (not refreshing).
 pub async fn insert_rows(conn: &mut PgConnection, rows: &QueueColumns) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let statement = format!(
         "INSERT INTO queue (id, codebase, suite, command, priority, bucket, context,
                             estimated_duration, refresh, requester)
          SELECT id, codebase, suite, command, priority, bucket::queue_bucket, context,
                 make_interval(days => days) + micros * interval '1 microsecond', false,
                 requester
-         FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                     $6::text[], $7::text[], $8::int[], $9::bigint[], $10::text[])
-              AS t(id, codebase, suite, command, priority, bucket, context, days, micros,
-                   requester)",
-    )
-    .bind(&rows.id)
-    .bind(&rows.codebase)
-    .bind(&rows.campaign)
-    .bind(&rows.command)
-    .bind(&rows.priority)
-    .bind(&rows.bucket)
-    .bind(&rows.context)
-    .bind(&rows.days)
-    .bind(&rows.micros)
-    .bind(&rows.requester)
-    .execute(conn)
-    .await
-    .map(|_| ())
+         FROM {UNNEST_COLUMNS}"
+    );
+    bind_columns(sqlx::query(sqlx::AssertSqlSafe(statement)), rows)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Overwrites the rows with these ids (their codebase and campaign stay as they are).
 pub async fn update_rows(conn: &mut PgConnection, rows: &QueueColumns) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let statement = format!(
         "UPDATE queue SET command = t.command, priority = t.priority,
                 bucket = t.bucket::queue_bucket, context = t.context,
                 estimated_duration = make_interval(days => t.days)
                                      + t.micros * interval '1 microsecond',
                 refresh = false, requester = t.requester
-         FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                     $6::int[], $7::bigint[], $8::text[])
-              AS t(id, command, priority, bucket, context, days, micros, requester)
-         WHERE queue.id = t.id",
-    )
-    .bind(&rows.id)
-    .bind(&rows.command)
-    .bind(&rows.priority)
-    .bind(&rows.bucket)
-    .bind(&rows.context)
-    .bind(&rows.days)
-    .bind(&rows.micros)
-    .bind(&rows.requester)
-    .execute(conn)
-    .await
-    .map(|_| ())
+         FROM {UNNEST_COLUMNS}
+         WHERE queue.id = t.id"
+    );
+    bind_columns(sqlx::query(sqlx::AssertSqlSafe(statement)), rows)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// [`QueueColumns`] as a table `t`, bound by [`bind_columns`].
+const UNNEST_COLUMNS: &str = "unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                 $6::text[], $7::text[], $8::int[], $9::bigint[], $10::text[])
+          AS t(id, codebase, suite, command, priority, bucket, context, days, micros, requester)";
+
+fn bind_columns<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    rows: &'q QueueColumns,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&rows.id)
+        .bind(&rows.codebase)
+        .bind(&rows.campaign)
+        .bind(&rows.command)
+        .bind(&rows.priority)
+        .bind(&rows.bucket)
+        .bind(&rows.context)
+        .bind(&rows.days)
+        .bind(&rows.micros)
+        .bind(&rows.requester)
 }
 
 /// The advisory lock key queue writers hold (shared) until they commit; see migration 4.

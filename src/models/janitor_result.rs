@@ -157,6 +157,17 @@ pub struct JanitorResult {
     pub transient: Option<bool>,
 }
 
+/// Where a run without worker output worked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Worked {
+    /// The branch it worked on.
+    pub branch_url: Option<String>,
+    /// That branch's VCS.
+    pub vcs_type: Option<String>,
+    /// The subpath within it.
+    pub subpath: Option<String>,
+}
+
 /// What a result knows of its run besides the worker's report.
 #[derive(Debug, Clone)]
 pub struct ResultOf {
@@ -263,13 +274,48 @@ impl JanitorResult {
         transient: Option<bool>,
         now: NaiveDateTime,
     ) -> Self {
-        Self {
+        let of = ResultOf {
             log_id: run.log_id.clone(),
             codebase: run.codebase().to_string(),
             campaign: run.campaign.clone(),
             change_set: run.change_set.clone(),
-            code: code.to_string(),
             description: Some(description.to_string()),
+            worker_name: run.worker_name.clone(),
+            // Python drops both the resume and the subpath; DECISIONS.md 10 keeps them, so an
+            // aborted run still says where it worked and what it resumed from.
+            resume_from: run.resume_from.clone(),
+            logfilenames: Vec::new(),
+        };
+        let worked = Worked {
+            branch_url: run.main_branch_url().map(str::to_string),
+            vcs_type: run.vcs_type().map(str::to_string),
+            subpath: run.subpath().map(str::to_string),
+        };
+        Self::without_worker(
+            of,
+            code.to_string(),
+            (run.start_time, now),
+            worked,
+            transient,
+        )
+    }
+
+    /// A result without worker output: the run's identity, a result code, its start and
+    /// finish times, and where it worked.
+    pub fn without_worker(
+        of: ResultOf,
+        code: String,
+        (start_time, finish_time): (NaiveDateTime, NaiveDateTime),
+        worked: Worked,
+        transient: Option<bool>,
+    ) -> Self {
+        Self {
+            log_id: of.log_id,
+            codebase: of.codebase,
+            campaign: of.campaign,
+            change_set: of.change_set,
+            code,
+            description: of.description,
             context: None,
             main_branch_revision: None,
             revision: None,
@@ -281,17 +327,15 @@ impl JanitorResult {
             remotes: Some(json!({})),
             failure_details: Value::Null,
             failure_stage: None,
-            start_time: run.start_time,
-            finish_time: now,
-            logfilenames: Vec::new(),
-            worker_name: run.worker_name.clone(),
-            branch_url: run.main_branch_url().map(str::to_string),
-            vcs_type: run.vcs_type().map(str::to_string),
-            // Python drops both; DECISIONS.md 10 keeps them, so an aborted run still says where
-            // it worked and what it resumed from.
-            subpath: run.subpath().map(str::to_string),
+            start_time,
+            finish_time,
+            logfilenames: of.logfilenames,
+            worker_name: of.worker_name,
+            branch_url: worked.branch_url,
+            vcs_type: worked.vcs_type,
+            subpath: worked.subpath,
             target_branch_url: None,
-            resume_from: run.resume_from.clone(),
+            resume_from: of.resume_from,
             transient,
         }
     }

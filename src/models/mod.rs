@@ -13,7 +13,7 @@ mod worker_result;
 pub use active_run::ActiveRun;
 pub use backchannel::BackchannelInfo;
 pub use builder_result::{BuilderResult, DebianResult};
-pub use janitor_result::{Branch, JanitorResult, ResultOf, Tag};
+pub use janitor_result::{Branch, JanitorResult, ResultOf, Tag, Worked};
 pub use queue_item::QueueItem;
 pub use resume_info::ResumeInfo;
 pub use vcs::{VCS_TYPES, VcsInfo, is_vcs_type};

@@ -18,6 +18,11 @@ pub use self::mirrored::{CHECK_INTERVAL as MIRROR_CHECK_INTERVAL, MirroredStore}
 pub use self::postgres::PostgresStore;
 pub use self::redis::{RedisKeys, RedisStore};
 
+/// A stored run's JSON, as both stores keep it as text.
+fn parse_run(text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::InvalidData(e.to_string()))
+}
+
 /// A run as stored: the ActiveRun JSON as last written (so its `current_duration` is stale,
 /// as in the Python `/status`), and when its worker was last heard from.
 #[derive(Debug, Clone, PartialEq)]

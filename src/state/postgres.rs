@@ -68,11 +68,7 @@ async fn delete_claim(conn: &mut PgConnection, id: &str) -> Result<Option<Value>
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?;
-    data.as_deref().map(parse).transpose()
-}
-
-fn parse(text: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::InvalidData(e.to_string()))
+    data.as_deref().map(super::parse_run).transpose()
 }
 
 #[async_trait]
@@ -114,7 +110,7 @@ impl ActiveRunStore for PostgresStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        data.as_deref().map(parse).transpose()
+        data.as_deref().map(super::parse_run).transpose()
     }
 
     async fn unclaim_run(&self, id: &str) -> Result<Option<Value>, StoreError> {
@@ -140,7 +136,7 @@ impl ActiveRunStore for PostgresStore {
             .map(|(id, data, last_keepalive)| {
                 Ok(StoredRun {
                     id,
-                    data: parse(&data)?,
+                    data: super::parse_run(&data)?,
                     last_keepalive,
                 })
             })

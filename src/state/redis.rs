@@ -140,10 +140,6 @@ impl RedisStore {
     pub fn new(conn: ConnectionManager, keys: RedisKeys) -> Self {
         Self { conn, keys }
     }
-
-    fn parse(raw: &str) -> Result<Value, StoreError> {
-        serde_json::from_str(raw).map_err(|e| StoreError::InvalidData(e.to_string()))
-    }
 }
 
 #[async_trait]
@@ -187,7 +183,7 @@ impl ActiveRunStore for RedisStore {
         let mut conn = self.conn.clone();
         let raw: Option<String> = conn.hget(&self.keys.active_runs, id).await?;
         raw.filter(|r| !r.is_empty())
-            .map(|r| Self::parse(&r))
+            .map(|r| super::parse_run(&r))
             .transpose()
     }
 
@@ -205,7 +201,7 @@ impl ActiveRunStore for RedisStore {
             .arg(queue_id.to_string())
             .invoke_async(&mut conn)
             .await?;
-        removed.map(|r| Self::parse(&r)).transpose()
+        removed.map(|r| super::parse_run(&r)).transpose()
     }
 
     async fn list_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
@@ -216,7 +212,7 @@ impl ActiveRunStore for RedisStore {
             keepalives.into_iter().collect();
         let mut out = Vec::with_capacity(runs.len());
         for (id, raw) in runs {
-            let data = Self::parse(&raw)?;
+            let data = super::parse_run(&raw)?;
             let last_keepalive = keepalives.get(&id).and_then(|ts| parse_timestamp(ts).ok());
             out.push(StoredRun {
                 id,

@@ -5,7 +5,6 @@ use chrono::NaiveDateTime;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
-use serde_json::Value;
 
 use super::{PyActiveRun, PyWorkerResult};
 use crate::models;
@@ -71,35 +70,28 @@ impl PyJanitorResult {
                 };
                 models::JanitorResult::reported(of, worker, start_time, finish_time)
             }
-            None => models::JanitorResult {
-                log_id,
-                codebase,
-                campaign,
-                change_set,
-                code,
-                description,
-                context: None,
-                main_branch_revision: None,
-                revision: None,
-                codemod_result: Value::Null,
-                value: None,
-                builder_result: None,
-                branches: None,
-                tags: None,
-                remotes: Some(Value::Object(serde_json::Map::new())),
-                failure_details: Value::Null,
-                failure_stage: None,
-                start_time: required(start_time, "start_time")?,
-                finish_time: required(finish_time, "finish_time")?,
-                logfilenames: logfilenames.unwrap_or_default(),
-                worker_name,
-                branch_url,
-                vcs_type,
-                subpath,
-                target_branch_url: None,
-                resume_from: None,
-                transient,
-            },
+            None => {
+                let times = (
+                    required(start_time, "start_time")?,
+                    required(finish_time, "finish_time")?,
+                );
+                let of = models::ResultOf {
+                    log_id,
+                    codebase,
+                    campaign,
+                    change_set,
+                    description,
+                    worker_name,
+                    resume_from: None,
+                    logfilenames: logfilenames.unwrap_or_default(),
+                };
+                let worked = models::Worked {
+                    branch_url,
+                    vcs_type,
+                    subpath,
+                };
+                models::JanitorResult::without_worker(of, code, times, worked, transient)
+            }
         };
         Ok(Self { inner })
     }
