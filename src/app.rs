@@ -323,11 +323,10 @@ impl AppState {
         }
     }
 
-    /// Assembles the state around a pool that connects on first use, and a task that
-    /// migrates the database as soon as it can be reached (waited for up to `READY_WAIT`
-    /// here, so a healthy database is ready before the first request). Until it has,
-    /// `database` says why not. The task ends with an error only for a failure that waiting cannot cure (a schema
-    /// it cannot adopt).
+    /// Assembles the state around a pool that connects on first use, and a task that migrates the
+    /// database as soon as it can be reached (waited for up to `READY_WAIT` here, so a healthy
+    /// database is ready before the first request). Until it has, `database` says why not. The task
+    /// ends with an error only for a failure that waiting cannot cure (a schema it cannot adopt).
     pub async fn start_before_database(
         database_url: &str,
         store: StoreLocation,

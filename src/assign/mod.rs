@@ -5,6 +5,12 @@
 //! worker does not support, no store for it, a broken build configuration or command) are
 //! finished with a result code inside the claiming transaction, before any active run is
 //! registered, and the next item is tried.
+//!
+//! Entry point: [`assign`] (with [`Mode::Peek`] for the read-only peek). Steps: `plan` (the
+//! checks, the assignment JSON), the claim, `probe` (upstream and resume branches); beside
+//! them the builders (`builder`), branch opening (`upstream`), the VCS store (`vcs_store`),
+//! queue commands (`command`), committer variables (`committer`) and branch URLs
+//! (`branch_url`).
 
 pub mod branch_url;
 pub mod builder;

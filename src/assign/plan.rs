@@ -68,7 +68,8 @@ pub(super) fn campaign_builder<'a>(
     Ok((campaign, builder))
 }
 
-/// The assignment JSON (models-backchannels-worker.md §7.4, with the DECISIONS.md rulings on the worker contract).
+/// The assignment JSON (models-backchannels-worker.md §7.4, with the DECISIONS.md rulings on the
+/// worker contract).
 pub(super) async fn describe(
     state: &AppState,
     run: &ActiveRun,

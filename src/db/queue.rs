@@ -237,7 +237,8 @@ pub struct NewQueueItem<'a> {
     pub change_set: Option<&'a str>,
     /// The command the worker runs.
     pub command: &'a str,
-    /// Truncated toward zero and added to the queue's lowest priority (queue-and-scheduling.md §1.3).
+    /// Truncated toward zero and added to the queue's lowest priority (queue-and-scheduling.md
+    /// §1.3).
     pub offset: f64,
     /// The bucket (`queue_bucket`) to queue in; earlier buckets run first.
     pub bucket: &'a str,

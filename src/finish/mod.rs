@@ -1,5 +1,10 @@
 //! Ending a run: storing its result, releasing its queue item and announcing it. Shared by
 //! the worker's finish upload, assignment aborts and the watchdog.
+//!
+//! Entry points: `finish_upload` (a worker's upload, validated before the first write),
+//! `finish_run` (a result the runner made), and their parts `store_result` (one transaction)
+//! and `announce` (metrics, Redis messages, release). `debian_changes` reads uploaded
+//! `.changes` files; `logs` says which uploaded files are logs.
 
 pub mod debian_changes;
 pub mod logs;

@@ -1,4 +1,7 @@
 //! The queue as clients see it: listing and positions.
+//!
+//! Entry points: `list`, `position` (through `positions::QueuePositions`, an in-memory
+//! picture used only while it is exact) and `bucket_counts`.
 
 pub mod positions;
 

@@ -1,14 +1,15 @@
-//! Queue positions from memory: the queue in (bucket, priority, id) order with running sums
-//! of the estimated durations, so a position lookup is a hash probe instead of counting the
-//! rows ahead (which, on a long queue, means reading most of an index).
+//! Queue positions from memory: the queue in (bucket, priority, id) order with running sums of the
+//! estimated durations, so a position lookup is a hash probe instead of counting the rows ahead
+//! (which, on a long queue, means reading most of an index).
 //!
-//! The snapshot is only used while it is exact. Every statement that changes the queue bumps
-//! the sequence `runner_queue_version` (a trigger, migration 4), so a lookup reads that one
-//! value and compares. A stale snapshot answers nothing: the lookup falls back to the SQL
-//! count, and a fresh snapshot is built in the background (one at a time, at most once per
-//! [`MIN_REBUILD_INTERVAL`] or ten times the last rebuild's duration, whichever is longer). A snapshot is built only when no queue writer is between its
-//! change and its commit (writers hold a shared advisory lock until they commit; the builder
-//! try-locks it exclusively), so the version it records covers exactly the rows it read.
+//! The snapshot is only used while it is exact. Every statement that changes the queue bumps the
+//! sequence `runner_queue_version` (a trigger, migration 4), so a lookup reads that one value and
+//! compares. A stale snapshot answers nothing: the lookup falls back to the SQL count, and a fresh
+//! snapshot is built in the background (one at a time, at most once per [`MIN_REBUILD_INTERVAL`] or
+//! ten times the last rebuild's duration, whichever is longer). A snapshot is built only when no
+//! queue writer is between its change and its commit (writers hold a shared advisory lock until
+//! they commit; the builder try-locks it exclusively), so the version it records covers exactly the
+//! rows it read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

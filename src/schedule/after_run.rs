@@ -1,5 +1,5 @@
-//! The post-run reschedule (queue-and-scheduling.md §3.1): every finished or aborted run puts its candidate
-//! back on the queue in `default`, in the background, at most two at a time.
+//! The post-run reschedule (queue-and-scheduling.md §3.1): every finished or aborted run puts its
+//! candidate back on the queue in `default`, in the background, at most two at a time.
 
 use std::sync::Arc;
 

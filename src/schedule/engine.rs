@@ -1,5 +1,5 @@
-//! The scheduling entry points (queue-and-scheduling.md §2.3-2.6): read what the formulas need from the
-//! database, compute, and upsert the queue row. Where the Python raises, these return a typed
+//! The scheduling entry points (queue-and-scheduling.md §2.3-2.6): read what the formulas need from
+//! the database, compute, and upsert the queue row. Where the Python raises, these return a typed
 //! error instead (DECISIONS.md, Scheduling).
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
 //! Scheduling: how urgent a candidate is (success probability, duration, offset) and where
 //! it goes in the queue. The formulas take the clock and the history as parameters, so the
-//! same inputs give the Python runner's numbers bit for bit (queue-and-scheduling.md §2.4-2.5, DECISIONS.md
-//! Scheduling).
+//! same inputs give the Python runner's numbers bit for bit (queue-and-scheduling.md
+//! §2.4-2.5, DECISIONS.md Scheduling).
 
 pub mod after_run;
 pub mod bulk;

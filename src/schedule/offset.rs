@@ -1,5 +1,5 @@
-//! The offset formula (queue-and-scheduling.md §2.5): expected cost in milliseconds per unit of expected
-//! value. The arithmetic follows the Python runner operation for operation, so the float
+//! The offset formula (queue-and-scheduling.md §2.5): expected cost in milliseconds per unit of
+//! expected value. The arithmetic follows the Python runner operation for operation, so the float
 //! results are bit-identical.
 
 use super::Micros;
@@ -73,7 +73,8 @@ pub fn calculate_offset(inputs: &OffsetInputs) -> Result<f64, OffsetError> {
         return Err(OffsetError::Probability(p));
     }
     let duration = inputs.estimated_duration;
-    // timedelta.total_seconds() plus the sub-second microseconds again (queue-and-scheduling.md §9.3).
+    // timedelta.total_seconds() plus the sub-second microseconds again (queue-and-scheduling.md
+    // §9.3).
     let cost = MINIMUM_COST
         + (1000.0 * duration.total_seconds() + duration.subsecond_micros() as f64 / 1000.0);
     if !is_positive(cost) {

@@ -1,6 +1,6 @@
-//! The scheduling paths against a real database, on the worked example of queue-and-scheduling.md §6:
-//! the single path (`do_schedule_regular`), `do_schedule`, `do_schedule_control`, the
-//! post-run reschedule, and the HTTP routes that call them.
+//! The scheduling paths against a real database, on the worked example of queue-and-scheduling.md
+//! §6: the single path (`do_schedule_regular`), `do_schedule`, `do_schedule_control`, the post-run
+//! reschedule, and the HTTP routes that call them.
 
 use crate::common;
 

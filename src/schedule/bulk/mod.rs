@@ -1,5 +1,5 @@
-//! The bulk scheduler (`janitor.schedule`, queue-and-scheduling.md §2.2 and 8): every candidate with a
-//! publish policy, in `candidate.id` order, scheduled as the Python's sequential
+//! The bulk scheduler (`janitor.schedule`, queue-and-scheduling.md §2.2 and §8): every
+//! candidate with a publish policy, in `candidate.id` order, scheduled as the Python's sequential
 //! `do_schedule_regular` calls would, but with the history and averages read in a few set
 //! queries and the queue upserts emulated in memory (the evolving `MIN(priority)`, one
 //! sequence value per upsert, the bucket rule) and written in one transaction.
@@ -8,6 +8,10 @@
 //! a NULL policy, every codebase value zero, no base candidate to re-read, an offset
 //! assertion), the candidate is skipped and named in the summary; the others are scheduled
 //! exactly as the Python would have.
+//!
+//! Entry points: [`bulk_schedule`] and, for shadow runs, [`snapshot_queue`]. `history` reads
+//! what the estimates need before the queue is locked; `emulate` holds the queue in memory
+//! and writes it back.
 
 mod emulate;
 mod history;
