@@ -3,6 +3,7 @@
 pub mod candidates;
 pub mod codebases;
 pub mod debian_versions;
+pub mod load_fixture;
 pub mod migrate;
 pub mod publish_policies;
 pub mod queue;

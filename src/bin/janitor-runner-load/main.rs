@@ -4,12 +4,12 @@
 //! `chaos` runs two runners under load while injecting faults, and checks what they promise.
 
 mod chaos;
-mod db;
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use janitor_runner::db::load_fixture as db;
 
 #[derive(Debug, Parser)]
 #[command(

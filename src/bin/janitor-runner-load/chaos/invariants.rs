@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::report::Report;
 use super::worker::{Assignment, Ledger};
-use crate::db::{self, RunRow};
+use janitor_runner::db::load_fixture::{self as db, RunRow};
 
 pub(super) async fn check_invariants(
     pool: &sqlx::PgPool,

@@ -1,5 +1,6 @@
-//! The load tool's own SQL: the queries `seed` fills a database with, and the ones `chaos`
-//! checks the runner's promises with afterwards. Nothing else in the load tool talks SQL.
+//! The load tool's fixture: the queries its `seed` fills a database with, and the ones its
+//! `chaos` mode checks the runner's promises with afterwards. The runner itself never calls
+//! these; they live here so that every query of the crate is in `db`.
 
 use std::collections::HashSet;
 
@@ -21,8 +22,8 @@ pub async fn seed_codebases(pool: &PgPool, codebases: u32, branch_base: &str) ->
     Ok(())
 }
 
-// Items spread over the codebases with one change set each, so (codebase, campaign,
-// change set) stays unique.
+/// `items` change sets named `load-<i>`, one per seeded item, so (codebase, campaign,
+/// change set) stays unique.
 pub async fn seed_change_sets(pool: &PgPool, items: u32, campaign: &str) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO change_set (id, campaign)
@@ -65,13 +66,16 @@ pub async fn analyze_seeded(pool: &PgPool) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// How many items are queued.
 pub async fn queue_len(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM queue")
         .fetch_one(pool)
         .await
 }
 
+/// The columns of a stored run the chaos checks look at.
 #[derive(sqlx::FromRow)]
+#[allow(missing_docs)] // the `run` table's own columns
 pub struct RunRow {
     pub id: String,
     pub codebase: String,
@@ -101,6 +105,7 @@ pub async fn queued_ids(pool: &PgPool) -> sqlx::Result<HashSet<i64>> {
         .collect())
 }
 
+/// How many change sets there are.
 pub async fn change_set_count(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM change_set")
         .fetch_one(pool)
