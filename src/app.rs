@@ -281,7 +281,9 @@ impl AppState {
             crate::backchannel::CONNECT_TIMEOUT.min(settings.backchannel_timeout),
             settings.backchannel_timeout,
             settings.backchannel_timeout,
+            &config.user_agent(),
         )?;
+        let user_agent = config.user_agent();
         Ok(Self {
             pool,
             database: DatabaseReadiness::default(),
@@ -295,7 +297,7 @@ impl AppState {
             host_vendor: crate::assign::builder::host_vendor().await,
             storage,
             status_announcer,
-            branch_opener: BranchOpener::new(REMOTE_BRANCH_OPEN_TIMEOUT)?,
+            branch_opener: BranchOpener::new(REMOTE_BRANCH_OPEN_TIMEOUT, &user_agent)?,
             rescheduler,
             queue_positions: crate::queue::positions::QueuePositions::new(),
             backchannels,

@@ -63,14 +63,47 @@ pub struct ScheduleArgs {
     /// Restrict to a specific campaign.
     #[arg(long)]
     pub campaign: Option<String>,
-    /// Log as JSON lines (for Google Cloud Logging).
-    #[arg(long)]
-    pub gcp_logging: bool,
-    /// Show debug output.
-    #[arg(long)]
-    pub debug: bool,
+    /// Logging and tracing.
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Codebases to process (all when none are given).
     pub codebases: Vec<String>,
+}
+
+/// How the process logs and where its spans go (docs/observability.md).
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log one JSON object per line in Google Cloud Logging's structured format.
+    #[arg(long)]
+    pub gcp_logging: bool,
+    /// Show debug output (the runner's own; `RUST_LOG` chooses anything else).
+    #[arg(long)]
+    pub debug: bool,
+    /// Zipkin collector to send spans to (its `/api/v2/spans` URL); overrides
+    /// `zipkin_address` of the configuration.
+    #[arg(long, value_name = "URL")]
+    pub zipkin_address: Option<String>,
+    /// Share of new traces recorded, 0 to 1 (a caller's sampling decision is followed).
+    #[arg(long, default_value_t = crate::telemetry::DEFAULT_SAMPLE_RATE)]
+    pub trace_sample_rate: f64,
+}
+
+impl LogArgs {
+    /// The telemetry these flags and `config` ask for.
+    pub fn telemetry(&self, config: Option<&Config>) -> crate::telemetry::TelemetryOptions {
+        crate::telemetry::TelemetryOptions {
+            debug: self.debug,
+            gcp_logging: self.gcp_logging,
+            zipkin_address: self
+                .zipkin_address
+                .clone()
+                .filter(|a| !a.is_empty())
+                .or_else(|| config.and_then(Config::zipkin_address).map(str::to_string)),
+            otlp: crate::telemetry::TelemetryOptions::otlp_from_env(),
+            sample_rate: self.trace_sample_rate,
+            user_agent: config.map_or_else(crate::config::default_user_agent, Config::user_agent),
+        }
+    }
 }
 
 /// Where the configuration is, and which database it names.
@@ -126,12 +159,9 @@ pub struct ServeArgs {
     /// Never hand out runs whose branch lives on this host (repeatable).
     #[arg(long = "avoid-host")]
     pub avoid_host: Vec<String>,
-    /// Log as JSON lines (for Google Cloud Logging and other collectors).
-    #[arg(long)]
-    pub gcp_logging: bool,
-    /// Show debug output.
-    #[arg(long)]
-    pub debug: bool,
+    /// Logging and tracing.
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Redis URL for pub/sub and the copy of the active runs under the Python runner's keys;
     /// overrides `redis_location`. The claims themselves stay in PostgreSQL (see
     /// `--claims-in-redis`). Without either, Redis is not used.
@@ -267,6 +297,19 @@ pub async fn run_server(
     on_listening: impl FnOnce(SocketAddr, Option<SocketAddr>),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let (config, database_url) = args.database.load().await?;
+    run_server_with(args, config, &database_url, on_listening, shutdown).await
+}
+
+/// [`run_server`] with the configuration already loaded (the binary reads it first, to set up
+/// tracing from it).
+pub async fn run_server_with(
+    args: &ServeArgs,
+    config: Config,
+    database_url: &str,
+    on_listening: impl FnOnce(SocketAddr, Option<SocketAddr>),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     if args
         .public_vcs_location
         .as_deref()
@@ -276,10 +319,16 @@ pub async fn run_server(
             "no --public-vcs-location: nothing will be assigned until the runner is restarted with one"
         );
     }
-    let (config, database_url) = args.database.load().await?;
+    let unread = config.unread_fields();
+    if !unread.is_empty() {
+        tracing::warn!(
+            fields = %unread.join(", "),
+            "the configuration sets fields the runner does not read (they configure other Janitor services)"
+        );
+    }
     let store = args.store_location(&config);
     let (state, preparing) =
-        AppState::start_before_database(&database_url, store, config, args.settings()).await?;
+        AppState::start_before_database(database_url, store, config, args.settings()).await?;
     let (internal, public) = args.addresses().await?;
     let listeners = Listeners::bind(internal, public)
         .await

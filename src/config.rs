@@ -184,6 +184,68 @@ impl Config {
             .as_deref()
             .filter(|c| !c.is_empty())
     }
+
+    /// The `zipkin_address` spans are sent to (the collector's `/api/v2/spans` URL); `None`
+    /// when unset or empty.
+    pub fn zipkin_address(&self) -> Option<&str> {
+        self.message
+            .zipkin_address
+            .as_deref()
+            .filter(|c| !c.is_empty())
+    }
+
+    /// The `User-Agent` of every outbound request: `user_agent`, or the Python's default
+    /// (`janitor/<version>`) when unset or empty.
+    pub fn user_agent(&self) -> String {
+        self.message
+            .user_agent
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map_or_else(default_user_agent, str::to_string)
+    }
+
+    /// The fields this configuration sets that the runner does not read, as the Python runner
+    /// does not either: they configure other Janitor services (the site, the publisher, the
+    /// archive). Named once at start-up, so a field meant for the runner is not silently lost.
+    pub fn unread_fields(&self) -> Vec<String> {
+        let m = &self.message;
+        let mut unread: Vec<String> = [
+            ("origin", m.origin.is_some()),
+            ("oauth2_provider", m.oauth2_provider.is_some()),
+            ("git_location", m.git_location.is_some()),
+            ("bzr_location", m.bzr_location.is_some()),
+            ("bugtracker", !m.bugtracker.is_empty()),
+            ("apt_repository", !m.apt_repository.is_empty()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name.to_string())
+        .collect();
+        for campaign in &m.campaign {
+            let name = campaign.name.as_deref().unwrap_or_default();
+            if campaign.merge_proposal.is_some() {
+                unread.push(format!("campaign[{name}].merge_proposal"));
+            }
+            if !campaign.bugtracker.is_empty() {
+                unread.push(format!("campaign[{name}].bugtracker"));
+            }
+        }
+        for distribution in &m.distribution {
+            let name = distribution.name.as_deref().unwrap_or_default();
+            if !distribution.extra.is_empty() {
+                unread.push(format!("distribution[{name}].extra"));
+            }
+            if !distribution.chroot_alias.is_empty() {
+                unread.push(format!("distribution[{name}].chroot_alias"));
+            }
+        }
+        unread
+    }
+}
+
+/// The Python's default `User-Agent`, `janitor/<version>`, with this runner's version.
+pub fn default_user_agent() -> String {
+    concat!("janitor/", env!("CARGO_PKG_VERSION")).to_string()
 }
 
 fn located_error(text: &str, path: &Path, rendered: &str) -> ConfigError {
@@ -289,6 +351,29 @@ mod tests {
         );
         assert_eq!(config.committer(), Some("Janitor <janitor@example.org>"));
         assert!(config.campaign("missing").is_none());
+    }
+
+    #[test]
+    fn names_the_fields_other_services_read() {
+        let config = parse(
+            "git_location: \"https://example.org/git\"\n\
+             user_agent: \"janitor.example/1\"\n\
+             zipkin_address: \"http://zipkin:9411/api/v2/spans\"\n\
+             campaign { name: \"lintian-fixes\" merge_proposal { title: \"x\" } }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.unread_fields(),
+            ["git_location", "campaign[lintian-fixes].merge_proposal"]
+        );
+        assert_eq!(config.user_agent(), "janitor.example/1");
+        assert_eq!(
+            config.zipkin_address(),
+            Some("http://zipkin:9411/api/v2/spans")
+        );
+        let bare = parse("").unwrap();
+        assert!(bare.unread_fields().is_empty());
+        assert!(bare.user_agent().starts_with("janitor/"));
     }
 
     #[test]

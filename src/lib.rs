@@ -26,6 +26,7 @@ pub mod schedule;
 pub mod state;
 pub mod status;
 pub mod storage;
+pub mod telemetry;
 pub mod time;
 pub mod web;
 pub mod worker_auth;

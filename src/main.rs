@@ -5,22 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use janitor_runner::cli::{Cli, Command, ServeError, run_server};
-use tracing_subscriber::EnvFilter;
+use janitor_runner::cli::{Cli, Command, ServeError, run_server_with};
+use janitor_runner::telemetry::{Telemetry, TelemetryOptions};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match &cli.command {
-        Some(Command::Schedule(args)) => init_logging(args.debug, args.gcp_logging),
-        _ => init_logging(cli.serve.debug, cli.serve.gcp_logging),
-    }
-    let outcome = match &cli.command {
-        Some(Command::Migrate(args)) => migrate(args).await,
-        Some(Command::Schedule(args)) => schedule(args).await,
-        None => serve(&cli).await,
-    };
-    match outcome {
+    match run(&cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("janitor-runner: {error:#}");
@@ -36,17 +27,40 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_logging(debug: bool, json: bool) {
-    let default = if debug { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+/// Reads the configuration (tracing is set up from it), then does what was asked; the spans
+/// still buffered are sent before returning.
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Some(Command::Migrate(args)) => {
+            let telemetry = Telemetry::init(&TelemetryOptions::logs_only())?;
+            let outcome = migrate(args).await;
+            telemetry.shutdown().await;
+            outcome
+        }
+        Some(Command::Schedule(args)) => {
+            let (config, url) = args.database.load().await?;
+            let telemetry = Telemetry::init(&args.log.telemetry(Some(&config)))?;
+            let outcome = schedule(args, &url).await;
+            telemetry.shutdown().await;
+            outcome
+        }
+        None => {
+            // Required on the command line, as in the Python runner; the in-process server of
+            // the Python face starts without it (and assigns nothing).
+            if cli
+                .serve
+                .public_vcs_location
+                .as_deref()
+                .is_none_or(str::is_empty)
+            {
+                return Err(ServeError::NoPublicVcsLocation.into());
+            }
+            let (config, url) = cli.serve.database.load().await?;
+            let telemetry = Telemetry::init(&cli.serve.log.telemetry(Some(&config)))?;
+            let outcome = serve(cli, config, &url).await;
+            telemetry.shutdown().await;
+            outcome
+        }
     }
 }
 
@@ -69,11 +83,10 @@ async fn migrate(args: &janitor_runner::cli::DatabaseArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn schedule(args: &janitor_runner::cli::ScheduleArgs) -> anyhow::Result<()> {
+async fn schedule(args: &janitor_runner::cli::ScheduleArgs, url: &str) -> anyhow::Result<()> {
     use janitor_runner::schedule::bulk::{BulkOptions, bulk_schedule};
-    let (_, url) = args.database.load().await?;
     // The bulk scheduler reads histories, contexts and averages side by side.
-    let pool = janitor_runner::db::connect(&url, 4)
+    let pool = janitor_runner::db::connect(url, 4)
         .await
         .context("cannot connect to PostgreSQL")?;
     janitor_runner::db::migrate(&pool)
@@ -265,19 +278,15 @@ async fn push_last_success(gateway: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(cli: &Cli) -> anyhow::Result<()> {
-    // Required on the command line, as in the Python runner; the in-process server of the
-    // Python face starts without it (and assigns nothing).
-    if cli
-        .serve
-        .public_vcs_location
-        .as_deref()
-        .is_none_or(str::is_empty)
-    {
-        return Err(ServeError::NoPublicVcsLocation.into());
-    }
-    run_server(
+async fn serve(
+    cli: &Cli,
+    config: janitor_runner::config::Config,
+    database_url: &str,
+) -> anyhow::Result<()> {
+    run_server_with(
         &cli.serve,
+        config,
+        database_url,
         |internal, public| {
             tracing::info!(%internal, ?public, "listening");
             println!("janitor-runner listening on http://{internal} (internal app)");

@@ -3,7 +3,7 @@
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The runner's Prometheus metrics, each a handle into `registry`.
@@ -44,6 +44,22 @@ pub struct Metrics {
     pub request_latency_seconds: HistogramVec,
     /// `requests_in_progress_total`: HTTP requests being answered, by method and route.
     pub requests_in_progress: GaugeVec,
+    /// `requests_connection_reset_total`: requests whose connection broke while they were
+    /// being read, by method and route.
+    pub requests_connection_reset: IntCounterVec,
+    /// `requests_cancelled_total`: requests whose client went away before the answer was
+    /// ready, by method and route.
+    pub requests_cancelled: IntCounterVec,
+    /// `assignment_duration_seconds`: time to answer an assignment request, by outcome
+    /// (`assigned`, `queue-empty`, `error`). Not in Python.
+    pub assignment_duration: HistogramVec,
+    /// `finish_duration_seconds`: time to take a worker's finish upload, by outcome
+    /// (`stored`, `conflict`, `rejected`, `error`). Not in Python.
+    pub finish_duration: HistogramVec,
+    /// `upstream_probe_duration_seconds`: time to open an upstream branch during assignment,
+    /// by forge (`github`, `gitlab`, `launchpad`, `other`) and outcome (`opened`,
+    /// `rate-limited`, `unavailable`). Not in Python.
+    pub upstream_probe_duration: HistogramVec,
     /// Active runs whose last ping by this process's watchdog failed (not in Python).
     pub active_runs_ping_failed: IntGauge,
     /// Runs this process's watchdog aborted, by result code (not in Python; the aborts are
@@ -51,24 +67,46 @@ pub struct Metrics {
     pub watchdog_aborts: IntCounterVec,
     /// Watchdog aborts that found the run already stored, by its worker or another process.
     pub watchdog_abort_conflicts: IntCounter,
+    /// `queue_size`: queued items by bucket, read when `/metrics` is scraped. Not in Python.
+    pub queue_size: IntGaugeVec,
+    /// `active_runs_keepalive_age_max_seconds`: the longest any active run has gone without
+    /// a keep-alive (or, never kept alive, since it started), read when `/metrics` is
+    /// scraped. Not in Python.
+    pub active_runs_keepalive_age_max: Gauge,
+    exported: std::sync::Arc<[String]>,
+}
+
+/// A registry that also remembers the sample names each metric is exported under.
+struct Registrar {
+    registry: Registry,
+    names: std::cell::RefCell<Vec<String>>,
 }
 
 /// Registers a new metric and returns a handle to it.
-fn registered<M>(registry: &Registry, metric: prometheus::Result<M>) -> prometheus::Result<M>
+fn registered<M>(registry: &Registrar, metric: prometheus::Result<M>) -> prometheus::Result<M>
 where
     M: prometheus::core::Collector + Clone + 'static,
 {
     let metric = metric?;
-    registry.register(Box::new(metric.clone()))?;
+    registry.registry.register(Box::new(metric.clone()))?;
+    let mut names = registry.names.borrow_mut();
+    for family in metric.collect() {
+        let name = family.name();
+        if family.get_field_type() == prometheus::proto::MetricType::HISTOGRAM {
+            names.extend(["_bucket", "_sum", "_count"].map(|suffix| format!("{name}{suffix}")));
+        } else {
+            names.push(name.to_string());
+        }
+    }
     Ok(metric)
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+fn counter(registry: &Registrar, name: &str, help: &str) -> prometheus::Result<IntCounter> {
     registered(registry, IntCounter::new(name, help))
 }
 
 fn counter_vec(
-    registry: &Registry,
+    registry: &Registrar,
     name: &str,
     help: &str,
     labels: &[&str],
@@ -80,13 +118,16 @@ impl Metrics {
     /// Every metric, registered in a registry of its own (several apps in one process, as in
     /// the tests and the Python face, each count their own).
     pub fn new() -> prometheus::Result<Self> {
-        let r = Registry::new();
-        let (requests, request_exceptions, request_latency_seconds, requests_in_progress) =
-            request_metrics(&r)?;
+        let r = Registrar {
+            registry: Registry::new(),
+            names: std::cell::RefCell::default(),
+        };
+        let requests = request_metrics(&r)?;
+        let (assignment_duration, finish_duration, upstream_probe_duration) = latency_metrics(&r)?;
         let (active_runs_ping_failed, watchdog_aborts, watchdog_abort_conflicts) =
             watchdog_metrics(&r)?;
         Ok(Self {
-            run_count: counter(&r, "run_count_total", "Number of runs handled.")?,
+            run_count: counter(&r, "run_count_total", "Number of runs executed.")?,
             job_last_success_unixtime: registered(
                 &r,
                 Gauge::new(
@@ -129,9 +170,13 @@ impl Metrics {
             artifact_upload_failed: counter(
                 &r,
                 "artifact_upload_failed_total",
-                "Number of failures uploading artifacts",
+                "Number of failed artifact uploads",
             )?,
-            queue_empty: counter(&r, "queue_empty_total", "Queue was empty.")?,
+            queue_empty: counter(
+                &r,
+                "queue_empty_total",
+                "Number of times the queue was empty when an assignment was requested",
+            )?,
             primary_logfile_upload_failed: counter(
                 &r,
                 "primary_logfile_upload_failed_total",
@@ -141,17 +186,43 @@ impl Metrics {
             postgres_insufficient_resources: counter(
                 &r,
                 "postgres_insufficient_resources_total",
-                "Number of requests that failed because PostgreSQL was out of resources",
+                "Database refused query due to resource issues",
             )?,
-            requests,
-            request_exceptions,
-            request_latency_seconds,
-            requests_in_progress,
+            requests: requests.requests,
+            request_exceptions: requests.exceptions,
+            request_latency_seconds: requests.latency,
+            requests_in_progress: requests.in_progress,
+            requests_connection_reset: requests.connection_reset,
+            requests_cancelled: requests.cancelled,
+            assignment_duration,
+            finish_duration,
+            upstream_probe_duration,
             active_runs_ping_failed,
             watchdog_aborts,
             watchdog_abort_conflicts,
-            registry: r,
+            queue_size: registered(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("queue_size", "Number of queued items, by bucket"),
+                    &["bucket"],
+                ),
+            )?,
+            active_runs_keepalive_age_max: registered(
+                &r,
+                Gauge::new(
+                    "active_runs_keepalive_age_max_seconds",
+                    "Longest time any active run has gone without a keep-alive",
+                ),
+            )?,
+            registry: r.registry,
+            exported: r.names.into_inner().into(),
         })
+    }
+
+    /// The name of every sample the runner exports (a histogram's `_bucket`, `_sum` and
+    /// `_count`), whether or not it has been observed yet: what dashboards may query.
+    pub fn exported_names(&self) -> &[String] {
+        &self.exported
     }
 
     /// The Prometheus text exposition of every metric.
@@ -169,47 +240,111 @@ impl Metrics {
     }
 }
 
-/// The request metrics of the web middleware: count, exceptions, latency, in progress.
-fn request_metrics(
-    r: &Registry,
-) -> prometheus::Result<(IntCounterVec, IntCounterVec, HistogramVec, GaugeVec)> {
-    let requests = counter_vec(
-        r,
-        "requests_total",
-        "Total request count",
-        &["method", "route", "status"],
-    )?;
-    let request_exceptions = counter_vec(
-        r,
-        "request_exceptions_total",
-        "Total request exceptions",
-        &["method", "route"],
-    )?;
-    let request_latency_seconds = registered(
+/// The request metrics of the web middleware (aiohttp-openmetrics' names and help texts).
+struct RequestMetrics {
+    requests: IntCounterVec,
+    exceptions: IntCounterVec,
+    latency: HistogramVec,
+    in_progress: GaugeVec,
+    connection_reset: IntCounterVec,
+    cancelled: IntCounterVec,
+}
+
+fn request_metrics(r: &Registrar) -> prometheus::Result<RequestMetrics> {
+    Ok(RequestMetrics {
+        requests: counter_vec(
+            r,
+            "requests_total",
+            "Total Request Count",
+            &["method", "route", "status"],
+        )?,
+        connection_reset: counter_vec(
+            r,
+            "requests_connection_reset_total",
+            "Total Number of Requests where the connection was reset",
+            &["method", "route"],
+        )?,
+        cancelled: counter_vec(
+            r,
+            "requests_cancelled_total",
+            "Total Number of Requests that were cancelled",
+            &["method", "route"],
+        )?,
+        latency: registered(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new("request_latency_seconds", "Request latency"),
+                &["route"],
+            ),
+        )?,
+        in_progress: registered(
+            r,
+            GaugeVec::new(
+                Opts::new(
+                    "requests_in_progress_total",
+                    "Requests currently in progress",
+                ),
+                &["method", "route"],
+            ),
+        )?,
+        exceptions: counter_vec(
+            r,
+            "request_exceptions_total",
+            "Total Number of Exceptions during Requests",
+            &["method", "route"],
+        )?,
+    })
+}
+
+/// Buckets for the service latencies: 1 ms to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+fn latency_histogram(
+    r: &Registrar,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<HistogramVec> {
+    registered(
         r,
         HistogramVec::new(
-            HistogramOpts::new("request_latency_seconds", "Request latency"),
-            &["route"],
+            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+            labels,
         ),
-    )?;
-    let requests_in_progress = registered(
-        r,
-        GaugeVec::new(
-            Opts::new("requests_in_progress_total", "Requests in progress"),
-            &["method", "route"],
-        ),
-    )?;
+    )
+}
+
+/// Where assignment and finishing spend their time.
+fn latency_metrics(
+    r: &Registrar,
+) -> prometheus::Result<(HistogramVec, HistogramVec, HistogramVec)> {
     Ok((
-        requests,
-        request_exceptions,
-        request_latency_seconds,
-        requests_in_progress,
+        latency_histogram(
+            r,
+            "assignment_duration_seconds",
+            "Time to answer an assignment request, by outcome",
+            &["outcome"],
+        )?,
+        latency_histogram(
+            r,
+            "finish_duration_seconds",
+            "Time to take a finish upload, by outcome",
+            &["outcome"],
+        )?,
+        latency_histogram(
+            r,
+            "upstream_probe_duration_seconds",
+            "Time to open an upstream branch during assignment, by forge and outcome",
+            &["forge", "outcome"],
+        )?,
     ))
 }
 
 /// The watchdog's metrics: failed pings, aborts by result code, aborts that found the run
 /// already stored.
-fn watchdog_metrics(r: &Registry) -> prometheus::Result<(IntGauge, IntCounterVec, IntCounter)> {
+fn watchdog_metrics(r: &Registrar) -> prometheus::Result<(IntGauge, IntCounterVec, IntCounter)> {
     let active_runs_ping_failed = registered(
         r,
         IntGauge::new(

@@ -149,6 +149,49 @@ pub async fn status_json(state: &AppState, now: NaiveDateTime) -> Result<Value> 
     .await
 }
 
+/// Longest `/metrics` waits for the figures it reads when scraped; past it, the last ones
+/// are served.
+const SCRAPE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Brings the gauges read at scrape time up to date: the queue's size by bucket and the
+/// oldest keep-alive among the active runs. What cannot be read in time (the database down)
+/// keeps its last value.
+pub async fn refresh_scraped_gauges(state: &AppState) {
+    let metrics = &state.metrics;
+    if state.database.waiting_for().is_none() {
+        let counts = tokio::time::timeout(
+            SCRAPE_READ_TIMEOUT,
+            crate::db::queue::bucket_counts(&state.pool),
+        )
+        .await;
+        if let Ok(Ok(counts)) = counts {
+            metrics.queue_size.reset();
+            for (bucket, count) in counts {
+                metrics
+                    .queue_size
+                    .with_label_values(&[bucket.as_str()])
+                    .set(count);
+            }
+        }
+    }
+    let runs = tokio::time::timeout(SCRAPE_READ_TIMEOUT, state.store.list_runs()).await;
+    if let Ok(Ok(runs)) = runs {
+        let now = state.clock.now();
+        let oldest = runs
+            .iter()
+            .filter_map(|stored| {
+                stored.last_keepalive.or_else(|| {
+                    ActiveRun::from_json(&stored.data)
+                        .ok()
+                        .map(|run| run.start_time)
+                })
+            })
+            .map(|heard| crate::time::seconds(&(now - heard)))
+            .fold(0.0_f64, f64::max);
+        metrics.active_runs_keepalive_age_max.set(oldest);
+    }
+}
+
 /// How many runs are out with workers.
 pub async fn active_run_count(state: &AppState) -> Result<usize> {
     Ok(state.store.active_run_count().await?)

@@ -127,8 +127,7 @@ async fn send_publish_status(
         .map_err(|()| refused("not a base URL".to_string()))?
         .pop_if_empty()
         .extend(["runs", run_id]);
-    let response = http
-        .post(url)
+    let response = crate::telemetry::propagation::traced(http.post(url))
         .timeout(RUNNER_TIMEOUT)
         .json(&serde_json::json!({ "publish_status": status }))
         .send()

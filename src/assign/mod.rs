@@ -130,8 +130,46 @@ pub struct Assignment {
     pub json: Value,
 }
 
-/// Hands out the next item the request may have (or, with [`Mode::Peek`], shows it).
+/// Hands out the next item the request may have (or, with [`Mode::Peek`], shows it). The span
+/// carries the item being looked at (the last one is the one handed out).
+#[tracing::instrument(
+    name = "assign",
+    skip_all,
+    fields(
+        worker = request.worker.as_deref(),
+        peek = (mode == Mode::Peek),
+        queue_id = tracing::field::Empty,
+        codebase = tracing::field::Empty,
+        campaign = tracing::field::Empty,
+        run_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
+)]
 pub async fn assign(
+    state: &AppState,
+    request: &AssignRequest,
+    mode: Mode,
+) -> Result<Assignment, AssignError> {
+    let started = std::time::Instant::now();
+    let assigned = next_assignment(state, request, mode).await;
+    let outcome = match &assigned {
+        Ok(_) => "assigned",
+        Err(AssignError::QueueEmpty) => "queue-empty",
+        Err(_) => "error",
+    };
+    tracing::Span::current().record("outcome", outcome);
+    if mode == Mode::Assign {
+        state
+            .metrics
+            .assignment_duration
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    assigned
+}
+
+/// The loop of [`assign`]: the next row, its checks, the claim, the probes.
+async fn next_assignment(
     state: &AppState,
     request: &AssignRequest,
     mode: Mode,
@@ -154,6 +192,10 @@ pub async fn assign(
             return Err(AssignError::QueueEmpty);
         };
         let (item, vcs_info) = row.into_parts();
+        let span = tracing::Span::current();
+        span.record("queue_id", item.id);
+        span.record("codebase", item.codebase.as_str());
+        span.record("campaign", item.campaign.as_str());
         let key = (
             item.codebase.clone(),
             item.campaign.clone(),
@@ -173,6 +215,7 @@ pub async fn assign(
             request.worker.clone(),
             request.worker_link.clone(),
         );
+        span.record("run_id", run.log_id.as_str());
         let plan = match plan(state, &run) {
             Ok(plan) => plan,
             Err(_) if mode == Mode::Peek => {

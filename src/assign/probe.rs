@@ -78,6 +78,11 @@ pub(super) async fn probe(
 
 /// The upstream branch's VCS (detected, else the database's, else `git` without a URL) and,
 /// when it opened, its colocated branches; the run takes its canonical URL.
+#[tracing::instrument(
+    name = "upstream.open",
+    skip_all,
+    fields(host = tracing::field::Empty, forge = tracing::field::Empty, outcome = tracing::field::Empty)
+)]
 async fn open_upstream(
     state: &AppState,
     run: &mut ActiveRun,
@@ -87,7 +92,25 @@ async fn open_upstream(
         let vcs_type = run.vcs_type().unwrap_or("git").to_string();
         return Ok((Some(vcs_type), None));
     };
-    match state.branch_opener.open(&url, run.vcs_type()).await {
+    let span = tracing::Span::current();
+    let host = crate::assign::upstream::url_host(&url).unwrap_or_default();
+    let forge = crate::assign::upstream::forge_kind(&host);
+    span.record("host", host.as_str());
+    span.record("forge", forge);
+    let started = std::time::Instant::now();
+    let opened = state.branch_opener.open(&url, run.vcs_type()).await;
+    let outcome = match &opened {
+        Ok(_) => "opened",
+        Err(OpenError::RateLimited(_)) => "rate-limited",
+        Err(OpenError::Unavailable(_)) => "unavailable",
+    };
+    span.record("outcome", outcome);
+    state
+        .metrics
+        .upstream_probe_duration
+        .with_label_values(&[forge, outcome])
+        .observe(started.elapsed().as_secs_f64());
+    match opened {
         Ok(opened) => {
             let colocated = builder.additional_colocated_branches(&opened);
             run.vcs_info.branch_url = Some(opened.url.clone());
@@ -123,6 +146,11 @@ fn settle_vcs_type(run: &ActiveRun, detected: Option<String>) -> Result<String, 
 }
 
 /// The run the store's `<campaign>/main` branch holds a result of, if it may be resumed.
+#[tracing::instrument(
+    name = "vcs_store.find_resume",
+    skip_all,
+    fields(codebase = run.codebase(), campaign = %run.campaign)
+)]
 async fn find_resume(
     state: &AppState,
     run: &ActiveRun,

@@ -137,6 +137,26 @@ pub fn url_host(url: &str) -> Option<String> {
     })
 }
 
+/// The kind of forge a host is, as the metrics label it: `github`, `gitlab` (gitlab.com,
+/// salsa.debian.org, any `gitlab.` host), `launchpad`, or `other`.
+pub fn forge_kind(host: &str) -> &'static str {
+    let host = host
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+    if under("github.com") {
+        "github"
+    } else if under("gitlab.com") || under("salsa.debian.org") || host.starts_with("gitlab.") {
+        "gitlab"
+    } else if under("launchpad.net") {
+        "launchpad"
+    } else {
+        "other"
+    }
+}
+
 /// Opens branches over HTTP with one connection pool and a fixed timeout per request.
 #[derive(Debug, Clone)]
 pub struct BranchOpener {
@@ -144,12 +164,13 @@ pub struct BranchOpener {
 }
 
 impl BranchOpener {
-    /// An opener whose requests (and connections) give up after `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// An opener whose requests (and connections) give up after `timeout`, sending
+    /// `user_agent`.
+    pub fn new(timeout: Duration, user_agent: &str) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .user_agent(concat!("janitor-runner/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent)
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()?;
         Ok(Self { client })
@@ -332,9 +353,7 @@ impl BranchOpener {
     }
 
     async fn get(&self, url: &str) -> Result<reqwest::Response, OpenError> {
-        let response = self
-            .client
-            .get(url)
+        let response = crate::telemetry::propagation::traced(self.client.get(url))
             .send()
             .await
             .map_err(|e| unavailable(format!("{url}: {}", describe_request_error(&e))))?;

@@ -81,19 +81,25 @@ pub struct BackchannelClient {
 impl BackchannelClient {
     /// A client with the Python's timeouts (pings 60 s).
     pub fn new() -> Result<Self, reqwest::Error> {
-        Self::with_timeouts(CONNECT_TIMEOUT, KEEPALIVE_TIMEOUT, REQUEST_TIMEOUT)
+        Self::with_timeouts(
+            CONNECT_TIMEOUT,
+            KEEPALIVE_TIMEOUT,
+            REQUEST_TIMEOUT,
+            &crate::config::default_user_agent(),
+        )
     }
 
     /// A client with other timeouts: `connect` for connections, `keepalive` for pings,
-    /// `request` for the other calls.
+    /// `request` for the other calls, sending `user_agent`.
     pub fn with_timeouts(
         connect: Duration,
         keepalive: Duration,
         request: Duration,
+        user_agent: &str,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(connect)
-            .user_agent(concat!("janitor-runner/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent)
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()?;
         Ok(Self {
@@ -104,6 +110,7 @@ impl BackchannelClient {
     }
 
     /// Asks the worker whether it is still working on run `expected_run_id`.
+    #[tracing::instrument(name = "backchannel.ping", skip_all, fields(run_id = expected_run_id))]
     pub async fn ping(
         &self,
         channel: &BackchannelInfo,
@@ -171,8 +178,7 @@ impl BackchannelClient {
         segments: &[&str],
     ) -> Result<reqwest::Response, BackchannelError> {
         let url = Self::url(my_url, segments)?;
-        self.http
-            .get(url)
+        crate::telemetry::propagation::traced(self.http.get(url))
             .timeout(self.keepalive_timeout)
             .send()
             .await
@@ -184,6 +190,7 @@ impl BackchannelClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, BackchannelError> {
+        let request = crate::telemetry::propagation::traced(request);
         match tokio::time::timeout(self.request_timeout, request.send()).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(BackchannelError::Timeout(describe(&error))),

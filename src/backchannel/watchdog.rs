@@ -124,6 +124,7 @@ impl Watchdog {
     }
 
     /// One look at every active run; checks the runs that are due.
+    #[tracing::instrument(name = "watchdog.pass", skip_all)]
     pub async fn run_pass(&self) -> Result<PassReport> {
         let mut report = PassReport::default();
         let now = self.state.clock.now();

@@ -149,6 +149,11 @@ fn record_result_metrics(metrics: &Metrics, result: &JanitorResult) {
 
 /// Stores a result and announces it: the whole of finishing a registered run. A run already
 /// stored is released from the store and reported as `Error::RunExists`.
+#[tracing::instrument(
+    name = "finish_run",
+    skip_all,
+    fields(run_id = %run.log_id, result_code = %result.code, campaign = %run.campaign)
+)]
 pub async fn finish_run(
     state: &AppState,
     run: &ActiveRun,
@@ -258,7 +263,40 @@ pub async fn registered_run(state: &AppState, run_id: &str) -> Result<Value> {
 }
 
 /// The worker's finish upload: validate everything, then store logs, artifacts and the run.
+#[tracing::instrument(
+    name = "finish",
+    skip_all,
+    fields(
+        run_id = run_id,
+        files = upload.filenames.len(),
+        result_code = tracing::field::Empty,
+        outcome = tracing::field::Empty
+    )
+)]
 pub async fn finish_upload(state: &AppState, run_id: &str, upload: Upload) -> Result<Finished> {
+    let started = std::time::Instant::now();
+    let finished = take_upload(state, run_id, upload).await;
+    let outcome = match &finished {
+        Ok(_) => "stored",
+        Err(Error::RunExists(_) | Error::Conflict(_)) => "conflict",
+        Err(Error::BadRequest(_) | Error::NotFound(_)) => "rejected",
+        Err(_) => "error",
+    };
+    let span = tracing::Span::current();
+    span.record("outcome", outcome);
+    if let Ok(finished) = &finished {
+        span.record("result_code", finished.result.code.as_str());
+    }
+    state
+        .metrics
+        .finish_duration
+        .with_label_values(&[outcome])
+        .observe(started.elapsed().as_secs_f64());
+    finished
+}
+
+/// What [`finish_upload`] does, unmeasured.
+async fn take_upload(state: &AppState, run_id: &str, upload: Upload) -> Result<Finished> {
     let data = registered_run(state, run_id).await?;
     let run = ActiveRun::from_json(&data)
         .map_err(|e| Error::Conflict(format!("stored run {run_id} is unreadable: {e}")))?;

@@ -88,6 +88,11 @@ pub struct Scheduled {
 }
 
 /// `do_schedule_regular`.
+#[tracing::instrument(
+    name = "do_schedule_regular",
+    skip_all,
+    fields(codebase = request.codebase, campaign = request.campaign)
+)]
 pub async fn do_schedule_regular(
     conn: &mut PgConnection,
     now: NaiveDateTime,
@@ -328,6 +333,11 @@ pub struct ScheduleRequest<'a> {
 }
 
 /// `do_schedule`: to the head of its bucket (offset −1 unless given), context cleared.
+#[tracing::instrument(
+    name = "do_schedule",
+    skip_all,
+    fields(codebase = request.codebase, campaign = request.campaign)
+)]
 pub async fn do_schedule(
     conn: &mut PgConnection,
     request: ScheduleRequest<'_>,
@@ -396,6 +406,7 @@ pub struct ControlRequest<'a> {
 pub const CONTROL_CAMPAIGN: &str = "control";
 
 /// `do_schedule_control`: `brz up [--revision=R]` in campaign `control`, bucket `control`.
+#[tracing::instrument(name = "do_schedule_control", skip_all, fields(codebase = request.codebase))]
 pub async fn do_schedule_control(
     conn: &mut PgConnection,
     request: ControlRequest<'_>,

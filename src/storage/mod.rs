@@ -136,7 +136,21 @@ impl Backend {
         }))
     }
 
+    /// Where this backend writes, for spans: `local`, `gcs` or `s3`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Local(_) => "local",
+            Self::Object(backend) if backend.location.starts_with("gs://") => "gcs",
+            Self::Object(_) => "s3",
+        }
+    }
+
     /// Compresses `source` into the log `<codebase>/<run_id>/<name>.gz`.
+    #[tracing::instrument(
+        name = "storage.import_log",
+        skip_all,
+        fields(backend = self.kind(), run_id = run_id, name = name, bytes = tracing::field::Empty)
+    )]
     pub async fn import_log(
         &self,
         codebase: &str,
@@ -145,6 +159,9 @@ impl Backend {
         name: &str,
         finish_time: NaiveDateTime,
     ) -> Result<(), StorageError> {
+        if let Ok(metadata) = tokio::fs::metadata(source).await {
+            tracing::Span::current().record("bytes", metadata.len());
+        }
         let mtime = u32::try_from(finish_time.and_utc().timestamp()).unwrap_or(0);
         match self {
             Self::Local(local) => {
@@ -161,6 +178,11 @@ impl Backend {
     }
 
     /// Copies the named files from `dir` into `<run_id>/`.
+    #[tracing::instrument(
+        name = "storage.store_artifacts",
+        skip_all,
+        fields(backend = self.kind(), run_id = run_id, files = names.len())
+    )]
     pub async fn store_artifacts(
         &self,
         run_id: &str,

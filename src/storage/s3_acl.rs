@@ -52,7 +52,7 @@ impl S3PublicRead {
             .map_err(|e| failed(format!("cannot build the ACL request: {e}")))?;
         object_store::aws::AwsAuthorizer::new(&credential, "s3", &self.region)
             .authorize(&mut request, None);
-        let mut signed = self.client.put(&url);
+        let mut signed = crate::telemetry::propagation::traced(self.client.put(&url));
         for (name, value) in request.headers() {
             signed = signed.header(name, value);
         }

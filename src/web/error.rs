@@ -13,6 +13,11 @@ use crate::state::StoreError;
 #[derive(Debug, Clone, Copy)]
 pub struct InsufficientResources;
 
+/// Marks responses to requests whose connection broke while the request was being read (the
+/// client went away mid-upload), so the metrics layer can count them.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionReset;
+
 /// An error answered as a status code and a JSON `{"reason": ...}` body.
 #[derive(Debug)]
 pub struct ApiError {
@@ -21,6 +26,7 @@ pub struct ApiError {
     /// The `reason` of the body.
     pub reason: String,
     insufficient_resources: bool,
+    connection_reset: bool,
 }
 
 impl ApiError {
@@ -30,6 +36,15 @@ impl ApiError {
             status,
             reason: reason.into(),
             insufficient_resources: false,
+            connection_reset: false,
+        }
+    }
+
+    /// A 400 for a request whose connection broke while it was being read.
+    pub fn connection_reset(reason: impl Into<String>) -> Self {
+        Self {
+            connection_reset: true,
+            ..Self::bad_request(reason)
         }
     }
 
@@ -132,6 +147,9 @@ impl IntoResponse for ApiError {
         );
         if self.insufficient_resources {
             response.extensions_mut().insert(InsufficientResources);
+        }
+        if self.connection_reset {
+            response.extensions_mut().insert(ConnectionReset);
         }
         response
     }

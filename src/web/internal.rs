@@ -65,6 +65,7 @@ async fn ready(State(state): State<SharedState>) -> ApiResult<&'static str> {
 }
 
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
+    crate::registry::refresh_scraped_gauges(&state).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -112,7 +112,7 @@ pub fn public_router(state: SharedState) -> Router {
 }
 
 /// Either app around its routes: JSON 404s, the JSON body limit, 503 while the database is not
-/// ready, request metrics, and every error as JSON.
+/// ready, request metrics, a span per request, and every error as JSON.
 fn app(routes: Router<SharedState>, state: SharedState) -> Router {
     routes
         .fallback(observe::not_found)
@@ -125,6 +125,13 @@ fn app(routes: Router<SharedState>, state: SharedState) -> Router {
             state.clone(),
             observe::track,
         ))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(observe::request_span)
+                .on_request(())
+                .on_response(observe::record_status)
+                .on_failure(()),
+        )
         .layer(middleware::map_response(observe::json_errors))
         .with_state(state)
 }

@@ -33,6 +33,8 @@ pub async fn receive<S: Send + Sync>(request: Request, state: &S) -> Result<Uplo
         let status = error.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(status, "upload too large")
+        } else if connection_broke(&error) {
+            ApiError::connection_reset(format!("cannot read upload: {}", error.body_text()))
         } else {
             ApiError::bad_request(format!("cannot read upload: {}", error.body_text()))
         }
@@ -86,4 +88,30 @@ pub async fn receive<S: Send + Sync>(request: Request, state: &S) -> Result<Uplo
         filenames,
         result,
     })
+}
+
+/// Whether reading the body failed because the client's connection broke (reset, closed
+/// before the message was complete), rather than because of what it sent.
+fn connection_broke(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return true;
+        }
+        if let Some(hyper) = error.downcast_ref::<hyper::Error>()
+            && (hyper.is_incomplete_message() || hyper.is_closed())
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }

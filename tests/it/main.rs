@@ -20,6 +20,7 @@ mod http_bad_input;
 mod migrate;
 mod model_fixtures;
 mod object_storage;
+mod observability;
 mod registry;
 mod scheduling;
 mod scheduling_corpus;

@@ -121,6 +121,16 @@ pub async fn snapshot_queue(pool: &PgPool) -> Result<QueueSnapshot, sqlx::Error>
 ///
 /// The reads run before the queue is locked, several at once on their own connections; the
 /// lock is held only while the queue is loaded, emulated and written.
+#[tracing::instrument(
+    name = "bulk_schedule",
+    skip_all,
+    fields(
+        campaign = options.campaign.as_deref(),
+        dry_run = options.dry_run,
+        candidates = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    )
+)]
 pub async fn bulk_schedule(
     pool: &PgPool,
     now: NaiveDateTime,
@@ -138,6 +148,7 @@ pub async fn bulk_schedule(
         skipped: std::mem::take(&mut inputs.skipped),
         ..BulkSummary::default()
     };
+    tracing::Span::current().record("candidates", inputs.candidates);
 
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
@@ -179,6 +190,10 @@ pub async fn bulk_schedule(
             RowId::Slot(slot) => sequence[slot],
         };
     }
+    tracing::Span::current().record(
+        "duration_ms",
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    );
     Ok(summary)
 }
 

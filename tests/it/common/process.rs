@@ -10,6 +10,8 @@ pub struct Runner {
     child: Child,
     /// The internal app's base URL.
     pub url: String,
+    /// What the process wrote to stderr so far, line by line, when it was captured.
+    pub stderr: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 impl Drop for Runner {
@@ -69,6 +71,27 @@ pub fn start_runner_with_args(
     env: &[(&str, &str)],
     args: &[&str],
 ) -> Runner {
+    start(database_url, config, redis, env, args, false)
+}
+
+/// `start_runner_with_args` with its stderr kept in `Runner::stderr`.
+pub fn start_runner_capturing_stderr(
+    database_url: &str,
+    config: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Runner {
+    start(database_url, config, None, env, args, true)
+}
+
+fn start(
+    database_url: &str,
+    config: &std::path::Path,
+    redis: Option<(&str, &str)>,
+    env: &[(&str, &str)],
+    args: &[&str],
+    capture_stderr: bool,
+) -> Runner {
     let mut command = Command::new(env!("CARGO_BIN_EXE_janitor-runner"));
     command
         .args(["--config", config.to_str().unwrap()])
@@ -86,7 +109,11 @@ pub fn start_runner_with_args(
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(if capture_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
     if let Some((url, prefix)) = redis {
         command.args([
             "--redis-url",
@@ -98,6 +125,16 @@ pub fn start_runner_with_args(
     }
     command.args(args);
     let mut child = command.spawn().expect("start janitor-runner");
+    let stderr = child.stderr.take().map(|pipe| {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        lines
+    });
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let url = loop {
@@ -110,7 +147,7 @@ pub fn start_runner_with_args(
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Runner { child, url }
+    Runner { child, url, stderr }
 }
 
 /// A janitor.conf in `dir` with one campaign, `generic`, and logs and artifacts below `dir`.
