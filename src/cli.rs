@@ -319,13 +319,7 @@ pub async fn run_server_with(
             "no --public-vcs-location: nothing will be assigned until the runner is restarted with one"
         );
     }
-    let unread = config.unread_fields();
-    if !unread.is_empty() {
-        tracing::warn!(
-            fields = %unread.join(", "),
-            "the configuration sets fields the runner does not read (they configure other Janitor services)"
-        );
-    }
+    warn_unread_fields(&config);
     let store = args.store_location(&config);
     let (state, preparing) =
         AppState::start_before_database(database_url, store, config, args.settings()).await?;
@@ -385,6 +379,17 @@ pub async fn run_server_with(
         mover.abort();
     }
     served.map_err(ServeError::Serve)
+}
+
+/// Names, once, the fields of the configuration the runner does not read.
+fn warn_unread_fields(config: &Config) {
+    let unread = config.unread_fields();
+    if !unread.is_empty() {
+        tracing::warn!(
+            fields = %unread.join(", "),
+            "the configuration sets fields the runner does not read (they configure other Janitor services)"
+        );
+    }
 }
 
 /// `serving` until it ends, or until `grace` has passed since `stopping` fired.

@@ -126,28 +126,15 @@ impl Metrics {
         let (assignment_duration, finish_duration, upstream_probe_duration) = latency_metrics(&r)?;
         let (active_runs_ping_failed, watchdog_aborts, watchdog_abort_conflicts) =
             watchdog_metrics(&r)?;
+        let (artifact_upload_failed, primary_logfile_upload_failed, logfile_uploads) =
+            storage_metrics(&r)?;
+        let (queue_size, active_runs_keepalive_age_max) = scraped_metrics(&r)?;
+        let (job_last_success_unixtime, build_duration, result) = result_metrics(&r)?;
         Ok(Self {
             run_count: counter(&r, "run_count_total", "Number of runs executed.")?,
-            job_last_success_unixtime: registered(
-                &r,
-                Gauge::new(
-                    "job_last_success_unixtime",
-                    "Last time a batch job successfully finished",
-                ),
-            )?,
-            build_duration: registered(
-                &r,
-                HistogramVec::new(
-                    HistogramOpts::new("build_duration", "Build duration"),
-                    &["campaign"],
-                ),
-            )?,
-            result: counter_vec(
-                &r,
-                "result_total",
-                "Result counts",
-                &["campaign", "result_code"],
-            )?,
+            job_last_success_unixtime,
+            build_duration,
+            result,
             active_runs: registered(
                 &r,
                 GaugeVec::new(
@@ -167,22 +154,11 @@ impl Metrics {
                 "Rate limiting per host",
                 &["host"],
             )?,
-            artifact_upload_failed: counter(
-                &r,
-                "artifact_upload_failed_total",
-                "Number of failed artifact uploads",
-            )?,
             queue_empty: counter(
                 &r,
                 "queue_empty_total",
                 "Number of times the queue was empty when an assignment was requested",
             )?,
-            primary_logfile_upload_failed: counter(
-                &r,
-                "primary_logfile_upload_failed_total",
-                "Number of failed logs to primary logfile target",
-            )?,
-            logfile_uploads: counter(&r, "logfile_uploads_total", "Number of uploaded log files")?,
             postgres_insufficient_resources: counter(
                 &r,
                 "postgres_insufficient_resources_total",
@@ -200,20 +176,11 @@ impl Metrics {
             active_runs_ping_failed,
             watchdog_aborts,
             watchdog_abort_conflicts,
-            queue_size: registered(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new("queue_size", "Number of queued items, by bucket"),
-                    &["bucket"],
-                ),
-            )?,
-            active_runs_keepalive_age_max: registered(
-                &r,
-                Gauge::new(
-                    "active_runs_keepalive_age_max_seconds",
-                    "Longest time any active run has gone without a keep-alive",
-                ),
-            )?,
+            artifact_upload_failed,
+            primary_logfile_upload_failed,
+            logfile_uploads,
+            queue_size,
+            active_runs_keepalive_age_max,
             registry: r.registry,
             exported: r.names.into_inner().into(),
         })
@@ -338,6 +305,69 @@ fn latency_metrics(
             "upstream_probe_duration_seconds",
             "Time to open an upstream branch during assignment, by forge and outcome",
             &["forge", "outcome"],
+        )?,
+    ))
+}
+
+/// What finishing runs reports: when one was last stored, build durations, result counts.
+fn result_metrics(r: &Registrar) -> prometheus::Result<(Gauge, HistogramVec, IntCounterVec)> {
+    Ok((
+        registered(
+            r,
+            Gauge::new(
+                "job_last_success_unixtime",
+                "Last time a batch job successfully finished",
+            ),
+        )?,
+        registered(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new("build_duration", "Build duration"),
+                &["campaign"],
+            ),
+        )?,
+        counter_vec(
+            r,
+            "result_total",
+            "Result counts",
+            &["campaign", "result_code"],
+        )?,
+    ))
+}
+
+/// Storage failures and log uploads (the Python's `logs` and `artifacts` modules' metrics).
+fn storage_metrics(r: &Registrar) -> prometheus::Result<(IntCounter, IntCounter, IntCounter)> {
+    Ok((
+        counter(
+            r,
+            "artifact_upload_failed_total",
+            "Number of failed artifact uploads",
+        )?,
+        counter(
+            r,
+            "primary_logfile_upload_failed_total",
+            "Number of failed logs to primary logfile target",
+        )?,
+        counter(r, "logfile_uploads_total", "Number of uploaded log files")?,
+    ))
+}
+
+/// The gauges read when `/metrics` is scraped: queue size by bucket, oldest keep-alive.
+fn scraped_metrics(r: &Registrar) -> prometheus::Result<(IntGaugeVec, Gauge)> {
+    Ok((
+        registered(
+            r,
+            IntGaugeVec::new(
+                Opts::new("queue_size", "Number of queued items, by bucket"),
+                &["bucket"],
+            ),
+        )?,
+        registered(
+            r,
+            Gauge::new(
+                "active_runs_keepalive_age_max_seconds",
+                "Longest time any active run has gone without a keep-alive",
+            ),
         )?,
     ))
 }

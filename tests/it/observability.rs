@@ -223,6 +223,57 @@ async fn one_trace_holds_the_request_the_assignment_and_the_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_endpoint_from_the_environment_receives_the_spans() {
+    use axum::routing::post;
+    let received = Arc::new(Mutex::new(Vec::<(String, usize)>::new()));
+    let kept = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let content_type = headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                kept.lock().unwrap().push((content_type, body.len()));
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let db = common::migrated_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = process::generic_config(dir.path());
+    let mut runner = process::start_runner_with_args(
+        &db.url,
+        &config,
+        None,
+        &[
+            ("RUST_LOG", "info"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ],
+        &["--trace-sample-rate", "1"],
+    );
+    let status = reqwest::get(format!("{}/status", runner.url)).await.unwrap();
+    assert_eq!(status.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no OTLP export arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (content_type, size) = received.lock().unwrap()[0].clone();
+    assert_eq!(content_type, "application/x-protobuf");
+    assert!(size > 0);
+    runner.terminate();
+    assert!(runner.wait_exit(Duration::from_secs(20)).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcp_logging_writes_one_json_object_per_line() {
     let db = seeded_database("logged").await;
     let dir = tempfile::tempdir().unwrap();
