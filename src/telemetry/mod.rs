@@ -8,6 +8,7 @@
 
 pub mod cloud_logging;
 pub mod export;
+pub mod plain;
 pub mod propagation;
 pub mod zipkin;
 
@@ -101,6 +102,7 @@ impl Telemetry {
         });
         let plain = (!options.gcp_logging).then(|| {
             tracing_subscriber::fmt::layer()
+                .fmt_fields(plain::PlainFields)
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         });
