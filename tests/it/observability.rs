@@ -229,18 +229,20 @@ async fn otlp_endpoint_from_the_environment_receives_the_spans() {
     let kept = received.clone();
     let app = axum::Router::new().route(
         "/v1/traces",
-        post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let kept = kept.clone();
-            async move {
-                let content_type = headers
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                kept.lock().unwrap().push((content_type, body.len()));
-                axum::http::StatusCode::OK
-            }
-        }),
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let kept = kept.clone();
+                async move {
+                    let content_type = headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    kept.lock().unwrap().push((content_type, body.len()));
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -259,7 +261,9 @@ async fn otlp_endpoint_from_the_environment_receives_the_spans() {
         ],
         &["--trace-sample-rate", "1"],
     );
-    let status = reqwest::get(format!("{}/status", runner.url)).await.unwrap();
+    let status = reqwest::get(format!("{}/status", runner.url))
+        .await
+        .unwrap();
     assert_eq!(status.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     while received.lock().unwrap().is_empty() {
