@@ -122,3 +122,17 @@ pub async fn change_sets_without_queue_or_run(pool: &PgPool) -> sqlx::Result<i64
     .fetch_one(pool)
     .await
 }
+
+/// The database's own ceiling for one queue cycle: claim the next item as the runner orders
+/// the queue and delete it, nothing else. Whether there was an item.
+pub async fn claim_and_delete(pool: &PgPool) -> sqlx::Result<bool> {
+    Ok(sqlx::query_scalar::<_, i64>(
+        "DELETE FROM queue WHERE id = (
+             SELECT id FROM queue ORDER BY bucket ASC, priority ASC, id ASC
+             LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id::bigint",
+    )
+    .fetch_optional(pool)
+    .await?
+    .is_some())
+}

@@ -4,6 +4,7 @@
 //! `chaos` runs two runners under load while injecting faults, and checks what they promise.
 
 mod chaos;
+mod cpu;
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,31 @@ enum Command {
         /// Size of the log file each finish uploads, in bytes.
         #[arg(long, default_value_t = 4096)]
         log_size: usize,
+        /// Measure the database's claim+delete ceiling first, on this database (the
+        /// runner's), for `--ceiling-seconds` at the same concurrency; the cycles are then
+        /// also reported as a share of it. It deletes the items it claims.
+        #[arg(long, value_name = "DATABASE_URL")]
+        ceiling: Option<String>,
+        /// How long the ceiling is measured.
+        #[arg(long, default_value_t = 10)]
+        ceiling_seconds: u64,
+        /// The runner's process id: report its CPU per cycle.
+        #[arg(long)]
+        runner_pid: Option<u32>,
+        /// PostgreSQL's postmaster process id: report its CPU and its children's per cycle.
+        #[arg(long)]
+        postgres_pid: Option<u32>,
+    },
+    /// The database's bare ceiling: N connections, each claiming the queue's next item
+    /// (`FOR UPDATE SKIP LOCKED`) and deleting it, nothing else; prints `ceiling: N/s`. It
+    /// deletes the items it claims.
+    Ceiling {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// Two runners, simulated workers and injected faults (runner kills, PostgreSQL and
     /// Redis restarts, a log-store outage) on private servers; then the invariants. Exits
@@ -78,16 +104,39 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             max_cycles,
             log_size,
+            ceiling,
+            ceiling_seconds,
+            runner_pid,
+            postgres_pid,
         } => {
+            let ceiling = match ceiling {
+                Some(url) => Some(
+                    measure_ceiling(&url, workers, Duration::from_secs(ceiling_seconds)).await?,
+                ),
+                None => None,
+            };
+            let watched = Watched {
+                runner: runner_pid.map(|pid| cpu::Watched::new(pid, false)),
+                postgres: postgres_pid.map(|pid| cpu::Watched::new(pid, true)),
+            };
             run(
                 &runner_url,
                 workers,
                 Duration::from_secs(seconds),
                 max_cycles,
                 log_size,
+                ceiling,
+                watched,
             )
             .await
         }
+        Command::Ceiling {
+            database_url,
+            workers,
+            seconds,
+        } => measure_ceiling(&database_url, workers, Duration::from_secs(seconds))
+            .await
+            .map(|_| ()),
         Command::Chaos(args) => chaos::chaos(args).await,
     }
 }
@@ -218,16 +267,65 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
+/// Processes whose CPU a run reports per cycle.
+#[derive(Debug, Clone, Copy)]
+struct Watched {
+    runner: Option<cpu::Watched>,
+    postgres: Option<cpu::Watched>,
+}
+
+/// Claims and deletes queue items on `workers` connections for `duration`; prints and
+/// returns the rate.
+async fn measure_ceiling(
+    database_url: &str,
+    workers: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let pool = janitor_runner::db::connect(database_url, u32::try_from(workers)?)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut done = 0_u64;
+                while Instant::now() < deadline && db::claim_and_delete(&pool).await? {
+                    done += 1;
+                }
+                Ok::<_, sqlx::Error>(done)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    println!("ceiling: {rate:.0}/s ({total} claims and deletes, {workers} connections)");
+    Ok(rate)
+}
+
 async fn run(
     runner_url: &str,
     workers: usize,
     duration: Duration,
     max_cycles: usize,
     log_size: usize,
+    ceiling: Option<f64>,
+    watched: Watched,
 ) -> anyhow::Result<()> {
     if workers == 0 {
         bail!("--workers must be at least 1");
     }
+    let cpu_before = (
+        watched.runner.map(cpu::Watched::used).transpose()?,
+        watched.postgres.map(cpu::Watched::used).transpose()?,
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?;
@@ -257,13 +355,31 @@ async fn run(
         all.empty += samples.empty;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_after = (
+        watched.runner.map(cpu::Watched::used).transpose()?,
+        watched.postgres.map(cpu::Watched::used).transpose()?,
+    );
     all.assign.sort();
     all.finish.sort();
     println!(
         "workers: {workers}, elapsed: {elapsed:.1} s, cycles: {}",
         all.finish.len()
     );
-    println!("cycles/s: {:.1}", all.finish.len() as f64 / elapsed);
+    let rate = all.finish.len() as f64 / elapsed;
+    println!("cycles/s: {rate:.1}");
+    if let Some(ceiling) = ceiling {
+        println!("share of the ceiling: {:.1} %", 100.0 * rate / ceiling);
+    }
+    let cycles = all.finish.len().max(1) as f64;
+    for (name, before, after) in [
+        ("runner", cpu_before.0, cpu_after.0),
+        ("PostgreSQL", cpu_before.1, cpu_after.1),
+    ] {
+        if let (Some(before), Some(after)) = (before, after) {
+            let micros = (after.saturating_sub(before)).as_secs_f64() * 1e6 / cycles;
+            println!("{name} CPU per cycle: {micros:.0} us");
+        }
+    }
     for (name, samples) in [("assign", &all.assign), ("finish", &all.finish)] {
         println!(
             "{name}: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms ({} calls)",
