@@ -93,7 +93,7 @@ async fn load_with_faults(
     }
     let active = active_runs(&client, &lab.runners[0].url()).await?;
     if let (StoreMode::Mirrored, Some(redis)) = (store, &lab.redis) {
-        check_redis_copy(&redis.url(), &active, &mut report).await;
+        check_redis_copy(&client, &lab.runners[0].url(), &redis.url(), &mut report).await;
     }
     for runner in &mut lab.runners {
         runner.stop().await;
@@ -275,12 +275,26 @@ async fn await_reaping(
     Ok(())
 }
 
-async fn check_redis_copy(redis_url: &str, active: &HashMap<String, i64>, report: &mut Report) {
+async fn check_redis_copy(
+    client: &reqwest::Client,
+    runner: &str,
+    redis_url: &str,
+    report: &mut Report,
+) {
     // The copy the site reads was rebuilt after the Redis restart and follows PostgreSQL:
     // a run left in it by a killed process goes at the second reconciliation (10 s apart).
-    let expected: HashSet<String> = active.keys().cloned().collect();
+    // PostgreSQL's side is read again each time: the runners' watchdogs still reap runs.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        let expected: HashSet<String> = match active_runs(client, runner).await {
+            Ok(active) => active.into_keys().collect(),
+            Err(error) => {
+                report
+                    .violations
+                    .push(format!("cannot list the active runs: {error}"));
+                break;
+            }
+        };
         let copied = redis_active_runs(redis_url).await;
         if copied.as_ref().is_ok_and(|copied| *copied == expected) {
             break;
