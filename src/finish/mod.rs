@@ -262,7 +262,10 @@ pub async fn registered_run(state: &AppState, run_id: &str) -> Result<Value> {
     Err(Error::NotFound(format!("no such run {run_id}")))
 }
 
-/// The worker's finish upload: validate everything, then store logs, artifacts and the run.
+/// The worker's finish upload for the active run `registered` (as [`registered_run`] read it
+/// before the upload was received, as the Python does): validate everything, then store logs,
+/// artifacts and the run. A run stored meanwhile (the watchdog's abort, a concurrent upload) is
+/// caught when the run is stored, as `Error::RunExists`.
 #[tracing::instrument(
     name = "finish",
     skip_all,
@@ -273,9 +276,14 @@ pub async fn registered_run(state: &AppState, run_id: &str) -> Result<Value> {
         outcome = tracing::field::Empty
     )
 )]
-pub async fn finish_upload(state: &AppState, run_id: &str, upload: Upload) -> Result<Finished> {
+pub async fn finish_upload(
+    state: &AppState,
+    run_id: &str,
+    registered: &Value,
+    upload: Upload,
+) -> Result<Finished> {
     let started = std::time::Instant::now();
-    let finished = take_upload(state, run_id, upload).await;
+    let finished = take_upload(state, run_id, registered, upload).await;
     let outcome = match &finished {
         Ok(_) => "stored",
         Err(Error::RunExists(_) | Error::Conflict(_)) => "conflict",
@@ -296,9 +304,13 @@ pub async fn finish_upload(state: &AppState, run_id: &str, upload: Upload) -> Re
 }
 
 /// What [`finish_upload`] does, unmeasured.
-async fn take_upload(state: &AppState, run_id: &str, upload: Upload) -> Result<Finished> {
-    let data = registered_run(state, run_id).await?;
-    let run = ActiveRun::from_json(&data)
+async fn take_upload(
+    state: &AppState,
+    run_id: &str,
+    registered: &Value,
+    upload: Upload,
+) -> Result<Finished> {
+    let run = ActiveRun::from_json(registered)
         .map_err(|e| Error::Conflict(format!("stored run {run_id} is unreadable: {e}")))?;
     let worker = crate::models::WorkerResult::from_json(&upload.result)
         .map_err(|e| Error::BadRequest(format!("result.json: {e}")))?;

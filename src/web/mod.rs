@@ -41,9 +41,9 @@ async fn finish_run(
             ));
         }
         let finished = match crate::finish::registered_run(state, run_id).await {
-            Ok(_) => {
+            Ok(registered) => {
                 let upload = upload::receive(request, state).await?;
-                crate::finish::finish_upload(state, run_id, upload).await
+                crate::finish::finish_upload(state, run_id, &registered, upload).await
             }
             Err(error) => Err(error),
         };
