@@ -247,8 +247,9 @@ async fn next_assignment(
 }
 
 /// The next queue row this request may have, locked in the returned transaction: not
-/// claimed, not passed over, not on a rate-limited or avoided host. What is excluded is read
-/// before the transaction begins, so no request holds two connections at once.
+/// claimed, not passed over, not on a rate-limited or avoided host. No request holds two
+/// connections at once: the claimed ids (stores outside the database) are read before the
+/// transaction begins, the rate-limited hosts on the transaction's own connection.
 async fn next_row<'c>(
     state: &AppState,
     request: &AssignRequest,
@@ -261,7 +262,6 @@ async fn next_row<'c>(
     ),
     AssignError,
 > {
-    let exclude_hosts = crate::registry::excluded_hosts(state, now).await?;
     let in_database = state.store.claims_in_database();
     let mut claimed_ids = Vec::new();
     // On the PostgreSQL store the claims are joined in SQL, unless peek passed items over:
@@ -276,6 +276,7 @@ async fn next_row<'c>(
         Claimed::Ids(&claimed_ids)
     };
     let mut tx = state.pool.begin().await?;
+    let exclude_hosts = crate::registry::excluded_hosts_in(state, &mut tx, now).await?;
     let row = crate::db::queue::next_item(
         &mut tx,
         &exclude_hosts,

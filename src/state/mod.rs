@@ -140,6 +140,18 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
         now: NaiveDateTime,
     ) -> Result<Vec<(String, NaiveDateTime)>, StoreError>;
 
+    /// `rate_limited_hosts` read on `conn` (the assignment's transaction) by stores that keep
+    /// them in the database, so the read costs no transaction of its own; the others ignore
+    /// `conn`.
+    async fn rate_limited_hosts_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        now: NaiveDateTime,
+    ) -> Result<Vec<(String, NaiveDateTime)>, StoreError> {
+        let _ = conn;
+        self.rate_limited_hosts(now).await
+    }
+
     /// Run leases for one watchdog pass of the process `holder`. A lease that its holder
     /// does not release ends by itself: at `ttl` (Redis), or when the holder's database
     /// session ends (PostgreSQL advisory locks).
