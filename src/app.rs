@@ -156,6 +156,8 @@ pub struct AppState {
     pub status_announcer: StatusAnnouncer,
     /// Opens upstream and VCS-store branches while assigning.
     pub branch_opener: BranchOpener,
+    /// The memory finish uploads in flight may keep their small files in.
+    pub upload_memory: crate::finish::UploadMemory,
     /// Puts candidates back on the queue after their runs.
     pub rescheduler: Rescheduler,
     /// Queue positions kept in memory while they are exact.
@@ -298,6 +300,7 @@ impl AppState {
             storage,
             status_announcer,
             branch_opener: BranchOpener::new(REMOTE_BRANCH_OPEN_TIMEOUT, &user_agent)?,
+            upload_memory: crate::finish::UploadMemory::default(),
             rescheduler,
             queue_positions: crate::queue::positions::QueuePositions::new(),
             backchannels,

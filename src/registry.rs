@@ -81,7 +81,6 @@ pub async fn abort_run(
     now: NaiveDateTime,
 ) -> Result<JanitorResult> {
     let mut result = JanitorResult::aborted(run, code, description, transient, now);
-    crate::finish::drop_unregistered_worker(state, &mut result).await?;
     crate::finish::finish_run(state, run, &mut result).await?;
     Ok(result)
 }

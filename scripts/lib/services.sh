@@ -175,3 +175,40 @@ maturin_develop() {
   say "building the Python extension"
   (cd "$JR_ROOT" && VIRTUAL_ENV="$JR_VENV" "$JR_VENV/bin/maturin" develop --quiet >&2)
 }
+
+# A throwaway PostgreSQL cluster with default settings (fsync on) and pg_stat_statements in
+# directory $1 on port $2, for measurements; sets THROWAWAY_PG_ADMIN (the postgres database's
+# URL), THROWAWAY_PG_PID (the postmaster) and THROWAWAY_PG_DATA. Stop it with
+# stop_throwaway_postgres.
+start_throwaway_postgres() {
+  require_postgres
+  local data=$1/pg port=$2 bindir owner
+  bindir=$(pg_bindir)
+  owner=$(id -un)
+  [ "$(id -u)" -eq 0 ] && owner=postgres
+  mkdir -p "$data"
+  chmod 755 "$1"
+  [ "$owner" = "$(id -un)" ] || chown "$owner" "$data"
+  chmod 700 "$data"
+  say "a PostgreSQL cluster with default settings in $data"
+  _as_pg_owner "$owner" "$bindir/initdb" -D "$data" -U postgres -A trust >/dev/null
+  _as_pg_owner "$owner" "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+    -o "-c listen_addresses='' -c unix_socket_directories='$data' -p $port \
+        -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all" \
+    start >/dev/null || { cat "$data/server.log" >&2; die "PostgreSQL did not start"; }
+  THROWAWAY_PG_ADMIN="postgresql://postgres@localhost/postgres?host=$data&port=$port"
+  THROWAWAY_PG_PID=$(head -1 "$data/postmaster.pid")
+  THROWAWAY_PG_DATA=$data
+}
+
+stop_throwaway_postgres() {
+  [ -n "${THROWAWAY_PG_DATA:-}" ] || return 0
+  local owner; owner=$(id -un)
+  [ "$(id -u)" -eq 0 ] && owner=postgres
+  _as_pg_owner "$owner" "$(pg_bindir)/pg_ctl" -D "$THROWAWAY_PG_DATA" -m immediate stop >/dev/null 2>&1 || true
+}
+
+_as_pg_owner() {
+  local owner=$1; shift
+  if [ "$owner" = "$(id -un)" ]; then "$@"; else runuser -u "$owner" -- "$@"; fi
+}

@@ -237,10 +237,10 @@ pub async fn insert_debian_build(
 }
 
 /// Whether `name` is a registered worker.
-pub async fn worker_exists(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
+pub async fn worker_exists(conn: &mut sqlx::PgConnection, name: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT FROM worker WHERE name = $1)")
         .bind(name)
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await
 }
 

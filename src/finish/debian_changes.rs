@@ -1,16 +1,18 @@
 //! Debian `.changes` files of an uploaded build: what was built, and which files to keep.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+
+use crate::storage::Source;
 
 use crate::models::DebianResult;
 
 /// Why the `.changes` files of a Debian build could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangesError {
-    /// The upload directory or a changes file in it could not be read.
+    /// A changes file could not be read.
     #[error("cannot read {name}: {source}")]
     Read {
-        /// The directory or file name.
+        /// The file name.
         name: String,
         /// What reading failed with.
         source: std::io::Error,
@@ -99,34 +101,23 @@ fn parse(name: &str, text: &str) -> Result<Changes, ChangesError> {
     })
 }
 
-/// Completes a Debian result from the `.changes` files in `dir`. Without any, the result stays
-/// empty (no `debian_build` row, no artifacts), as in the Python runner.
-pub async fn complete_from_directory(
+/// Completes a Debian result from the uploaded `.changes` files (in name order). Without any,
+/// the result stays empty (no `debian_build` row, no artifacts), as in the Python runner.
+pub async fn complete_from_files(
     result: &mut DebianResult,
-    dir: &Path,
+    files: &BTreeMap<String, Source>,
 ) -> Result<(), ChangesError> {
-    let read_error = |source| ChangesError::Read {
-        name: dir.display().to_string(),
-        source,
-    };
     let mut names = Vec::new();
-    let mut entries = tokio::fs::read_dir(dir).await.map_err(read_error)?;
-    while let Some(entry) = entries.next_entry().await.map_err(read_error)? {
-        if let Some(name) = entry.file_name().to_str()
-            && name.ends_with(".changes")
-        {
-            names.push(name.to_string());
-        }
-    }
-    names.sort();
     let mut parsed = Vec::new();
-    for name in &names {
-        let bytes = tokio::fs::read(dir.join(name))
-            .await
-            .map_err(|source| ChangesError::Read {
-                name: name.clone(),
-                source,
-            })?;
+    for (name, source) in files {
+        if !name.ends_with(".changes") {
+            continue;
+        }
+        names.push(name.clone());
+        let bytes = source.read().await.map_err(|source| ChangesError::Read {
+            name: name.clone(),
+            source,
+        })?;
         parsed.push(parse(name, &String::from_utf8_lossy(&bytes))?);
     }
     let Some(first) = parsed.first() else {
@@ -181,19 +172,25 @@ Distribution: lintian-fixes\nFiles:\n 0123 1000 misc optional alpha_1.0-1~jan+li
 4567 2000 misc optional alpha_1.0-1~jan+lint1_amd64.deb\n 89ab 300 doc optional alpha-doc_1.0-1~jan+lint1_all.deb\n \
 cdef 10 debug optional alpha-dbgsym_1.0-1~jan+lint1_amd64.ddeb\n";
 
+    fn files(entries: &[(&str, String)]) -> BTreeMap<String, Source> {
+        entries
+            .iter()
+            .map(|(name, text)| (name.to_string(), Source::Memory(text.clone().into())))
+            .collect()
+    }
+
     #[tokio::test]
     async fn reads_changes_files() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("alpha_1.0-1~jan+lint1_amd64.changes"),
-            CHANGES,
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("build.log"), "log").unwrap();
+        let changes = dir.path().join("alpha_1.0-1~jan+lint1_amd64.changes");
+        std::fs::write(&changes, CHANGES).unwrap();
+        let mut uploaded = files(&[("build.log", "log".into())]);
+        uploaded.insert(
+            "alpha_1.0-1~jan+lint1_amd64.changes".into(),
+            Source::File(changes),
+        );
         let mut result = DebianResult::default();
-        complete_from_directory(&mut result, dir.path())
-            .await
-            .unwrap();
+        complete_from_files(&mut result, &uploaded).await.unwrap();
         assert_eq!(result.source.as_deref(), Some("alpha"));
         assert_eq!(result.build_version.as_deref(), Some("1.0-1~jan+lint1"));
         assert_eq!(result.build_distribution.as_deref(), Some("lintian-fixes"));
@@ -210,9 +207,8 @@ cdef 10 debug optional alpha-dbgsym_1.0-1~jan+lint1_amd64.ddeb\n";
 
     #[tokio::test]
     async fn no_changes_leaves_the_result_empty() {
-        let dir = tempfile::tempdir().unwrap();
         let mut result = DebianResult::default();
-        complete_from_directory(&mut result, dir.path())
+        complete_from_files(&mut result, &files(&[("build.log", "log".into())]))
             .await
             .unwrap();
         assert_eq!(result, DebianResult::default());
@@ -220,14 +216,14 @@ cdef 10 debug optional alpha-dbgsym_1.0-1~jan+lint1_amd64.ddeb\n";
 
     #[tokio::test]
     async fn inconsistent_changes_are_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a_amd64.changes"), CHANGES).unwrap();
-        std::fs::write(
-            dir.path().join("a_arm64.changes"),
-            CHANGES.replace("Version: 1.0-1~jan+lint1", "Version: 1.0-2"),
-        )
-        .unwrap();
-        let err = complete_from_directory(&mut DebianResult::default(), dir.path())
+        let uploaded = files(&[
+            ("a_amd64.changes", CHANGES.into()),
+            (
+                "a_arm64.changes",
+                CHANGES.replace("Version: 1.0-1~jan+lint1", "Version: 1.0-2"),
+            ),
+        ]);
+        let err = complete_from_files(&mut DebianResult::default(), &uploaded)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("Version"), "{err}");

@@ -8,19 +8,23 @@
 
 pub mod debian_changes;
 pub mod logs;
+pub mod upload;
+
+use std::collections::BTreeMap;
 
 use chrono::TimeDelta;
 use serde_json::Value;
 use sqlx::PgConnection;
 
+pub use self::upload::{Upload, UploadMemory};
 use crate::app::AppState;
 use crate::db::{self, ConstraintExt};
 use crate::error::{Error, Result};
 use crate::events::RESULT_CHANNEL;
 use crate::metrics::Metrics;
 use crate::models::{ActiveRun, BuilderResult, JanitorResult};
-use crate::schedule::after_run::AfterRun;
-use crate::storage::Stored;
+use crate::schedule::after_run::{AfterRun, reschedule_in};
+use crate::storage::{Source, Stored};
 
 /// Writes the run row and everything hanging off it, and removes the queue item, inside the
 /// caller's transaction. A run id that is already stored gives `Error::RunExists`.
@@ -104,9 +108,8 @@ pub async fn store_result(
     Ok(())
 }
 
-/// After the result is committed: metrics, the `result` message, the run released, the
-/// `queue` status message, and the candidate rescheduled in the background. `registered`
-/// says whether the run was in the active-run store.
+/// After the result is committed: metrics, the `result` message, the run released and the
+/// `queue` status message. `registered` says whether the run was in the active-run store.
 pub async fn announce(
     state: &AppState,
     run: &ActiveRun,
@@ -126,13 +129,16 @@ pub async fn announce(
         .metrics
         .job_last_success_unixtime
         .set(state.clock.now().and_utc().timestamp() as f64);
-    state.rescheduler.spawn(AfterRun {
-        codebase: result.codebase.clone(),
-        campaign: result.campaign.clone(),
-        change_set: run.change_set.clone(),
-        context: result.context.clone(),
-    });
     Ok(())
+}
+
+/// When a finished run's candidate goes back on the queue (see `schedule::after_run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// In the transaction that stores the run: a worker's finish.
+    WithTheRun,
+    /// In the background after the commit: runs the runner ends itself.
+    Afterwards,
 }
 
 fn record_result_metrics(metrics: &Metrics, result: &JanitorResult) {
@@ -147,19 +153,32 @@ fn record_result_metrics(metrics: &Metrics, result: &JanitorResult) {
         .observe(crate::time::seconds(&duration));
 }
 
-/// Stores a result and announces it: the whole of finishing a registered run. A run already
-/// stored is released from the store and reported as `Error::RunExists`.
-#[tracing::instrument(
-    name = "finish_run",
-    skip_all,
-    fields(run_id = %run.log_id, result_code = %result.code, campaign = %run.campaign)
-)]
+/// Stores a result, announces it and reschedules its candidate in the background: the whole
+/// of finishing a registered run the runner ends itself. A run already stored is released
+/// from the store and reported as `Error::RunExists`.
 pub async fn finish_run(
     state: &AppState,
     run: &ActiveRun,
     result: &mut JanitorResult,
 ) -> Result<()> {
+    finish_run_requeueing(state, run, result, Requeue::Afterwards).await
+}
+
+/// [`finish_run`], with the candidate rescheduled as `requeue` says. A worker name that is
+/// not registered is dropped first (see [`drop_unregistered_worker`]).
+#[tracing::instrument(
+    name = "finish_run",
+    skip_all,
+    fields(run_id = %run.log_id, result_code = %result.code, campaign = %run.campaign)
+)]
+pub async fn finish_run_requeueing(
+    state: &AppState,
+    run: &ActiveRun,
+    result: &mut JanitorResult,
+    requeue: Requeue,
+) -> Result<()> {
     let mut tx = state.pool.begin().await?;
+    drop_unregistered_worker(&mut tx, result).await?;
     match store_result(&mut tx, run, result).await {
         Ok(()) => {}
         Err(Error::RunExists(id)) => {
@@ -169,30 +188,32 @@ pub async fn finish_run(
         }
         Err(other) => return Err(other),
     }
-    if !state.store.claims_in_database() {
+    let after = AfterRun {
+        codebase: result.codebase.clone(),
+        campaign: result.campaign.clone(),
+        change_set: run.change_set.clone(),
+        context: result.context.clone(),
+    };
+    if requeue == Requeue::WithTheRun {
+        reschedule_in(&mut tx, state.clock.now(), &after).await;
+    }
+    let registered = if state.store.claims_in_database() {
+        // The claim goes with the same commit that stores the run: a process killed in
+        // between cannot leave a stored run still registered as out with its worker.
+        let released = state.store.unclaim_run_in(&mut tx, &run.log_id).await?;
         tx.commit().await?;
-        return announce(state, run, result, true).await;
+        if let Some(stored) = released {
+            crate::registry::count_release(state, &stored);
+        }
+        false
+    } else {
+        tx.commit().await?;
+        true
+    };
+    if requeue == Requeue::Afterwards {
+        state.rescheduler.spawn(after);
     }
-    // The claim goes with the same commit that stores the run: a process killed in between
-    // cannot leave a stored run still registered as out with its worker.
-    let released = state.store.unclaim_run_in(&mut tx, &run.log_id).await?;
-    tx.commit().await?;
-    if let Some(stored) = released {
-        crate::registry::count_release(state, &stored);
-    }
-    announce(state, run, result, false).await
-}
-
-/// A received finish upload: the files in a temporary directory (removed on drop), their
-/// names in upload order, and the worker's `result.json`.
-#[derive(Debug)]
-pub struct Upload {
-    /// The directory the uploaded files were written to.
-    pub dir: tempfile::TempDir,
-    /// The uploaded files' names, in upload order.
-    pub filenames: Vec<String>,
-    /// The worker's `result.json`.
-    pub result: Value,
+    announce(state, run, result, registered).await
 }
 
 /// Upload part names must be plain file names: not empty, not `.`/`..`, no `/`, `\` or NUL,
@@ -239,9 +260,12 @@ impl Finished {
 
 /// A worker name that is not in the `worker` table (internal-app workers name themselves) is
 /// dropped, so storing the run cannot fail on the foreign key, retry after retry.
-pub async fn drop_unregistered_worker(state: &AppState, result: &mut JanitorResult) -> Result<()> {
+async fn drop_unregistered_worker(
+    conn: &mut PgConnection,
+    result: &mut JanitorResult,
+) -> Result<()> {
     if let Some(worker_name) = result.worker_name.clone()
-        && !db::runs::worker_exists(&state.pool, &worker_name).await?
+        && !db::runs::worker_exists(conn, &worker_name).await?
     {
         tracing::warn!(run_id = %result.log_id, worker = %worker_name, "storing the run of an unregistered worker without its worker name");
         result.worker_name = None;
@@ -334,24 +358,20 @@ async fn take_upload(
             "result.json: nothing-new-to-do needs a run to resume from",
         ));
     }
-    drop_unregistered_worker(state, &mut result).await?;
     if let Some(BuilderResult::Debian(debian)) = &mut result.builder_result {
-        crate::finish::debian_changes::complete_from_directory(debian, upload.dir.path())
+        crate::finish::debian_changes::complete_from_files(debian, &upload.files)
             .await
             .map_err(|e| Error::BadRequest(e.to_string()))?;
     }
-    import_logs(state, &run, &result, upload.dir.path()).await?;
+    import_logs(state, &run, &result, &upload.files).await?;
     let artifacts = match &result.builder_result {
         None => None,
         Some(builder) => {
             let names = builder.artifact_filenames();
-            let stored = if names.is_empty() {
-                Ok(Stored::Primary)
-            } else {
-                state
-                    .storage
-                    .store_artifacts(run_id, upload.dir.path(), &names)
-                    .await
+            let stored = match uploaded(&upload.files, &names) {
+                Ok(files) if files.is_empty() => Ok(Stored::Primary),
+                Ok(files) => state.storage.store_artifacts(run_id, &files).await,
+                Err(missing) => Err(missing),
             };
             match stored {
                 Ok(_) => Some(names),
@@ -364,7 +384,7 @@ async fn take_upload(
             }
         }
     };
-    finish_run(state, &run, &mut result).await?;
+    finish_run_requeueing(state, &run, &mut result, Requeue::WithTheRun).await?;
     Ok(Finished {
         id: run_id.to_string(),
         filenames: upload.filenames,
@@ -380,15 +400,19 @@ async fn import_logs(
     state: &AppState,
     run: &ActiveRun,
     result: &JanitorResult,
-    dir: &std::path::Path,
+    files: &BTreeMap<String, Source>,
 ) -> Result<()> {
     let imports = result.logfilenames.iter().map(|name| async move {
+        // The log names come from the uploaded names, so each is there.
+        let Some(source) = files.get(name) else {
+            return Err(Error::Storage(format!("log {name} was not uploaded")));
+        };
         let stored = state
             .storage
             .import_log(
                 run.codebase(),
                 &run.log_id,
-                &dir.join(name),
+                source,
                 name,
                 result.finish_time,
             )
@@ -405,4 +429,22 @@ async fn import_logs(
     });
     futures::future::try_join_all(imports).await?;
     Ok(())
+}
+
+/// The uploaded files `names` lists, in its order; an artifact the result names that was not
+/// uploaded is an error, as a missing file was when it was copied.
+fn uploaded(
+    files: &BTreeMap<String, Source>,
+    names: &[String],
+) -> std::result::Result<Vec<(String, Source)>, crate::storage::StorageError> {
+    names
+        .iter()
+        .map(|name| match files.get(name) {
+            Some(source) => Ok((name.clone(), source.clone())),
+            None => Err(crate::storage::StorageError::Io {
+                path: name.into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not uploaded"),
+            }),
+        })
+        .collect()
 }

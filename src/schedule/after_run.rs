@@ -1,9 +1,18 @@
 //! The post-run reschedule (queue-and-scheduling.md §3.1): every finished or aborted run puts its
-//! candidate back on the queue in `default`, in the background, at most two at a time.
+//! candidate back on the queue in `default`.
+//!
+//! Two ways, one result. A worker's finish reschedules inside the transaction that stores the
+//! run, behind a savepoint ([`reschedule_in`]): a cycle costs one commit less, and the queue
+//! never shows the run stored without its follow-up. Runs the runner ends itself (aborts while
+//! assigning, the watchdog) reschedule in the background after the commit ([`Rescheduler`]), as
+//! the Python runner does for every run: an assignment that turns items down and moves on must
+//! not meet the item it just requeued again in the same request. Either way a failing
+//! reschedule is logged, never the run's failure.
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
+use chrono::NaiveDateTime;
+use sqlx::{Acquire, PgConnection, PgPool};
 use tokio::sync::Semaphore;
 
 use super::engine::{RegularRequest, ScheduleError, do_schedule_regular};
@@ -50,34 +59,59 @@ impl Rescheduler {
             let Ok(_permit) = this.permits.acquire().await else {
                 return;
             };
-            match this.reschedule(&after).await {
-                Ok(()) => {}
-                Err(ScheduleError::CandidateUnavailable { .. }) => {
-                    tracing::debug!(codebase = %after.codebase, campaign = %after.campaign, "no candidate to reschedule");
-                }
-                Err(error) => {
-                    tracing::warn!(%error, codebase = %after.codebase, campaign = %after.campaign, "post-run reschedule failed");
-                }
-            }
+            log_outcome(&after, this.reschedule(&after).await);
         })
     }
 
     async fn reschedule(&self, after: &AfterRun) -> Result<(), ScheduleError> {
         let mut conn = self.pool.acquire().await?;
-        do_schedule_regular(
-            &mut conn,
-            self.clock.now(),
-            RegularRequest {
-                codebase: &after.codebase,
-                campaign: &after.campaign,
-                change_set: after.change_set.as_deref(),
-                context: after.context.clone(),
-                requester: Some("after run schedule"),
-                bucket: Some("default"),
-                ..RegularRequest::default()
-            },
-        )
-        .await
-        .map(|_| ())
+        do_schedule_regular(&mut conn, self.clock.now(), request(after))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Reschedules `after` on `conn` (inside the caller's transaction) behind a savepoint. A
+/// candidate that is gone is not an error; any other failure is logged and undone, never
+/// returned: the caller's transaction goes on as if the reschedule had not been tried.
+pub async fn reschedule_in(conn: &mut PgConnection, now: NaiveDateTime, after: &AfterRun) {
+    let outcome = async {
+        let mut savepoint = conn.begin().await?;
+        let scheduled = do_schedule_regular(&mut savepoint, now, request(after)).await;
+        match scheduled {
+            Ok(_) => savepoint.commit().await?,
+            Err(error) => {
+                savepoint.rollback().await?;
+                return Err(error);
+            }
+        }
+        Ok::<(), ScheduleError>(())
+    }
+    .await;
+    log_outcome(after, outcome);
+}
+
+/// A candidate that is gone is not worth more than a debug line; any other failure is.
+fn log_outcome(after: &AfterRun, outcome: Result<(), ScheduleError>) {
+    match outcome {
+        Ok(()) => {}
+        Err(ScheduleError::CandidateUnavailable { .. }) => {
+            tracing::debug!(codebase = %after.codebase, campaign = %after.campaign, "no candidate to reschedule");
+        }
+        Err(error) => {
+            tracing::warn!(%error, codebase = %after.codebase, campaign = %after.campaign, "post-run reschedule failed");
+        }
+    }
+}
+
+fn request(after: &AfterRun) -> RegularRequest<'_> {
+    RegularRequest {
+        codebase: &after.codebase,
+        campaign: &after.campaign,
+        change_set: after.change_set.as_deref(),
+        context: after.context.clone(),
+        requester: Some("after run schedule"),
+        bucket: Some("default"),
+        ..RegularRequest::default()
     }
 }

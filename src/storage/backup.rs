@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::local::io_error;
-use super::{Backend, Storage, StorageError, Stored};
+use super::{Backend, Source, Storage, StorageError, Stored};
 
 /// How long moving one backed-up run to the primary may take.
 const MOVE_TIMEOUT: Duration = Duration::from_secs(900);
@@ -107,14 +107,12 @@ impl Storage {
 
     async fn move_artifact_run(&self, run_dir: &Path) -> Result<(), StorageError> {
         let run_id = file_name(run_dir);
-        let names: Vec<String> = list_files(run_dir)
+        let files: Vec<(String, Source)> = list_files(run_dir)
             .await
-            .iter()
-            .map(|f| file_name(f))
+            .into_iter()
+            .map(|path| (file_name(&path), Source::File(path)))
             .collect();
-        self.artifacts
-            .store_artifacts(&run_id, run_dir, &names)
-            .await?;
+        self.artifacts.store_artifacts(&run_id, &files).await?;
         tokio::fs::remove_dir_all(run_dir)
             .await
             .map_err(io_error(run_dir))

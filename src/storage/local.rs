@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::StorageError;
+use super::source::Source;
 
 /// A local directory tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +20,7 @@ impl LocalStore {
         &self,
         codebase: &str,
         run_id: &str,
-        source: &Path,
+        source: &Source,
         name: &str,
         mtime: u32,
     ) -> Result<(), StorageError> {
@@ -28,25 +29,21 @@ impl LocalStore {
             .join(codebase)
             .join(run_id)
             .join(format!("{name}.gz"));
-        compress(source.to_path_buf(), target, mtime).await
+        compress(source.clone(), target, mtime).await
     }
 
-    /// Copies the named files from `dir` into `<run_id>/`.
+    /// Writes the named files into `<run_id>/`.
     pub(super) async fn store_artifacts(
         &self,
         run_id: &str,
-        dir: &Path,
-        names: &[String],
+        files: &[(String, Source)],
     ) -> Result<(), StorageError> {
         let target = self.root.join(run_id);
         tokio::fs::create_dir_all(&target)
             .await
             .map_err(io_error(&target))?;
-        for name in names {
-            let from = dir.join(name);
-            tokio::fs::copy(&from, target.join(name))
-                .await
-                .map_err(io_error(&from))?;
+        for (name, source) in files {
+            source.write_to(&target.join(name)).await?;
         }
         Ok(())
     }
@@ -70,9 +67,10 @@ impl LocalStore {
     }
 }
 
-/// Gzip `source` into `target` (creating its directory) with the given header MTIME.
+/// Gzip `source` into `target` (creating its directory) with the given header MTIME: one trip
+/// to the blocking pool.
 pub(super) async fn compress(
-    source: PathBuf,
+    source: Source,
     target: PathBuf,
     mtime: u32,
 ) -> Result<(), StorageError> {
@@ -80,18 +78,32 @@ pub(super) async fn compress(
         if let Some(dir) = target.parent() {
             std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         }
-        let mut input = std::fs::File::open(&source).map_err(io_error(&source))?;
+        let mut input = source.open_blocking()?;
         let file = std::fs::File::create(&target).map_err(io_error(&target))?;
+        let mut output = std::io::BufWriter::with_capacity(64 * 1024, file);
+        super::gzip::gzip(&mut input, &mut output, mtime).map_err(io_error(&target))?;
+        output.flush().map_err(io_error(&target))?;
+        Ok(())
+    })
+    .await?
+}
+
+/// Gzip `source` into memory with the given header MTIME, on the blocking pool.
+pub(super) async fn compress_to_memory(
+    source: Source,
+    mtime: u32,
+) -> Result<Vec<u8>, StorageError> {
+    tokio::task::spawn_blocking(move || -> Result<Vec<u8>, StorageError> {
+        let mut input = source.open_blocking()?;
+        let capacity = source
+            .known_len()
+            .map_or(0, |len| usize::try_from(len / 4).unwrap_or(0));
         let mut encoder = flate2::GzBuilder::new()
             .mtime(mtime)
-            .write(file, flate2::Compression::default());
-        std::io::copy(&mut input, &mut encoder).map_err(io_error(&source))?;
-        encoder
-            .finish()
-            .map_err(io_error(&target))?
-            .flush()
-            .map_err(io_error(&target))?;
-        Ok(())
+            .write(Vec::with_capacity(capacity), flate2::Compression::default());
+        let described = source.describe("log");
+        std::io::copy(&mut input, &mut encoder).map_err(io_error(&described))?;
+        encoder.finish().map_err(io_error(&described))
     })
     .await?
 }

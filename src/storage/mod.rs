@@ -13,9 +13,11 @@
 //! `object` (GCS, S3), `s3_acl` (the public-read call S3 uploads need), `backup`.
 
 mod backup;
+mod gzip;
 mod local;
 mod object;
 mod s3_acl;
+mod source;
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +27,7 @@ pub use self::backup::{MoveReport, spawn_backup_mover};
 pub use self::local::LocalStore;
 pub use self::object::ObjectBackend;
 pub use self::s3_acl::S3PublicRead;
+pub use self::source::Source;
 
 /// The bucket the Python runner's S3 log store writes to.
 pub const S3_LOG_BUCKET: &str = "debian-janitor";
@@ -155,12 +158,12 @@ impl Backend {
         &self,
         codebase: &str,
         run_id: &str,
-        source: &Path,
+        source: &Source,
         name: &str,
         finish_time: NaiveDateTime,
     ) -> Result<(), StorageError> {
-        if let Ok(metadata) = tokio::fs::metadata(source).await {
-            tracing::Span::current().record("bytes", metadata.len());
+        if let Some(len) = source.known_len() {
+            tracing::Span::current().record("bytes", len);
         }
         let mtime = u32::try_from(finish_time.and_utc().timestamp()).unwrap_or(0);
         match self {
@@ -177,21 +180,20 @@ impl Backend {
         }
     }
 
-    /// Copies the named files from `dir` into `<run_id>/`.
+    /// Stores the named files under `<run_id>/`.
     #[tracing::instrument(
         name = "storage.store_artifacts",
         skip_all,
-        fields(backend = self.kind(), run_id = run_id, files = names.len())
+        fields(backend = self.kind(), run_id = run_id, files = files.len())
     )]
     pub async fn store_artifacts(
         &self,
         run_id: &str,
-        dir: &Path,
-        names: &[String],
+        files: &[(String, Source)],
     ) -> Result<(), StorageError> {
         match self {
-            Self::Local(local) => local.store_artifacts(run_id, dir, names).await,
-            Self::Object(backend) => backend.store_artifacts(run_id, dir, names).await,
+            Self::Local(local) => local.store_artifacts(run_id, files).await,
+            Self::Object(backend) => backend.store_artifacts(run_id, files).await,
         }
     }
 
@@ -260,7 +262,7 @@ impl Storage {
         &self,
         codebase: &str,
         run_id: &str,
-        source: &Path,
+        source: &Source,
         name: &str,
         finish_time: NaiveDateTime,
     ) -> Result<Stored, StorageError> {
@@ -276,12 +278,11 @@ impl Storage {
     pub async fn store_artifacts(
         &self,
         run_id: &str,
-        dir: &Path,
-        names: &[String],
+        files: &[(String, Source)],
     ) -> Result<Stored, StorageError> {
         let backup = self.backup_artifacts.clone().map(Backend::Local);
         backup::with_backup(&self.artifacts, backup.as_ref(), |store| {
-            store.store_artifacts(run_id, dir, names)
+            store.store_artifacts(run_id, files)
         })
         .await
     }
@@ -312,17 +313,14 @@ mod tests {
                 root: dir.path().join("backup/artifacts"),
             }),
         };
-        let names = vec!["a.deb".to_string()];
+        let files = vec![("a.deb".to_string(), Source::Memory("deb".into()))];
         assert_eq!(
-            storage
-                .store_artifacts("run-1", dir.path(), &names)
-                .await
-                .unwrap(),
+            storage.store_artifacts("run-1", &files).await.unwrap(),
             Stored::Backup
         );
         assert!(dir.path().join("backup/artifacts/run-1/a.deb").is_file());
         let now = chrono::NaiveDateTime::default();
-        let log = dir.path().join("a.deb");
+        let log = Source::Memory("log text".into());
         assert_eq!(
             storage
                 .import_log("alpha", "run-1", &log, "build.log", now)
@@ -340,20 +338,12 @@ mod tests {
             backup_artifacts: None,
             ..storage.clone()
         };
-        assert!(
-            no_backup
-                .store_artifacts("run-2", dir.path(), &names)
-                .await
-                .is_err()
-        );
+        assert!(no_backup.store_artifacts("run-2", &files).await.is_err());
         let both = Storage {
             backup_artifacts: Some(LocalStore { root: blocked }),
             ..storage
         };
-        let error = both
-            .store_artifacts("run-3", dir.path(), &names)
-            .await
-            .unwrap_err();
+        let error = both.store_artifacts("run-3", &files).await.unwrap_err();
         assert!(error.to_string().contains("backup also failed"), "{error}");
     }
 
@@ -379,14 +369,11 @@ mod tests {
                 root: dir.path().join("backup/artifacts"),
             }),
         };
-        let names = vec!["a.deb".to_string()];
+        let files = vec![("a.deb".to_string(), Source::File(dir.path().join("a.deb")))];
         let now = chrono::NaiveDateTime::default();
-        let log = dir.path().join("build.log");
+        let log = Source::File(dir.path().join("build.log"));
         assert_eq!(
-            storage
-                .store_artifacts("run-1", dir.path(), &names)
-                .await
-                .unwrap(),
+            storage.store_artifacts("run-1", &files).await.unwrap(),
             Stored::Backup
         );
         assert_eq!(

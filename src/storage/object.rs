@@ -9,8 +9,9 @@ use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 use tokio::io::AsyncWriteExt;
 
-use super::local::{compress, io_error};
+use super::local::{compress, compress_to_memory, io_error};
 use super::s3_acl::S3PublicRead;
+use super::source::Source;
 use super::{S3_LOG_BUCKET, StorageError};
 
 /// How long one object upload may take (the Python stores' five minutes).
@@ -111,21 +112,34 @@ impl ObjectBackend {
 
     /// Compresses `source` and uploads it as `<codebase>/<run_id>/<name>.gz`. A store that
     /// refuses to replace an existing log gets it under `<name>.<UTC time>` instead, as the
-    /// Python runner does.
+    /// Python runner does. A log in memory is compressed in memory; one on disk through a
+    /// temporary file, however large it is.
     pub(super) async fn import_log(
         &self,
         codebase: &str,
         run_id: &str,
-        source: &Path,
+        source: &Source,
         name: &str,
         mtime: u32,
     ) -> Result<(), StorageError> {
-        let compressed = tempfile::NamedTempFile::new()
-            .map_err(io_error(&std::env::temp_dir()))?
-            .into_temp_path();
-        compress(source.to_path_buf(), compressed.to_path_buf(), mtime).await?;
+        // A temporary file for a log on disk, removed when this returns.
+        let mut temporary = None;
+        let compressed = match source {
+            Source::Memory(_) => {
+                Source::Memory(compress_to_memory(source.clone(), mtime).await?.into())
+            }
+            Source::File(_) => {
+                let path = tempfile::NamedTempFile::new()
+                    .map_err(io_error(&std::env::temp_dir()))?
+                    .into_temp_path();
+                compress(source.clone(), path.to_path_buf(), mtime).await?;
+                let compressed = Source::File(path.to_path_buf());
+                temporary = Some(path);
+                compressed
+            }
+        };
         let key = self.key(&[codebase, run_id, &format!("{name}.gz")]);
-        match self.upload(&key, &compressed).await {
+        let stored = match self.upload(&key, &compressed).await {
             Err(error) if error.is_refused_overwrite() => {
                 let suffix = crate::clock::Clock::now(&crate::clock::SystemClock)
                     .format("%Y-%m-%dT%H:%M:%S");
@@ -134,21 +148,21 @@ impl ObjectBackend {
                 self.upload(&key, &compressed).await
             }
             other => other,
-        }
+        };
+        drop(temporary);
+        stored
     }
 
-    /// Uploads the named files from `dir` as `<run_id>/<name>`, all at once.
+    /// Uploads the named files as `<run_id>/<name>`, all at once.
     pub(super) async fn store_artifacts(
         &self,
         run_id: &str,
-        dir: &Path,
-        names: &[String],
+        files: &[(String, Source)],
     ) -> Result<(), StorageError> {
-        let mut uploads = Vec::with_capacity(names.len());
-        for name in names {
+        let mut uploads = Vec::with_capacity(files.len());
+        for (name, source) in files {
             let key = self.key(&[run_id, name]);
-            let from = dir.join(name);
-            uploads.push(async move { self.upload(&key, &from).await });
+            uploads.push(async move { self.upload(&key, source).await });
         }
         futures::future::try_join_all(uploads).await.map(|_| ())
     }
@@ -161,8 +175,11 @@ impl ObjectBackend {
         file_name: &str,
         source: &Path,
     ) -> Result<(), StorageError> {
-        self.upload(&self.key(&[codebase, run_id, file_name]), source)
-            .await
+        self.upload(
+            &self.key(&[codebase, run_id, file_name]),
+            &Source::File(source.to_path_buf()),
+        )
+        .await
     }
 
     fn key(&self, parts: &[&str]) -> ObjectPath {
@@ -174,8 +191,8 @@ impl ObjectBackend {
         )
     }
 
-    /// Streams a file into an object (one request when small, a multipart upload otherwise).
-    async fn upload(&self, key: &ObjectPath, source: &Path) -> Result<(), StorageError> {
+    /// Streams content into an object (one request when small, a multipart upload otherwise).
+    async fn upload(&self, key: &ObjectPath, source: &Source) -> Result<(), StorageError> {
         let object_error = |error: std::io::Error| {
             // BufWriter wraps the store's error in an io::Error; unwrap it so callers can
             // tell a refused overwrite from an outage.
@@ -197,16 +214,20 @@ impl ObjectBackend {
                     },
                 },
                 None => StorageError::Io {
-                    path: source.to_path_buf(),
+                    path: source.describe(key.as_ref()),
                     source: error,
                 },
             }
         };
-        let mut file = tokio::fs::File::open(source)
-            .await
-            .map_err(io_error(source))?;
         let mut writer = object_store::buffered::BufWriter::new(self.store.clone(), key.clone());
-        if let Err(error) = tokio::io::copy(&mut file, &mut writer).await {
+        let copied = match source {
+            Source::Memory(bytes) => writer.write_all(bytes).await,
+            Source::File(path) => {
+                let mut file = tokio::fs::File::open(path).await.map_err(io_error(path))?;
+                tokio::io::copy(&mut file, &mut writer).await.map(|_| ())
+            }
+        };
+        if let Err(error) = copied {
             writer.abort().await.ok();
             return Err(object_error(error));
         }

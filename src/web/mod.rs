@@ -42,7 +42,7 @@ async fn finish_run(
         }
         let finished = match crate::finish::registered_run(state, run_id).await {
             Ok(registered) => {
-                let upload = upload::receive(request, state).await?;
+                let upload = upload::receive(request, state, &state.upload_memory).await?;
                 crate::finish::finish_upload(state, run_id, &registered, upload).await
             }
             Err(error) => Err(error),

@@ -1,15 +1,25 @@
-//! The finish upload: a multipart body streamed part by part into a temporary directory.
-//! Every 400 happens before anything is stored.
+//! The finish upload: a multipart body read part by part, small files into memory and the rest
+//! into a temporary directory (`finish::upload`). Every 400 happens before anything is stored.
 
+use std::collections::BTreeMap;
+
+use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::StatusCode;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use super::error::ApiError;
-use crate::finish::{Upload, check_upload_filename};
+use crate::finish::upload::Reservation;
+use crate::finish::{Upload, UploadMemory, check_upload_filename};
+use crate::storage::Source;
 
 /// Reads the parts: `result.json` (by filename) is the worker result, every other part a file.
-pub async fn receive<S: Send + Sync>(request: Request, state: &S) -> Result<Upload, ApiError> {
+pub async fn receive<S: Send + Sync>(
+    request: Request,
+    state: &S,
+    memory: &UploadMemory,
+) -> Result<Upload, ApiError> {
     let mut multipart = Multipart::from_request(request, state)
         .await
         .map_err(|rejection| {
@@ -18,28 +28,14 @@ pub async fn receive<S: Send + Sync>(request: Request, state: &S) -> Result<Uplo
                 rejection.body_text()
             ))
         })?;
-    let dir = tempfile::Builder::new()
-        .prefix("janitor-runner-upload-")
-        .tempdir()
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot create a temporary directory: {e}"),
-            )
-        })?;
-    let mut filenames = Vec::new();
-    let mut result = None;
-    let read_error = |error: axum::extract::multipart::MultipartError| {
-        let status = error.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "upload too large")
-        } else if connection_broke(&error) {
-            ApiError::connection_reset(format!("cannot read upload: {}", error.body_text()))
-        } else {
-            ApiError::bad_request(format!("cannot read upload: {}", error.body_text()))
-        }
+    let mut received = Received {
+        filenames: Vec::new(),
+        files: BTreeMap::new(),
+        spill: None,
+        reservation: memory.reservation(),
     };
-    while let Some(mut field) = multipart.next_field().await.map_err(read_error)? {
+    let mut result = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| read_error(&e))? {
         if field
             .content_type()
             .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/"))
@@ -50,7 +46,7 @@ pub async fn receive<S: Send + Sync>(request: Request, state: &S) -> Result<Uplo
             return Err(ApiError::bad_request("Part without filename"));
         };
         if name == "result.json" {
-            let bytes = field.bytes().await.map_err(read_error)?;
+            let bytes = field.bytes().await.map_err(|e| read_error(&e))?;
             let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
                 ApiError::bad_request(format!("result.json is not valid JSON: {e}"))
             })?;
@@ -59,35 +55,97 @@ pub async fn receive<S: Send + Sync>(request: Request, state: &S) -> Result<Uplo
             continue;
         }
         check_upload_filename(&name).map_err(ApiError::from)?;
-        let path = dir.path().join(&name);
-        let mut file = tokio::fs::File::create(&path).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot store {name}: {e}"),
-            )
-        })?;
-        while let Some(chunk) = field.chunk().await.map_err(read_error)? {
-            file.write_all(&chunk).await.map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("cannot store {name}: {e}"),
-                )
-            })?;
-        }
-        file.flush().await.map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot store {name}: {e}"),
-            )
-        })?;
-        filenames.push(name);
+        let source = received.read_part(&name, &mut field).await?;
+        received.files.insert(name.clone(), source);
+        received.filenames.push(name);
     }
     let result = result.ok_or_else(|| ApiError::bad_request("Missing result JSON"))?;
     Ok(Upload {
-        dir,
-        filenames,
+        filenames: received.filenames,
+        files: received.files,
+        spill: received.spill,
         result,
+        reservation: received.reservation,
     })
+}
+
+/// The files read so far.
+struct Received {
+    filenames: Vec<String>,
+    files: BTreeMap<String, Source>,
+    spill: Option<tempfile::TempDir>,
+    reservation: Reservation,
+}
+
+impl Received {
+    /// One file part: in memory while the reservation grows with it, otherwise on disk.
+    async fn read_part(&mut self, name: &str, field: &mut Field<'_>) -> Result<Source, ApiError> {
+        let mut buffer = BytesMut::new();
+        while let Some(chunk) = field.chunk().await.map_err(|e| read_error(&e))? {
+            if !self.reservation.grow(chunk.len()) {
+                self.reservation.shrink(buffer.len());
+                return self.spill_part(name, buffer.freeze(), chunk, field).await;
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(Source::Memory(buffer.freeze()))
+    }
+
+    /// Writes what was read of a part, then the rest of it, to the temporary directory.
+    async fn spill_part(
+        &mut self,
+        name: &str,
+        head: Bytes,
+        next: Bytes,
+        field: &mut Field<'_>,
+    ) -> Result<Source, ApiError> {
+        let store_error = |e: std::io::Error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot store {name}: {e}"),
+            )
+        };
+        let dir = match &self.spill {
+            Some(dir) => dir.path().to_path_buf(),
+            None => {
+                let created = tokio::task::spawn_blocking(|| {
+                    tempfile::Builder::new()
+                        .prefix("janitor-runner-upload-")
+                        .tempdir()
+                })
+                .await
+                .map_err(|e| store_error(std::io::Error::other(e)))?
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("cannot create a temporary directory: {e}"),
+                    )
+                })?;
+                self.spill.insert(created).path().to_path_buf()
+            }
+        };
+        let path = dir.join(name);
+        let file = tokio::fs::File::create(&path).await.map_err(store_error)?;
+        let mut file = tokio::io::BufWriter::with_capacity(256 * 1024, file);
+        file.write_all(&head).await.map_err(store_error)?;
+        file.write_all(&next).await.map_err(store_error)?;
+        while let Some(chunk) = field.chunk().await.map_err(|e| read_error(&e))? {
+            file.write_all(&chunk).await.map_err(store_error)?;
+        }
+        file.flush().await.map_err(store_error)?;
+        Ok(Source::File(path))
+    }
+}
+
+fn read_error(error: &MultipartError) -> ApiError {
+    let status = error.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "upload too large")
+    } else if connection_broke(error) {
+        ApiError::connection_reset(format!("cannot read upload: {}", error.body_text()))
+    } else {
+        ApiError::bad_request(format!("cannot read upload: {}", error.body_text()))
+    }
 }
 
 /// Whether reading the body failed because the client's connection broke (reset, closed

@@ -1,5 +1,5 @@
-//! CPU time of other processes on this machine (Linux `/proc`), so a run can report the
-//! runner's and PostgreSQL's CPU per cycle.
+//! CPU time and memory of other processes on this machine (Linux `/proc`), so a run can
+//! report the runner's and PostgreSQL's CPU per cycle and the runner's resident memory.
 
 use std::time::Duration;
 
@@ -51,6 +51,11 @@ impl Watched {
         Self { pid, children }
     }
 
+    /// The process watched.
+    pub fn pid(self) -> u32 {
+        self.pid
+    }
+
     /// CPU used so far by what is watched.
     pub fn used(self) -> std::io::Result<Duration> {
         let mut total = ticks(self.pid)?;
@@ -72,4 +77,18 @@ impl Watched {
             total as f64 / ticks_per_second() as f64,
         ))
     }
+}
+
+/// Resident memory of a process: now (`VmRSS`) and its peak so far (`VmHWM`), in bytes.
+pub fn resident(pid: u32) -> std::io::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    Ok((field("VmRSS:"), field("VmHWM:")))
 }

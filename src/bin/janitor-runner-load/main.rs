@@ -326,6 +326,10 @@ async fn run(
         watched.runner.map(cpu::Watched::used).transpose()?,
         watched.postgres.map(cpu::Watched::used).transpose()?,
     );
+    let resident_before = watched
+        .runner
+        .map(|runner| cpu::resident(runner.pid()))
+        .transpose()?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?;
@@ -379,6 +383,16 @@ async fn run(
             let micros = (after.saturating_sub(before)).as_secs_f64() * 1e6 / cycles;
             println!("{name} CPU per cycle: {micros:.0} us");
         }
+    }
+    if let (Some((before, _)), Some(runner)) = (resident_before, watched.runner) {
+        let (now, peak) = cpu::resident(runner.pid())?;
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        println!(
+            "runner resident memory: {:.1} MiB before, {:.1} MiB after, peak {:.1} MiB",
+            mib(before),
+            mib(now),
+            mib(peak)
+        );
     }
     for (name, samples) in [("assign", &all.assign), ("finish", &all.finish)] {
         println!(
