@@ -301,6 +301,10 @@ async fn finish_unassignable(
     crate::finish::store_result(&mut tx, run, &mut result).await?;
     tx.commit().await?;
     crate::finish::announce(state, run, &result, false).await?;
+    // In the background, as every run the runner ends itself (`schedule::after_run`).
+    state
+        .rescheduler
+        .spawn(crate::finish::after_run(run, &result));
     Ok(())
 }
 

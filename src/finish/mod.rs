@@ -132,6 +132,16 @@ pub async fn announce(
     Ok(())
 }
 
+/// What rescheduling `run`'s candidate after `result` asks for.
+pub fn after_run(run: &ActiveRun, result: &JanitorResult) -> AfterRun {
+    AfterRun {
+        codebase: result.codebase.clone(),
+        campaign: result.campaign.clone(),
+        change_set: run.change_set.clone(),
+        context: result.context.clone(),
+    }
+}
+
 /// When a finished run's candidate goes back on the queue (see `schedule::after_run`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeue {
@@ -188,12 +198,7 @@ pub async fn finish_run_requeueing(
         }
         Err(other) => return Err(other),
     }
-    let after = AfterRun {
-        codebase: result.codebase.clone(),
-        campaign: result.campaign.clone(),
-        change_set: run.change_set.clone(),
-        context: result.context.clone(),
-    };
+    let after = after_run(run, result);
     if requeue == Requeue::WithTheRun {
         reschedule_in(&mut tx, state.clock.now(), &after).await;
     }

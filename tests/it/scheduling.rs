@@ -337,6 +337,49 @@ async fn candidate_upload_schedules_and_a_finished_run_is_requeued() {
     server.stop().await;
 }
 
+/// An item the runner cannot hand out (here: no VCS URL) is finished as `not-in-vcs` while
+/// assigning, and its candidate is put back on the queue after that run, as every run's is.
+#[tokio::test]
+async fn an_unassignable_item_is_requeued_after_its_run() {
+    let server = TestServer::start(Store::Postgres).await;
+    sql(
+        &server,
+        "INSERT INTO codebase (name, url, branch_url, vcs_type, subpath)
+         VALUES ('foo', NULL, NULL, NULL, NULL);",
+    )
+    .await;
+    let (status, body) = post(
+        &server,
+        "/candidates",
+        json!([{"codebase": "foo", "campaign": "generic", "command": "true"}]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(&server, "/active-runs", json!({})).await;
+    assert_ne!(status, 201, "nothing assignable: {body}");
+    let mut requeued = None;
+    for _ in 0..100 {
+        requeued = sqlx::query_scalar::<_, Option<String>>(
+            "SELECT requester FROM queue WHERE codebase = 'foo'",
+        )
+        .fetch_optional(&server.db.pool)
+        .await
+        .unwrap();
+        if requeued == Some(Some("after run schedule".to_string())) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(requeued, Some(Some("after run schedule".to_string())));
+    let code: String =
+        sqlx::query_scalar("SELECT result_code FROM run WHERE codebase = 'foo' LIMIT 1")
+            .fetch_one(&server.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(code, "not-in-vcs");
+    server.stop().await;
+}
+
 /// `db::queue::position` (what `GET /queue/position` answers) gives the `queue_positions`
 /// view's numbers for every queued (codebase, campaign).
 async fn assert_position_matches_view(server: &TestServer) {
