@@ -10,7 +10,7 @@ use janitor_runner::schedule::engine::{
     ControlRequest, RegularRequest, ScheduleRequest, do_schedule, do_schedule_control,
     do_schedule_regular,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// queue-and-scheduling.md §6: codebases, candidates, runs, and the queue holding one row (id 41).
 const WORKED_EXAMPLE: &str = include_str!("../fixtures/worked_example.sql");
@@ -274,8 +274,9 @@ async fn schedule_routes() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn candidate_upload_schedules_and_a_finished_run_is_requeued() {
+/// A server whose database has the codebase `foo` (no URL) and, uploaded through
+/// `/candidates`, a candidate of it for `campaign` (command `true`); with the upload's answer.
+async fn server_with_candidate_of_foo(campaign: &str) -> (TestServer, Value) {
     let server = TestServer::start(Store::Postgres).await;
     sql(
         &server,
@@ -283,14 +284,20 @@ async fn candidate_upload_schedules_and_a_finished_run_is_requeued() {
          VALUES ('foo', NULL, NULL, NULL, NULL);",
     )
     .await;
-    // The upstream test: no value, no runs: offset 35000, 15 s, queue id 1.
     let (status, body) = post(
         &server,
         "/candidates",
-        json!([{"codebase": "foo", "campaign": "empty-ok", "command": "true"}]),
+        json!([{"codebase": "foo", "campaign": campaign, "command": "true"}]),
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    (server, body)
+}
+
+#[tokio::test]
+async fn candidate_upload_schedules_and_a_finished_run_is_requeued() {
+    // The upstream test: no value, no runs: offset 35000, 15 s, queue id 1.
+    let (server, body) = server_with_candidate_of_foo("empty-ok").await;
     assert_eq!(
         body["success"],
         json!([{"campaign": "empty-ok", "codebase": "foo", "bucket": "default", "change_set": null,
@@ -341,20 +348,7 @@ async fn candidate_upload_schedules_and_a_finished_run_is_requeued() {
 /// assigning, and its candidate is put back on the queue after that run, as every run's is.
 #[tokio::test]
 async fn an_unassignable_item_is_requeued_after_its_run() {
-    let server = TestServer::start(Store::Postgres).await;
-    sql(
-        &server,
-        "INSERT INTO codebase (name, url, branch_url, vcs_type, subpath)
-         VALUES ('foo', NULL, NULL, NULL, NULL);",
-    )
-    .await;
-    let (status, body) = post(
-        &server,
-        "/candidates",
-        json!([{"codebase": "foo", "campaign": "generic", "command": "true"}]),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let (server, _) = server_with_candidate_of_foo("generic").await;
     let (status, body) = post(&server, "/active-runs", json!({})).await;
     assert_ne!(status, 201, "nothing assignable: {body}");
     let mut requeued = None;
