@@ -661,3 +661,48 @@ async fn upload_attacks_are_refused_and_write_nothing() {
     assert!(response.headers().get("location").is_none());
     server.stop().await;
 }
+
+/// A log larger than what one upload keeps in memory (4 MiB) goes through the temporary
+/// directory and is stored like the small one beside it, which stays in memory.
+#[tokio::test]
+async fn a_log_too_large_for_memory_is_stored_from_disk() {
+    let server = TestServer::start_with(Store::Postgres, |settings| {
+        settings.max_upload_size = 16 * 1024 * 1024;
+    })
+    .await;
+    seed(&server).await;
+    let assignment = assign(&server, "generic").await;
+    let id = assignment["id"].as_str().unwrap().to_string();
+    let big = "a build log line\n".repeat(5 * 1024 * 1024 / 17 + 1);
+    let body = multipart(&[
+        (
+            "metadata",
+            Some("result.json"),
+            "application/json",
+            worker_metadata(
+                &assignment["queue_id"],
+                json!({"name": "generic", "details": {}}),
+            ),
+        ),
+        (
+            "file",
+            Some("build.log"),
+            "application/octet-stream",
+            big.clone().into_bytes(),
+        ),
+        (
+            "file",
+            Some("worker.log"),
+            "application/octet-stream",
+            b"worker says hi\n".to_vec(),
+        ),
+    ]);
+    let (status, response, _) =
+        post_finish(&server.url(&format!("/active-runs/{id}/finish")), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{response}");
+    assert_eq!(response["logs"], json!(["build.log", "worker.log"]));
+    let logs = server.storage.path().join("logs/alpha").join(&id);
+    assert_eq!(gunzip(&logs.join("build.log.gz")).1, big);
+    assert_eq!(gunzip(&logs.join("worker.log.gz")).1, "worker says hi\n");
+    server.stop().await;
+}
