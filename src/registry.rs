@@ -130,19 +130,8 @@ pub async fn excluded_hosts(state: &AppState, now: NaiveDateTime) -> Result<Vec<
     Ok(with_avoided(state, rate_limited_hosts(state, now).await?))
 }
 
-/// [`excluded_hosts`], the rate-limited ones read on `conn` (the assignment's transaction)
-/// where the store keeps them in the database.
-pub async fn excluded_hosts_in(
-    state: &AppState,
-    conn: &mut sqlx::PgConnection,
-    now: NaiveDateTime,
-) -> Result<Vec<String>> {
-    let limited = state.store.rate_limited_hosts_in(conn, now).await?;
-    Ok(with_avoided(state, limited))
-}
-
 /// The avoided hosts, then the rate-limited ones.
-fn with_avoided(state: &AppState, limited: Vec<(String, NaiveDateTime)>) -> Vec<String> {
+pub(crate) fn with_avoided(state: &AppState, limited: Vec<(String, NaiveDateTime)>) -> Vec<String> {
     let mut excluded: Vec<String> = state.settings.avoid_hosts.iter().cloned().collect();
     excluded.extend(limited.into_iter().map(|(host, _)| host));
     excluded

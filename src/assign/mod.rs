@@ -30,7 +30,7 @@ use self::plan::{Plan, Unassignable, describe, plan};
 use self::probe::{TurnedDown, probe, turn_down};
 use self::upstream::RateLimited;
 use crate::app::AppState;
-use crate::db::queue::Claimed;
+use crate::db::queue::{Claimed, ExcludedHosts};
 use crate::error::{Error, Result};
 use crate::models::{ActiveRun, BackchannelInfo, JanitorResult};
 use crate::state::StoreError;
@@ -248,8 +248,9 @@ async fn next_assignment(
 
 /// The next queue row this request may have, locked in the returned transaction: not
 /// claimed, not passed over, not on a rate-limited or avoided host. No request holds two
-/// connections at once: the claimed ids (stores outside the database) are read before the
-/// transaction begins, the rate-limited hosts on the transaction's own connection.
+/// connections at once: what a store outside the database holds (claims, rate limits) is read
+/// before the transaction begins, in one round trip; a store in the database has the
+/// next-item query read its tables itself.
 async fn next_row<'c>(
     state: &AppState,
     request: &AssignRequest,
@@ -263,23 +264,29 @@ async fn next_row<'c>(
     AssignError,
 > {
     let in_database = state.store.claims_in_database();
-    let mut claimed_ids = Vec::new();
-    // On the PostgreSQL store the claims are joined in SQL, unless peek passed items over:
-    // then every claim is listed with them.
-    if !in_database || !passed_over.is_empty() {
-        claimed_ids = state.store.assigned_queue_ids().await?;
-    }
+    let (mut claimed_ids, limited) = if !in_database {
+        state.store.claims_and_rate_limits(now).await?
+    } else if !passed_over.is_empty() {
+        // Peek passed items over: every claim is listed with them.
+        (state.store.assigned_queue_ids().await?, Vec::new())
+    } else {
+        (Vec::new(), Vec::new())
+    };
     claimed_ids.extend(passed_over);
     let claimed = if in_database && passed_over.is_empty() {
         Claimed::ActiveRunTable
     } else {
         Claimed::Ids(&claimed_ids)
     };
+    let listed = crate::registry::with_avoided(state, limited);
+    let excluded = ExcludedHosts {
+        listed: &listed,
+        rate_limited_at: in_database.then_some(now),
+    };
     let mut tx = state.pool.begin().await?;
-    let exclude_hosts = crate::registry::excluded_hosts_in(state, &mut tx, now).await?;
     let row = crate::db::queue::next_item(
         &mut tx,
-        &exclude_hosts,
+        excluded,
         claimed,
         request.codebase.as_deref(),
         request.campaign.as_deref(),

@@ -77,33 +77,55 @@ pub enum Claimed<'a> {
     ActiveRunTable,
 }
 
+/// The hosts whose codebases are not handed out.
+#[derive(Debug, Clone, Copy)]
+pub struct ExcludedHosts<'a> {
+    /// These hosts (the avoided ones, and the rate-limited ones of a store outside the
+    /// database).
+    pub listed: &'a [String],
+    /// Also the hosts `runner_rate_limited_host` blocks past this time (the PostgreSQL
+    /// store's), read by the same statement.
+    pub rate_limited_at: Option<chrono::NaiveDateTime>,
+}
+
+/// Up to this many claimed ids are a parameter of a prepared statement; more are inlined as
+/// a constant array, which PostgreSQL (15+) checks with a hash rather than a scan per row.
+const CLAIMED_IDS_AS_PARAMETER: usize = 64;
+
 /// The next queue item to hand out, with its codebase's VCS facts, locked (`FOR UPDATE SKIP
 /// LOCKED`) for the caller's transaction so concurrent assigners pick different items.
-/// Skips claimed items and items whose branch host is in `exclude_hosts`; `codebase` and
-/// `campaign` filter when given. Order: bucket, priority, id.
+/// Skips claimed items and items whose branch host is excluded; `codebase` and `campaign`
+/// filter when given. Order: bucket, priority, id.
 pub async fn next_item(
     conn: &mut sqlx::PgConnection,
-    exclude_hosts: &[String],
+    excluded: ExcludedHosts<'_>,
     claimed: Claimed<'_>,
     codebase: Option<&str>,
     campaign: Option<&str>,
 ) -> Result<Option<NextItem>, sqlx::Error> {
     // Skipping claimed rows must stay cheap with thousands of active runs: the PostgreSQL
-    // store is an index anti-join; Redis ids are inlined as a constant array, which
-    // PostgreSQL (15+) checks with a hash instead of a scan per row. The ids are integers
-    // formatted here, so nothing from outside reaches the SQL text.
+    // store is an index anti-join; a few Redis ids are a parameter (one plan, reused), many
+    // are inlined. The ids are integers formatted here, so nothing from outside reaches the
+    // SQL text.
     let claimed_filter = match claimed {
-        Claimed::Ids(ids) => {
+        Claimed::Ids(ids) if ids.len() > CLAIMED_IDS_AS_PARAMETER => {
             let list: Vec<String> = ids.iter().map(i64::to_string).collect();
             format!(
                 "WHERE queue.id::int8 <> ALL ('{{{}}}'::int8[])",
                 list.join(",")
             )
         }
+        Claimed::Ids(_) => "WHERE queue.id::int8 <> ALL ($4::int8[])".to_string(),
         Claimed::ActiveRunTable => {
             "WHERE NOT EXISTS (SELECT FROM runner_active_run r WHERE r.queue_id = queue.id)"
                 .to_string()
         }
+    };
+    // The table's hosts are an uncorrelated subquery: read once per statement.
+    let hosts = if excluded.rate_limited_at.is_some() {
+        "($1::text[] || ARRAY(SELECT host FROM runner_rate_limited_host WHERE until > $5))"
+    } else {
+        "$1::text[]"
     };
     let sql = format!(
         "SELECT {ITEM_COLUMNS}
@@ -113,20 +135,26 @@ pub async fn next_item(
            AND ($2::text IS NULL OR queue.codebase = $2)
            AND ($3::text IS NULL OR queue.suite = $3)
            AND (codebase.branch_url IS NULL
-                OR cardinality($1::text[]) = 0
+                OR cardinality({hosts}) = 0
                 OR substring(codebase.branch_url, '.*://(?:[^/@]*@)?([^/]*)') IS NULL
-                OR NOT (substring(codebase.branch_url, '.*://(?:[^/@]*@)?([^/]*)') = ANY($1)))
+                OR NOT (substring(codebase.branch_url, '.*://(?:[^/@]*@)?([^/]*)') = ANY({hosts})))
          ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC
          LIMIT 1
          FOR UPDATE OF queue SKIP LOCKED"
     );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .persistent(matches!(claimed, Claimed::ActiveRunTable))
-        .bind(exclude_hosts)
+    let inlined = matches!(claimed, Claimed::Ids(ids) if ids.len() > CLAIMED_IDS_AS_PARAMETER);
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .persistent(!inlined)
+        .bind(excluded.listed)
         .bind(codebase)
-        .bind(campaign)
-        .fetch_optional(conn)
-        .await
+        .bind(campaign);
+    // Unused parameters still get a type, so every variant binds the same five.
+    let ids: &[i64] = match claimed {
+        Claimed::Ids(ids) if !inlined => ids,
+        _ => &[],
+    };
+    query = query.bind(ids).bind(excluded.rate_limited_at);
+    query.fetch_optional(conn).await
 }
 
 /// The columns of [`NextItem`], from `queue` joined with `codebase`.
@@ -215,15 +243,6 @@ impl NextItem {
         };
         (item, vcs)
     }
-}
-
-/// Removes the queue row with this id (nothing if there is none).
-pub async fn delete(conn: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM queue WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// What `Queue.add` upserts.

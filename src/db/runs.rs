@@ -106,8 +106,12 @@ pub struct NewRun<'a> {
     pub logfilenames: &'a [String],
     /// The value of the changes, as the worker reported it.
     pub value: Option<i64>,
-    /// The worker that ran it; must be a registered worker.
+    /// The worker that ran it; see `worker_must_be_registered`.
     pub worker: Option<&'a str>,
+    /// Whether a worker name missing from the `worker` table fails the foreign key (as the
+    /// Python `store_run` does) rather than being stored as NULL (the runner's own finishes:
+    /// internal-app workers name themselves).
+    pub worker_must_be_registered: bool,
     /// A link to the worker's own page for the run.
     pub worker_link: Option<&'a str>,
     /// The tags the run created: their names and, in the same order, their revisions.
@@ -128,16 +132,24 @@ pub struct NewRun<'a> {
     pub change_set: &'a str,
     /// The codebase the run worked on.
     pub codebase: &'a str,
+    /// The queue item the run was for, removed by the statement that stores the run.
+    pub queue_id: Option<i64>,
 }
 
-/// Inserts the `run` row.
-pub async fn insert(conn: &mut sqlx::PgConnection, run: &NewRun<'_>) -> Result<(), sqlx::Error> {
+/// Inserts the `run` row and deletes its queue item, in one statement (one round trip in the
+/// finish's transaction). Returns the worker name as stored: `None` when the run named none,
+/// or a worker that is not registered and need not be.
+pub async fn insert(
+    conn: &mut sqlx::PgConnection,
+    run: &NewRun<'_>,
+) -> Result<Option<String>, sqlx::Error> {
     let (tag_names, tag_revisions) = match &run.tags {
         Some((names, revisions)) => (Some(names.clone()), Some(revisions.clone())),
         None => (None, None),
     };
-    sqlx::query(
-        "INSERT INTO run (
+    sqlx::query_scalar(
+        "WITH released AS (DELETE FROM queue WHERE id = $29)
+         INSERT INTO run (
              id, command, description, result_code, start_time, finish_time, instigated_context,
              context, main_branch_revision, revision, result, suite, vcs_type, branch_url,
              logfilenames, value, worker, worker_link, result_tags, subpath, failure_stage,
@@ -145,11 +157,13 @@ pub async fn insert(conn: &mut sqlx::PgConnection, run: &NewRun<'_>) -> Result<(
              codebase)
          VALUES (
              $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::json, $12, $13::vcs_type, $14, $15,
-             $16, $17, $18,
+             $16,
+             CASE WHEN $30 THEN $17 ELSE (SELECT name FROM worker WHERE name = $17) END, $18,
              CASE WHEN $19::text[] IS NULL THEN NULL ELSE
                  ARRAY(SELECT ROW(n, r)::result_tag FROM unnest($19::text[], $20::text[]) AS t(n, r))
              END,
-             $21, $22, $23::json, $24, $25, $26, $27, $28)",
+             $21, $22, $23::json, $24, $25, $26, $27, $28)
+         RETURNING worker",
     )
     .bind(run.id)
     .bind(run.command)
@@ -179,9 +193,10 @@ pub async fn insert(conn: &mut sqlx::PgConnection, run: &NewRun<'_>) -> Result<(
     .bind(run.resume_from)
     .bind(run.change_set)
     .bind(run.codebase)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .bind(run.queue_id)
+    .bind(run.worker_must_be_registered)
+    .fetch_one(conn)
+    .await
 }
 
 /// One `new_result_branch` row per result branch.
@@ -234,14 +249,6 @@ pub async fn insert_debian_build(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Whether `name` is a registered worker.
-pub async fn worker_exists(conn: &mut sqlx::PgConnection, name: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT FROM worker WHERE name = $1)")
-        .bind(name)
-        .fetch_one(conn)
-        .await
 }
 
 /// The run a resume branch's tip came from, as `check_resume_result` reads it.

@@ -27,7 +27,8 @@ use crate::schedule::after_run::{AfterRun, reschedule_in};
 use crate::storage::{Source, Stored};
 
 /// Writes the run row and everything hanging off it, and removes the queue item, inside the
-/// caller's transaction. A run id that is already stored gives `Error::RunExists`.
+/// caller's transaction. A run id that is already stored gives `Error::RunExists`; a worker
+/// name that is not registered is dropped from the result (and the row).
 pub async fn store_result(
     conn: &mut PgConnection,
     run: &ActiveRun,
@@ -81,21 +82,31 @@ pub async fn store_result(
         resume_from: result.resume_from.as_deref(),
         change_set: &change_set,
         codebase: &result.codebase,
+        worker_must_be_registered: false,
+        queue_id: Some(run.queue_id),
     };
-    db::runs::insert(conn, &new_run)
-        .await
-        .on_constraint(|name| match name {
-            "run_pkey" => Some(Error::RunExists(result.log_id.clone())),
-            "run_worker_fkey" => Some(Error::BadRequest(format!(
-                "worker {:?} is not a registered worker",
-                result.worker_name.as_deref().unwrap_or_default()
-            ))),
-            "run_check" => Some(Error::BadRequest("finish_time is before start_time".into())),
-            "run_check1" => Some(Error::BadRequest(
-                "nothing-new-to-do needs a run to resume from".into(),
-            )),
-            _ => None,
-        })?;
+    let stored_worker =
+        db::runs::insert(conn, &new_run)
+            .await
+            .on_constraint(|name| match name {
+                "run_pkey" => Some(Error::RunExists(result.log_id.clone())),
+                "run_worker_fkey" => Some(Error::BadRequest(format!(
+                    "worker {:?} is not a registered worker",
+                    result.worker_name.as_deref().unwrap_or_default()
+                ))),
+                "run_check" => Some(Error::BadRequest("finish_time is before start_time".into())),
+                "run_check1" => Some(Error::BadRequest(
+                    "nothing-new-to-do needs a run to resume from".into(),
+                )),
+                _ => None,
+            })?;
+    if stored_worker.is_none()
+        && let Some(unregistered) = result.worker_name.take()
+    {
+        // Internal-app workers name themselves; a name the `worker` table lacks is stored as
+        // NULL rather than failing the foreign key, retry after retry.
+        tracing::warn!(run_id = %result.log_id, worker = %unregistered, "stored the run of an unregistered worker without its worker name");
+    }
     if let Some(branches) = &result.branches {
         db::runs::insert_result_branches(conn, &result.log_id, branches).await?;
     }
@@ -104,7 +115,6 @@ pub async fn store_result(
     {
         db::runs::insert_debian_build(conn, &result.log_id, debian).await?;
     }
-    db::queue::delete(conn, run.queue_id).await?;
     Ok(())
 }
 
@@ -174,8 +184,7 @@ pub async fn finish_run(
     finish_run_requeueing(state, run, result, Requeue::Afterwards).await
 }
 
-/// [`finish_run`], with the candidate rescheduled as `requeue` says. A worker name that is
-/// not registered is dropped first (see [`drop_unregistered_worker`]).
+/// [`finish_run`], with the candidate rescheduled as `requeue` says.
 #[tracing::instrument(
     name = "finish_run",
     skip_all,
@@ -188,7 +197,6 @@ pub async fn finish_run_requeueing(
     requeue: Requeue,
 ) -> Result<()> {
     let mut tx = state.pool.begin().await?;
-    drop_unregistered_worker(&mut tx, result).await?;
     match store_result(&mut tx, run, result).await {
         Ok(()) => {}
         Err(Error::RunExists(id)) => {
@@ -261,21 +269,6 @@ impl Finished {
             "result": self.result.to_json(),
         })
     }
-}
-
-/// A worker name that is not in the `worker` table (internal-app workers name themselves) is
-/// dropped, so storing the run cannot fail on the foreign key, retry after retry.
-async fn drop_unregistered_worker(
-    conn: &mut PgConnection,
-    result: &mut JanitorResult,
-) -> Result<()> {
-    if let Some(worker_name) = result.worker_name.clone()
-        && !db::runs::worker_exists(conn, &worker_name).await?
-    {
-        tracing::warn!(run_id = %result.log_id, worker = %worker_name, "storing the run of an unregistered worker without its worker name");
-        result.worker_name = None;
-    }
-    Ok(())
 }
 
 /// The stored JSON of the active run a finish is for. A run no longer active whose result is

@@ -145,6 +145,8 @@ pub fn store_run<'py>(
             resume_from: resume_from.as_deref(),
             change_set: &change_set,
             codebase: &codebase,
+            worker_must_be_registered: true,
+            queue_id: None,
         };
         insert_run(&pool, &run, &branches).await
     })

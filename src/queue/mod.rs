@@ -113,9 +113,13 @@ pub async fn next_item(
     assigned: &[i64],
 ) -> Result<Option<(QueueItem, VcsInfo)>> {
     let mut tx = pool.begin().await?;
+    let excluded = queue::ExcludedHosts {
+        listed: exclude_hosts,
+        rate_limited_at: None,
+    };
     let row = queue::next_item(
         &mut tx,
-        exclude_hosts,
+        excluded,
         queue::Claimed::Ids(assigned),
         codebase,
         campaign,

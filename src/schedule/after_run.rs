@@ -2,7 +2,7 @@
 //! candidate back on the queue in `default`.
 //!
 //! Two ways, one result. A worker's finish reschedules inside the transaction that stores the
-//! run, behind a savepoint ([`reschedule_in`]): a cycle costs one commit less, and the queue
+//! run, its writes behind a savepoint ([`reschedule_in`]): a cycle costs one commit less, and the queue
 //! never shows the run stored without its follow-up. Runs the runner ends itself (aborts while
 //! assigning, the watchdog) reschedule in the background after the commit ([`Rescheduler`]), as
 //! the Python runner does for every run: an assignment that turns items down and moves on must
@@ -15,7 +15,9 @@ use chrono::NaiveDateTime;
 use sqlx::{Acquire, PgConnection, PgPool};
 use tokio::sync::Semaphore;
 
-use super::engine::{RegularRequest, ScheduleError, do_schedule_regular};
+use super::engine::{
+    RegularRequest, ScheduleError, do_schedule_regular, schedule_complete, with_candidate,
+};
 use crate::clock::Clock;
 
 /// How many post-run reschedules run at once (Python's job pool).
@@ -71,14 +73,17 @@ impl Rescheduler {
     }
 }
 
-/// Reschedules `after` on `conn` (inside the caller's transaction) behind a savepoint. A
-/// candidate that is gone is not an error; any other failure is logged and undone, never
-/// returned: the caller's transaction goes on as if the reschedule had not been tried.
+/// Reschedules `after` on `conn` (inside the caller's transaction). The candidate is read
+/// first, outside any savepoint: a run whose candidate is gone (and a load test's) costs no
+/// savepoint, and a read that fails fails the finish as its own statements would. The rest
+/// goes behind a savepoint. A candidate that is gone is not an error; any other failure is
+/// logged and undone, never returned: the caller's transaction goes on as if the
+/// reschedule had not been tried.
 pub async fn reschedule_in(conn: &mut PgConnection, now: NaiveDateTime, after: &AfterRun) {
     let outcome = async {
+        let complete = with_candidate(&mut *conn, request(after)).await?;
         let mut savepoint = conn.begin().await?;
-        let scheduled = do_schedule_regular(&mut savepoint, now, request(after)).await;
-        match scheduled {
+        match schedule_complete(&mut savepoint, now, complete).await {
             Ok(_) => savepoint.commit().await?,
             Err(error) => {
                 savepoint.rollback().await?;

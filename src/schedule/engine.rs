@@ -88,23 +88,45 @@ pub struct Scheduled {
 }
 
 /// `do_schedule_regular`.
-#[tracing::instrument(
-    name = "do_schedule_regular",
-    skip_all,
-    fields(codebase = request.codebase, campaign = request.campaign)
-)]
 pub async fn do_schedule_regular(
     conn: &mut PgConnection,
     now: NaiveDateTime,
-    mut request: RegularRequest<'_>,
+    request: RegularRequest<'_>,
 ) -> Result<Scheduled, ScheduleError> {
+    let request = with_candidate(conn, request).await?;
+    schedule_complete(conn, now, request).await
+}
+
+/// A request whose gaps were filled from the stored candidate.
+pub(crate) struct CompleteRequest<'a>(RegularRequest<'a>);
+
+/// Fills what `request` leaves out from the stored candidate; `CandidateUnavailable` when
+/// there is none. Only reads.
+pub(crate) async fn with_candidate<'a>(
+    conn: &mut PgConnection,
+    mut request: RegularRequest<'a>,
+) -> Result<CompleteRequest<'a>, ScheduleError> {
     if request.candidate_value.is_none()
         || request.success_chance.is_none()
         || request.command.is_none()
     {
         fill_from_candidate(conn, &mut request).await?;
     }
-    let RegularRequest {
+    Ok(CompleteRequest(request))
+}
+
+/// The rest of `do_schedule_regular`: the estimate, the offset and the queue row.
+#[tracing::instrument(
+    name = "do_schedule_regular",
+    skip_all,
+    fields(codebase = request.0.codebase, campaign = request.0.campaign)
+)]
+pub(crate) async fn schedule_complete(
+    conn: &mut PgConnection,
+    now: NaiveDateTime,
+    request: CompleteRequest<'_>,
+) -> Result<Scheduled, ScheduleError> {
+    let CompleteRequest(RegularRequest {
         codebase,
         campaign,
         command,
@@ -119,7 +141,7 @@ pub async fn do_schedule_regular(
         dry_run,
         refresh,
         bucket,
-    } = request;
+    }) = request;
     let estimate = estimate_success_probability_and_duration(
         conn,
         codebase,

@@ -238,14 +238,6 @@ impl ActiveRunStore for MirroredStore {
         self.truth.rate_limited_hosts(now).await
     }
 
-    async fn rate_limited_hosts_in(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        now: NaiveDateTime,
-    ) -> Result<Vec<(String, NaiveDateTime)>, StoreError> {
-        self.truth.rate_limited_hosts_in(conn, now).await
-    }
-
     async fn run_leases(
         &self,
         holder: &str,

@@ -18,6 +18,9 @@ pub use self::mirrored::{CHECK_INTERVAL as MIRROR_CHECK_INTERVAL, MirroredStore}
 pub use self::postgres::PostgresStore;
 pub use self::redis::{RedisKeys, RedisStore};
 
+/// Claimed queue ids, and rate-limited hosts with the end of each block.
+pub type ClaimsAndRateLimits = (Vec<i64>, Vec<(String, NaiveDateTime)>);
+
 /// A stored run's JSON, as both stores keep it as text.
 fn parse_run(text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::InvalidData(e.to_string()))
@@ -119,8 +122,9 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
     /// Queue ids currently held by active runs.
     async fn assigned_queue_ids(&self) -> Result<Vec<i64>, StoreError>;
 
-    /// Whether claims live in the runner's own database (`runner_active_run`), so queue
-    /// queries can exclude claimed items by joining rather than by listing their ids.
+    /// Whether claims and rate limits live in the runner's own database
+    /// (`runner_active_run`, `runner_rate_limited_host`), so queue queries can read them
+    /// there rather than be given lists.
     fn claims_in_database(&self) -> bool {
         false
     }
@@ -140,16 +144,16 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
         now: NaiveDateTime,
     ) -> Result<Vec<(String, NaiveDateTime)>, StoreError>;
 
-    /// `rate_limited_hosts` read on `conn` (the assignment's transaction) by stores that keep
-    /// them in the database, so the read costs no transaction of its own; the others ignore
-    /// `conn`.
-    async fn rate_limited_hosts_in(
+    /// The queue ids held by active runs and the hosts blocked at `now`, together (in one
+    /// round trip where the store can): what an assignment must step around.
+    async fn claims_and_rate_limits(
         &self,
-        conn: &mut sqlx::PgConnection,
         now: NaiveDateTime,
-    ) -> Result<Vec<(String, NaiveDateTime)>, StoreError> {
-        let _ = conn;
-        self.rate_limited_hosts(now).await
+    ) -> Result<ClaimsAndRateLimits, StoreError> {
+        Ok((
+            self.assigned_queue_ids().await?,
+            self.rate_limited_hosts(now).await?,
+        ))
     }
 
     /// Run leases for one watchdog pass of the process `holder`. A lease that its holder

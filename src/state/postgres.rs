@@ -194,20 +194,11 @@ impl ActiveRunStore for PostgresStore {
         &self,
         now: NaiveDateTime,
     ) -> Result<Vec<(String, NaiveDateTime)>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        self.rate_limited_hosts_in(&mut conn, now).await
-    }
-
-    async fn rate_limited_hosts_in(
-        &self,
-        conn: &mut PgConnection,
-        now: NaiveDateTime,
-    ) -> Result<Vec<(String, NaiveDateTime)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT host, until FROM runner_rate_limited_host WHERE until > $1 ORDER BY host",
         )
         .bind(now)
-        .fetch_all(conn)
+        .fetch_all(&self.pool)
         .await?)
     }
 

@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 
-use super::{ActiveRunStore, RunLeases, StoreError, StoredRun, queue_id_of};
+use super::{ActiveRunStore, ClaimsAndRateLimits, RunLeases, StoreError, StoredRun, queue_id_of};
 use crate::time::{isoformat, parse_timestamp};
 
 /// Key names. The defaults are the Python runner's; a prefix keeps several instances (or
@@ -77,20 +77,28 @@ pub(super) static UPDATE: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-// Release only our own claim: a late unclaim must not free an item another run now holds.
+// Remove a run in one round trip, its queue id read from its own JSON; release only our own
+// claim: a late unclaim must not free an item another run now holds. A run whose JSON has no
+// integer queue id is left in place and returned as 'invalid'.
 static UNCLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
         local data = redis.call('HGET', KEYS[1], ARGV[1])
-        if not data then
+        if not data or data == '' then
             return false
         end
-        if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then
-            redis.call('HDEL', KEYS[2], ARGV[2])
+        local ok, run = pcall(cjson.decode, data)
+        if not ok or type(run) ~= 'table' or type(run['queue_id']) ~= 'number'
+            or run['queue_id'] % 1 ~= 0 then
+            return {'invalid', data}
+        end
+        local queue_id = string.format('%d', run['queue_id'])
+        if redis.call('HGET', KEYS[2], queue_id) == ARGV[1] then
+            redis.call('HDEL', KEYS[2], queue_id)
         end
         redis.call('HDEL', KEYS[1], ARGV[1])
         redis.call('HDEL', KEYS[3], ARGV[1])
-        return data
+        return {'removed', data}
         ",
     )
 });
@@ -188,20 +196,26 @@ impl ActiveRunStore for RedisStore {
     }
 
     async fn unclaim_run(&self, id: &str) -> Result<Option<Value>, StoreError> {
-        let Some(current) = self.get_run(id).await? else {
-            return Ok(None);
-        };
-        let queue_id = queue_id_of(&current)?;
         let mut conn = self.conn.clone();
-        let removed: Option<String> = UNCLAIM
+        let removed: Option<(String, String)> = UNCLAIM
             .key(&self.keys.active_runs)
             .key(&self.keys.assigned_queue_items)
             .key(&self.keys.last_keepalive)
             .arg(id)
-            .arg(queue_id.to_string())
             .invoke_async(&mut conn)
             .await?;
-        removed.map(|r| super::parse_run(&r)).transpose()
+        let Some((outcome, raw)) = removed else {
+            return Ok(None);
+        };
+        let data = super::parse_run(&raw)?;
+        if outcome != "removed" {
+            // Left in place: say why, as reading it would.
+            queue_id_of(&data)?;
+            return Err(StoreError::InvalidData(format!(
+                "run {id} has no integer queue_id"
+            )));
+        }
+        Ok(Some(data))
     }
 
     async fn list_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
@@ -231,7 +245,20 @@ impl ActiveRunStore for RedisStore {
     async fn assigned_queue_ids(&self) -> Result<Vec<i64>, StoreError> {
         let mut conn = self.conn.clone();
         let keys: Vec<String> = conn.hkeys(&self.keys.assigned_queue_items).await?;
-        Ok(keys.iter().filter_map(|k| k.parse().ok()).collect())
+        Ok(queue_ids(&keys))
+    }
+
+    async fn claims_and_rate_limits(
+        &self,
+        now: NaiveDateTime,
+    ) -> Result<ClaimsAndRateLimits, StoreError> {
+        let mut conn = self.conn.clone();
+        let (claims, limits): (Vec<String>, Vec<(String, String)>) = redis::pipe()
+            .hkeys(&self.keys.assigned_queue_items)
+            .hgetall(&self.keys.rate_limit_hosts)
+            .query_async(&mut conn)
+            .await?;
+        Ok((queue_ids(&claims), still_limited(limits, now)))
     }
 
     async fn keepalive(&self, id: &str, at: NaiveDateTime) -> Result<(), StoreError> {
@@ -266,11 +293,7 @@ impl ActiveRunStore for RedisStore {
     ) -> Result<Vec<(String, NaiveDateTime)>, StoreError> {
         let mut conn = self.conn.clone();
         let entries: Vec<(String, String)> = conn.hgetall(&self.keys.rate_limit_hosts).await?;
-        Ok(entries
-            .into_iter()
-            .filter_map(|(host, ts)| parse_timestamp(&ts).ok().map(|until| (host, until)))
-            .filter(|(_, until)| *until > now)
-            .collect())
+        Ok(still_limited(entries, now))
     }
 
     async fn run_leases(
@@ -285,6 +308,23 @@ impl ActiveRunStore for RedisStore {
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
         }))
     }
+}
+
+/// The fields of `assigned-queue-items` that are queue ids.
+fn queue_ids(fields: &[String]) -> Vec<i64> {
+    fields.iter().filter_map(|k| k.parse().ok()).collect()
+}
+
+/// The `rate-limit-hosts` entries still blocking at `now`.
+fn still_limited(
+    entries: Vec<(String, String)>,
+    now: NaiveDateTime,
+) -> Vec<(String, NaiveDateTime)> {
+    entries
+        .into_iter()
+        .filter_map(|(host, ts)| parse_timestamp(&ts).ok().map(|until| (host, until)))
+        .filter(|(_, until)| *until > now)
+        .collect()
 }
 
 /// `SET <prefix><run id> <holder> NX PX <ttl>`: a lease that expires by itself if its holder

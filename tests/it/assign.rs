@@ -218,7 +218,9 @@ async fn unassignable_items_are_finished_before_any_claim() {
              ('nourl', 'empty-ok', 'debianize', 'default');",
     )
     .await;
-    let (status, _, body) = assign(&server, json!({})).await;
+    // A worker that names itself without being registered: its aborted runs are stored
+    // without the name rather than failing on the `worker` foreign key.
+    let (status, _, body) = assign(&server, json!({"worker": "unregistered"})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_worker_accepts(&body);
     assert_eq!(
@@ -260,6 +262,11 @@ async fn unassignable_items_are_finished_before_any_claim() {
         runs.iter()
             .any(|r| r.2.as_deref() == Some("Unsupported distribution: no-such-dist"))
     );
+    let named: i64 = sqlx::query_scalar("SELECT count(*) FROM run WHERE worker IS NOT NULL")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(named, 0);
     // Each aborted run got its own change set; only the handed-out item is left in the queue.
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM queue")
         .fetch_one(&server.db.pool)
@@ -358,9 +365,8 @@ async fn debian_build_configuration() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn filters_and_excluded_hosts() {
-    let server = TestServer::start(Store::Redis).await;
+async fn filters_and_excluded_hosts(store: Store) {
+    let server = TestServer::start(store).await;
     seed(&server).await;
     sql(
         &server,
@@ -394,8 +400,20 @@ async fn filters_and_excluded_hosts() {
     );
     let (status, _, body) = assign(&server, json!({"codebase": "avoided"})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, _, body) = assign(&server, json!({"codebase": "limited"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // Once its block has ended, the limited host's item goes out.
+    server.clock.advance(chrono::TimeDelta::seconds(61));
+    let (status, _, body) = assign(&server, json!({"codebase": "limited"})).await;
+    assert_eq!(
+        (status, body["codebase"].as_str()),
+        (StatusCode::CREATED, Some("limited")),
+        "{body}"
+    );
     server.stop().await;
 }
+
+per_store!(filters_and_excluded_hosts, postgres => Store::Postgres, mirrored => Store::Mirrored, redis => Store::Redis);
 
 #[tokio::test]
 async fn public_assign_requires_worker_credentials() {

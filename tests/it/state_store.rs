@@ -223,6 +223,14 @@ async fn rate_limits_hosts(store: &dyn ActiveRunStore) {
     let mut hosts = store.rate_limited_hosts(now).await.unwrap();
     hosts.sort();
     assert_eq!(hosts.len(), 2);
+    // Read together, as an assignment reads them: the same claims and hosts.
+    store
+        .register_run("run-a", 5, &data(&run("run-a", 5)), now)
+        .await
+        .unwrap();
+    let (claims, mut together) = store.claims_and_rate_limits(now).await.unwrap();
+    together.sort();
+    assert_eq!((claims, together), (vec![5], hosts));
     assert!(
         store
             .rate_limited_hosts(now + TimeDelta::seconds(600))
@@ -356,6 +364,52 @@ async fn redis_layout_matches_the_python_runner() {
     let parsed = ActiveRun::from_json(&back).unwrap();
     assert_eq!(parsed.codebase(), "beta");
     assert_eq!(parsed.backchannel, BackchannelInfo::None);
+    common::clear_prefix(&prefix).await;
+}
+
+/// Releasing a run reads its queue id from the run's own JSON (as another runner wrote it),
+/// frees only a claim the run still holds, and leaves a run without a queue id in place.
+#[tokio::test]
+async fn redis_release_reads_the_queue_id_from_the_stored_run() {
+    let prefix = common::redis_prefix();
+    let conn = janitor_runner::app::connect_redis(&common::redis_url())
+        .await
+        .unwrap();
+    let store = RedisStore::new(conn.clone(), RedisKeys::with_prefix(&prefix));
+    let mut raw = conn.clone();
+    let hset = |key: &str, field: &str, value: &str| {
+        ::redis::cmd("HSET")
+            .arg(format!("{prefix}{key}"))
+            .arg(field)
+            .arg(value)
+            .clone()
+    };
+    for command in [
+        hset(
+            "active-runs",
+            "py-run",
+            r#"{"queue_id": 4300000, "id": "py-run"}"#,
+        ),
+        hset("assigned-queue-items", "4300000", "py-run"),
+        hset("last-keepalive", "py-run", "2026-11-23T11:00:00"),
+        // A late release: the item is held by another run now.
+        hset("active-runs", "late", r#"{"queue_id":44,"id":"late"}"#),
+        hset("assigned-queue-items", "44", "newer"),
+        hset("active-runs", "broken", r#"{"id": "broken"}"#),
+    ] {
+        let _: () = command.query_async(&mut raw).await.unwrap();
+    }
+    let removed = store.unclaim_run("py-run").await.unwrap().unwrap();
+    assert_eq!(removed["queue_id"], 4_300_000);
+    assert_eq!(store.last_keepalive("py-run").await.unwrap(), None);
+    assert_eq!(store.get_run("py-run").await.unwrap(), None);
+    assert!(store.unclaim_run("late").await.unwrap().is_some());
+    assert_eq!(store.assigned_queue_ids().await.unwrap(), vec![44]);
+    match store.unclaim_run("broken").await {
+        Err(StoreError::InvalidData(_)) => {}
+        other => panic!("expected InvalidData, got {other:?}"),
+    }
+    assert!(store.get_run("broken").await.unwrap().is_some());
     common::clear_prefix(&prefix).await;
 }
 
