@@ -55,6 +55,11 @@ pub async fn receive<S: Send + Sync>(
             continue;
         }
         check_upload_filename(&name).map_err(ApiError::from)?;
+        // Of parts with the same name only the last is kept: the earlier one's memory goes
+        // back before the next is read.
+        if let Some(Source::Memory(replaced)) = received.files.remove(&name) {
+            received.reservation.shrink(replaced.len());
+        }
         let source = received.read_part(&name, &mut field).await?;
         received.files.insert(name.clone(), source);
         received.filenames.push(name);
@@ -172,4 +177,53 @@ fn connection_broke(error: &(dyn std::error::Error + 'static)) -> bool {
         cause = error.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(name: &str, content: &[u8]) -> Vec<u8> {
+        let mut part = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n"
+        )
+        .into_bytes();
+        part.extend_from_slice(content);
+        part.extend_from_slice(b"\r\n");
+        part
+    }
+
+    #[tokio::test]
+    async fn a_repeated_part_gives_the_memory_of_the_one_it_replaces_back() {
+        let three_mib = vec![b'x'; 3 * 1024 * 1024];
+        let mut body = part("result.json", b"{}");
+        body.extend(part("build.log", &three_mib));
+        body.extend(part("build.log", &three_mib));
+        body.extend_from_slice(b"--b--\r\n");
+        let request = Request::builder()
+            .header("content-type", "multipart/form-data; boundary=b")
+            .body(axum::body::Body::from(body))
+            .expect("request");
+        let memory = UploadMemory::default();
+        // As the finish routes do, lift axum's default 2 MB body limit.
+        let read = tower::Layer::layer(
+            &axum::extract::DefaultBodyLimit::disable(),
+            tower::service_fn(|request: Request| {
+                let memory = memory.clone();
+                async move { receive(request, &(), &memory).await }
+            }),
+        );
+        let upload = tower::ServiceExt::oneshot(read, request)
+            .await
+            .expect("received");
+        // Both parts fit the 4 MiB kept per upload only because the first was given back.
+        assert!(
+            matches!(upload.files.get("build.log"), Some(Source::Memory(b)) if b.len() == three_mib.len())
+        );
+        assert!(upload.spill.is_none());
+        assert_eq!(memory.used(), three_mib.len());
+        assert_eq!(upload.filenames, ["build.log", "build.log"]);
+        drop(upload);
+        assert_eq!(memory.used(), 0);
+    }
 }
