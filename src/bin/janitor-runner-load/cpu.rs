@@ -19,6 +19,22 @@ fn ticks(pid: u32) -> std::io::Result<u64> {
     Ok(field(14) + field(15))
 }
 
+/// The machine's idle CPU so far (idle plus I/O wait, every core), from `/proc/stat`.
+pub fn machine_idle() -> std::io::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().unwrap_or_default();
+    // `cpu  user nice system idle iowait ...`
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    Ok(Duration::from_secs_f64(
+        idle as f64 / ticks_per_second() as f64,
+    ))
+}
+
 /// The parent of `pid`, from its stat line.
 fn parent(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -322,9 +322,12 @@ async fn run(
     if workers == 0 {
         bail!("--workers must be at least 1");
     }
+    let myself = cpu::Watched::new(std::process::id(), false);
     let cpu_before = (
         watched.runner.map(cpu::Watched::used).transpose()?,
         watched.postgres.map(cpu::Watched::used).transpose()?,
+        Some(myself.used()?),
+        Some(cpu::machine_idle()?),
     );
     let resident_before = watched
         .runner
@@ -362,6 +365,8 @@ async fn run(
     let cpu_after = (
         watched.runner.map(cpu::Watched::used).transpose()?,
         watched.postgres.map(cpu::Watched::used).transpose()?,
+        Some(myself.used()?),
+        Some(cpu::machine_idle()?),
     );
     all.assign.sort();
     all.finish.sort();
@@ -375,13 +380,17 @@ async fn run(
         println!("share of the ceiling: {:.1} %", 100.0 * rate / ceiling);
     }
     let cycles = all.finish.len().max(1) as f64;
+    // The load tool's own CPU and the machine's idle time say how much of the machine the
+    // runner and PostgreSQL had, and whether it was saturated.
     for (name, before, after) in [
-        ("runner", cpu_before.0, cpu_after.0),
-        ("PostgreSQL", cpu_before.1, cpu_after.1),
+        ("runner CPU", cpu_before.0, cpu_after.0),
+        ("PostgreSQL CPU", cpu_before.1, cpu_after.1),
+        ("load tool CPU", cpu_before.2, cpu_after.2),
+        ("machine idle", cpu_before.3, cpu_after.3),
     ] {
         if let (Some(before), Some(after)) = (before, after) {
             let micros = (after.saturating_sub(before)).as_secs_f64() * 1e6 / cycles;
-            println!("{name} CPU per cycle: {micros:.0} us");
+            println!("{name} per cycle: {micros:.0} us");
         }
     }
     if let (Some((before, _)), Some(runner)) = (resident_before, watched.runner) {
