@@ -36,7 +36,10 @@ pub async fn seed_change_sets(pool: &PgPool, items: u32, campaign: &str) -> sqlx
     Ok(())
 }
 
-/// `Q` queue items spread over the codebases, each in its own change set.
+/// `Q` queue items spread over the codebases, each in its own change set. Priorities repeat
+/// every 100,000 items; the items sharing one go to different codebases, so that neighbours in
+/// the queue's order are different codebases as in a real queue (with the same codebase, the
+/// concurrent finishes of neighbours queue on its `last_run` row).
 pub async fn seed_queue(
     pool: &PgPool,
     items: u32,
@@ -45,7 +48,7 @@ pub async fn seed_queue(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO queue (codebase, suite, command, priority, change_set, estimated_duration)
-         SELECT 'load' || (1 + i % $2), $3, 'true', (i::bigint * 7919) % 100000, 'load-' || i,
+         SELECT 'load' || (1 + (i + i / 100000) % $2), $3, 'true', (i::bigint * 7919) % 100000, 'load-' || i,
                 interval '1 second' * (30 + i % 600)
          FROM generate_series(1, $1) AS i
          ON CONFLICT DO NOTHING",
