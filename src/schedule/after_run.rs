@@ -2,12 +2,12 @@
 //! candidate back on the queue in `default`.
 //!
 //! Two ways, one result. A worker's finish reschedules inside the transaction that stores the
-//! run, its writes behind a savepoint ([`reschedule_in`]): a cycle costs one commit less, and the queue
-//! never shows the run stored without its follow-up. Runs the runner ends itself (aborts while
-//! assigning, the watchdog) reschedule in the background after the commit ([`Rescheduler`]), as
-//! the Python runner does for every run: an assignment that turns items down and moves on must
-//! not meet the item it just requeued again in the same request. Either way a failing
-//! reschedule is logged, never the run's failure.
+//! run, its writes behind a savepoint ([`reschedule_in`]): a cycle costs one commit less, and
+//! the queue never shows the run stored without its follow-up. Runs the runner ends itself
+//! (aborts while assigning, the watchdog) reschedule in the background after the commit
+//! ([`Rescheduler`]), as the Python runner does for every run: an assignment that turns items
+//! down and moves on must not meet the item it just requeued again in the same request. Either
+//! way a failing reschedule is logged, never the run's failure.
 
 use std::sync::Arc;
 
