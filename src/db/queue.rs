@@ -107,19 +107,28 @@ pub async fn next_item(
     // store is an index anti-join; a few Redis ids are a parameter (one plan, reused), many
     // are inlined. The ids are integers formatted here, so nothing from outside reaches the
     // SQL text.
-    let claimed_filter = match claimed {
+    // One decision: the filter's text, the ids bound as `$4`, and whether the statement is
+    // worth preparing (an inlined list makes every text new).
+    let (claimed_filter, parameter_ids, persistent): (String, &[i64], bool) = match claimed {
         Claimed::Ids(ids) if ids.len() > CLAIMED_IDS_AS_PARAMETER => {
             let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-            format!(
+            let filter = format!(
                 "WHERE queue.id::int8 <> ALL ('{{{}}}'::int8[])",
                 list.join(",")
-            )
+            );
+            (filter, &[], false)
         }
-        Claimed::Ids(_) => "WHERE queue.id::int8 <> ALL ($4::int8[])".to_string(),
-        Claimed::ActiveRunTable => {
+        Claimed::Ids(ids) => (
+            "WHERE queue.id::int8 <> ALL ($4::int8[])".to_string(),
+            ids,
+            true,
+        ),
+        Claimed::ActiveRunTable => (
             "WHERE NOT EXISTS (SELECT FROM runner_active_run r WHERE r.queue_id = queue.id)"
-                .to_string()
-        }
+                .to_string(),
+            &[],
+            true,
+        ),
     };
     // The table's hosts are an uncorrelated subquery: read once per statement.
     let hosts = if excluded.rate_limited_at.is_some() {
@@ -142,18 +151,14 @@ pub async fn next_item(
          LIMIT 1
          FOR UPDATE OF queue SKIP LOCKED"
     );
-    let inlined = matches!(claimed, Claimed::Ids(ids) if ids.len() > CLAIMED_IDS_AS_PARAMETER);
-    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .persistent(!inlined)
+    // Unused parameters still get a type, so every variant binds the same five.
+    let query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .persistent(persistent)
         .bind(excluded.listed)
         .bind(codebase)
-        .bind(campaign);
-    // Unused parameters still get a type, so every variant binds the same five.
-    let ids: &[i64] = match claimed {
-        Claimed::Ids(ids) if !inlined => ids,
-        _ => &[],
-    };
-    query = query.bind(ids).bind(excluded.rate_limited_at);
+        .bind(campaign)
+        .bind(parameter_ids)
+        .bind(excluded.rate_limited_at);
     query.fetch_optional(conn).await
 }
 
