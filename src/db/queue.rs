@@ -136,20 +136,28 @@ pub async fn next_item(
     } else {
         "$1::text[]"
     };
+    // The row is chosen and locked on `queue` alone, its codebase joined afterwards: the
+    // claimed and locked rows at the head of the queue (one per active run) are stepped
+    // over without reading their codebases. Only when hosts are excluded does the scan read
+    // a row's branch URL, by a subquery the empty-list test short-circuits. The hosts never
+    // hold NULL (a primary key, and lists built in Rust), so a NULL comparison means "no
+    // excluded host", as the branch URL's absence does.
     let sql = format!(
         "SELECT {ITEM_COLUMNS}
-         FROM queue
-         LEFT JOIN codebase ON codebase.name = queue.codebase
-         {claimed_filter}
-           AND ($2::text IS NULL OR queue.codebase = $2)
-           AND ($3::text IS NULL OR queue.suite = $3)
-           AND (codebase.branch_url IS NULL
-                OR cardinality({hosts}) = 0
-                OR substring(codebase.branch_url, '.*://(?:[^/@]*@)?([^/]*)') IS NULL
-                OR NOT (substring(codebase.branch_url, '.*://(?:[^/@]*@)?([^/]*)') = ANY({hosts})))
-         ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC
-         LIMIT 1
-         FOR UPDATE OF queue SKIP LOCKED"
+         FROM (SELECT * FROM queue
+               {claimed_filter}
+                 AND ($2::text IS NULL OR queue.codebase = $2)
+                 AND ($3::text IS NULL OR queue.suite = $3)
+                 AND (cardinality({hosts}) = 0
+                      OR NOT coalesce(
+                           substring((SELECT branch_url FROM codebase
+                                      WHERE codebase.name = queue.codebase),
+                                     '.*://(?:[^/@]*@)?([^/]*)') = ANY({hosts}),
+                           false))
+               ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC
+               LIMIT 1
+               FOR UPDATE SKIP LOCKED) AS queue
+         LEFT JOIN codebase ON codebase.name = queue.codebase"
     );
     // Unused parameters still get a type, so every variant binds the same five.
     let query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
