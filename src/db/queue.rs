@@ -139,9 +139,9 @@ pub async fn next_item(
     // The row is chosen and locked on `queue` alone, its codebase joined afterwards: the
     // claimed and locked rows at the head of the queue (one per active run) are stepped
     // over without reading their codebases. Only when hosts are excluded does the scan read
-    // a row's branch URL, by a subquery the empty-list test short-circuits. The hosts never
-    // hold NULL (a primary key, and lists built in Rust), so a NULL comparison means "no
-    // excluded host", as the branch URL's absence does.
+    // a row's host (the schema's `hostname`, generated from the branch URL), by a subquery
+    // the empty-list test short-circuits. The hosts never hold NULL (a primary key, and lists
+    // built in Rust), so a NULL comparison means "no excluded host", as a missing host does.
     let sql = format!(
         "SELECT {ITEM_COLUMNS}
          FROM (SELECT * FROM queue
@@ -150,9 +150,8 @@ pub async fn next_item(
                  AND ($3::text IS NULL OR queue.suite = $3)
                  AND (cardinality({hosts}) = 0
                       OR NOT coalesce(
-                           substring((SELECT branch_url FROM codebase
-                                      WHERE codebase.name = queue.codebase),
-                                     '.*://(?:[^/@]*@)?([^/]*)') = ANY({hosts}),
+                           (SELECT hostname FROM codebase WHERE codebase.name = queue.codebase)
+                             = ANY({hosts}),
                            false))
                ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC
                LIMIT 1
