@@ -305,7 +305,7 @@ async fn finish_unassignable(
 ) -> Result<(), AssignError> {
     tracing::info!(queue_id = run.queue_id, code = bad.code, reason = %bad.description, "finishing unassignable queue item");
     let mut result = JanitorResult::aborted(run, bad.code, &bad.description, None, now);
-    crate::finish::store_result(&mut tx, run, &mut result).await?;
+    crate::finish::store_result(&mut tx, run, &mut result, false).await?;
     tx.commit().await?;
     crate::finish::announce(state, run, &result, false).await?;
     // In the background, as every run the runner ends itself (`schedule::after_run`).

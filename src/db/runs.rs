@@ -134,21 +134,54 @@ pub struct NewRun<'a> {
     pub codebase: &'a str,
     /// The queue item the run was for, removed by the statement that stores the run.
     pub queue_id: Option<i64>,
+    /// The PostgreSQL store's claim (`runner_active_run` row) to delete in the same
+    /// statement, so that storing the run and releasing it cost one round trip.
+    pub release_claim: Option<&'a str>,
 }
 
-/// Inserts the `run` row and deletes its queue item, in one statement (one round trip in the
-/// finish's transaction). Returns the worker name as stored: `None` when the run named none,
-/// or a worker that is not registered and need not be.
+/// What storing a run returned.
+#[derive(Debug)]
+pub struct Inserted {
+    /// The worker name as stored: `None` when the run named none, or a worker that is not
+    /// registered and need not be.
+    pub worker: Option<String>,
+    /// The released claim's JSON, when `release_claim` named a registered one.
+    pub released_claim: Option<String>,
+}
+
+/// Inserts the `run` row, deletes its queue item and releases its claim when asked, in one
+/// statement (one round trip in the finish's transaction).
 pub async fn insert(
     conn: &mut sqlx::PgConnection,
     run: &NewRun<'_>,
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<Inserted, sqlx::Error> {
     let (tag_names, tag_revisions) = match &run.tags {
         Some((names, revisions)) => (Some(names.clone()), Some(revisions.clone())),
         None => (None, None),
     };
-    sqlx::query_scalar(
-        "WITH released AS (DELETE FROM queue WHERE id = $29)
+    // The claim's table is the runner's own: a statement that does not release one does not
+    // name it, so storing a run (the Python face's `store_run`) works on the shared schema
+    // alone.
+    // The claim goes only after the queue row: its condition reads the deleted row, which
+    // makes the queue row's deletion (and any wait for its lock) come first. The other way
+    // round deadlocks with an assigner whose snapshot predates the claim: it holds the queue
+    // row (locked after the claiming transaction let go of it) and its own claim of the
+    // item waits on this transaction's deletion of the claim, while this one waits for the
+    // row. In this order the assigner meets the claim still in place, gives up the row, and
+    // this statement goes on.
+    let (release_claim, released_claim) = if run.release_claim.is_some() {
+        (
+            ", released_claim AS (
+                 DELETE FROM runner_active_run
+                 WHERE id = $31 AND queue_id = coalesce((SELECT id FROM released), queue_id)
+                 RETURNING data::text)",
+            "(SELECT data FROM released_claim)",
+        )
+    } else {
+        ("", "NULL::text")
+    };
+    let sql = format!(
+        "WITH released AS (DELETE FROM queue WHERE id = $29 RETURNING id){release_claim}
          INSERT INTO run (
              id, command, description, result_code, start_time, finish_time, instigated_context,
              context, main_branch_revision, revision, result, suite, vcs_type, branch_url,
@@ -163,40 +196,46 @@ pub async fn insert(
                  ARRAY(SELECT ROW(n, r)::result_tag FROM unnest($19::text[], $20::text[]) AS t(n, r))
              END,
              $21, $22, $23::json, $24, $25, $26, $27, $28)
-         RETURNING worker",
-    )
-    .bind(run.id)
-    .bind(run.command)
-    .bind(run.description)
-    .bind(run.result_code)
-    .bind(run.start_time)
-    .bind(run.finish_time)
-    .bind(&run.instigated_context)
-    .bind(run.context)
-    .bind(run.main_branch_revision)
-    .bind(run.revision)
-    .bind(run.result.map(std::string::ToString::to_string))
-    .bind(run.campaign)
-    .bind(run.vcs_type)
-    .bind(run.branch_url)
-    .bind(run.logfilenames)
-    .bind(run.value.and_then(|v| i32::try_from(v).ok()))
-    .bind(run.worker)
-    .bind(run.worker_link)
-    .bind(tag_names)
-    .bind(tag_revisions)
-    .bind(run.subpath)
-    .bind(run.failure_stage)
-    .bind(run.failure_details.map(std::string::ToString::to_string))
-    .bind(run.target_branch_url)
-    .bind(run.failure_transient)
-    .bind(run.resume_from)
-    .bind(run.change_set)
-    .bind(run.codebase)
-    .bind(run.queue_id)
-    .bind(run.worker_must_be_registered)
-    .fetch_one(conn)
-    .await
+         RETURNING worker, {released_claim}"
+    );
+    let (worker, released_claim) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(run.id)
+        .bind(run.command)
+        .bind(run.description)
+        .bind(run.result_code)
+        .bind(run.start_time)
+        .bind(run.finish_time)
+        .bind(&run.instigated_context)
+        .bind(run.context)
+        .bind(run.main_branch_revision)
+        .bind(run.revision)
+        .bind(run.result.map(std::string::ToString::to_string))
+        .bind(run.campaign)
+        .bind(run.vcs_type)
+        .bind(run.branch_url)
+        .bind(run.logfilenames)
+        .bind(run.value.and_then(|v| i32::try_from(v).ok()))
+        .bind(run.worker)
+        .bind(run.worker_link)
+        .bind(tag_names)
+        .bind(tag_revisions)
+        .bind(run.subpath)
+        .bind(run.failure_stage)
+        .bind(run.failure_details.map(std::string::ToString::to_string))
+        .bind(run.target_branch_url)
+        .bind(run.failure_transient)
+        .bind(run.resume_from)
+        .bind(run.change_set)
+        .bind(run.codebase)
+        .bind(run.queue_id)
+        .bind(run.worker_must_be_registered)
+        .bind(run.release_claim)
+        .fetch_one(conn)
+        .await?;
+    Ok(Inserted {
+        worker,
+        released_claim,
+    })
 }
 
 /// One `new_result_branch` row per result branch.

@@ -29,11 +29,16 @@ use crate::storage::{Source, Stored};
 /// Writes the run row and everything hanging off it, and removes the queue item, inside the
 /// caller's transaction. A run id that is already stored gives `Error::RunExists`; a worker
 /// name that is not registered is dropped from the result (and the row).
+///
+/// With `release_claim` (a store whose claims live in the database, see
+/// `ActiveRunStore::claims_in_database`) the run's claim is deleted by the same statement
+/// and its stored JSON returned, as `ActiveRunStore::unclaim_run_in` would.
 pub async fn store_result(
     conn: &mut PgConnection,
     run: &ActiveRun,
     result: &mut JanitorResult,
-) -> Result<()> {
+    release_claim: bool,
+) -> Result<Option<Value>> {
     let change_set = if let Some(existing) = result.change_set.clone().filter(|c| !c.is_empty()) {
         existing
     } else {
@@ -84,23 +89,23 @@ pub async fn store_result(
         codebase: &result.codebase,
         worker_must_be_registered: false,
         queue_id: Some(run.queue_id),
+        release_claim: release_claim.then_some(run.log_id.as_str()),
     };
-    let stored_worker =
-        db::runs::insert(conn, &new_run)
-            .await
-            .on_constraint(|name| match name {
-                "run_pkey" => Some(Error::RunExists(result.log_id.clone())),
-                "run_worker_fkey" => Some(Error::BadRequest(format!(
-                    "worker {:?} is not a registered worker",
-                    result.worker_name.as_deref().unwrap_or_default()
-                ))),
-                "run_check" => Some(Error::BadRequest("finish_time is before start_time".into())),
-                "run_check1" => Some(Error::BadRequest(
-                    "nothing-new-to-do needs a run to resume from".into(),
-                )),
-                _ => None,
-            })?;
-    if stored_worker.is_none()
+    let inserted = db::runs::insert(conn, &new_run)
+        .await
+        .on_constraint(|name| match name {
+            "run_pkey" => Some(Error::RunExists(result.log_id.clone())),
+            "run_worker_fkey" => Some(Error::BadRequest(format!(
+                "worker {:?} is not a registered worker",
+                result.worker_name.as_deref().unwrap_or_default()
+            ))),
+            "run_check" => Some(Error::BadRequest("finish_time is before start_time".into())),
+            "run_check1" => Some(Error::BadRequest(
+                "nothing-new-to-do needs a run to resume from".into(),
+            )),
+            _ => None,
+        })?;
+    if inserted.worker.is_none()
         && let Some(unregistered) = result.worker_name.take()
     {
         // Internal-app workers name themselves; a name the `worker` table lacks is stored as
@@ -115,7 +120,18 @@ pub async fn store_result(
     {
         db::runs::insert_debian_build(conn, &result.log_id, debian).await?;
     }
-    Ok(())
+    let released = inserted
+        .released_claim
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| {
+            Error::Store(crate::state::StoreError::InvalidData(format!(
+                "stored run {}: {e}",
+                run.log_id
+            )))
+        })?;
+    Ok(released)
 }
 
 /// After the result is committed: metrics, the `result` message, the run released and the
@@ -196,24 +212,24 @@ pub async fn finish_run_requeueing(
     result: &mut JanitorResult,
     requeue: Requeue,
 ) -> Result<()> {
+    // The claim goes with the same commit that stores the run: a process killed in between
+    // cannot leave a stored run still registered as out with its worker.
+    let release_with_run = state.store.claims_in_database();
     let mut tx = state.pool.begin().await?;
-    match store_result(&mut tx, run, result).await {
-        Ok(()) => {}
+    let released = match store_result(&mut tx, run, result, release_with_run).await {
+        Ok(released) => released,
         Err(Error::RunExists(id)) => {
             drop(tx);
             crate::registry::unclaim_run(state, &run.log_id).await?;
             return Err(Error::RunExists(id));
         }
         Err(other) => return Err(other),
-    }
+    };
     let after = after_run(run, result);
     if requeue == Requeue::WithTheRun {
         reschedule_in(&mut tx, state.clock.now(), &after).await;
     }
-    let registered = if state.store.claims_in_database() {
-        // The claim goes with the same commit that stores the run: a process killed in
-        // between cannot leave a stored run still registered as out with its worker.
-        let released = state.store.unclaim_run_in(&mut tx, &run.log_id).await?;
+    let registered = if release_with_run {
         tx.commit().await?;
         if let Some(stored) = released {
             crate::registry::count_release(state, &stored);

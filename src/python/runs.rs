@@ -147,6 +147,7 @@ pub fn store_run<'py>(
             codebase: &codebase,
             worker_must_be_registered: true,
             queue_id: None,
+            release_claim: None,
         };
         insert_run(&pool, &run, &branches).await
     })

@@ -114,6 +114,24 @@ fn worker_metadata(queue_id: &Value, target: Value) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The metadata part of a successful generic run's finish.
+fn generic_metadata(assignment: &Value) -> Part<'static> {
+    (
+        "metadata",
+        Some("result.json"),
+        "application/json",
+        worker_metadata(
+            &assignment["queue_id"],
+            json!({"name": "generic", "details": {}}),
+        ),
+    )
+}
+
+/// An uploaded file part, as the worker sends logs and artifacts.
+fn file_part(name: &'static str, data: Vec<u8>) -> Part<'static> {
+    ("file", Some(name), "application/octet-stream", data)
+}
+
 fn gunzip(path: &std::path::Path) -> (u32, String) {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut decoder = flate2::read::GzDecoder::new(file);
@@ -129,33 +147,10 @@ async fn finish_like_janitor_worker(store: Store) {
     let assignment = assign(&server, "generic").await;
     let id = assignment["id"].as_str().unwrap().to_string();
     let body = multipart(&[
-        (
-            "metadata",
-            Some("result.json"),
-            "application/json",
-            worker_metadata(
-                &assignment["queue_id"],
-                json!({"name": "generic", "details": {}}),
-            ),
-        ),
-        (
-            "file",
-            Some("worker.log"),
-            "application/octet-stream",
-            b"worker says hi\n".to_vec(),
-        ),
-        (
-            "file",
-            Some("codemod.log"),
-            "application/octet-stream",
-            b"codemod output\n".to_vec(),
-        ),
-        (
-            "file",
-            Some("notes.txt"),
-            "application/octet-stream",
-            b"not a log".to_vec(),
-        ),
+        generic_metadata(&assignment),
+        file_part("worker.log", b"worker says hi\n".to_vec()),
+        file_part("codemod.log", b"codemod output\n".to_vec()),
+        file_part("notes.txt", b"not a log".to_vec()),
     ]);
     let (status, response, location) =
         post_finish(&server.url(&format!("/active-runs/{id}/finish")), body).await;
@@ -282,30 +277,13 @@ async fn debian_build_results_and_artifacts() {
             "application/json",
             metadata.to_string().into_bytes(),
         ),
-        (
-            "file",
-            Some("build.log"),
-            "application/octet-stream",
-            b"dpkg-buildpackage\n".to_vec(),
-        ),
-        (
-            "file",
-            Some("alpha_1.0-1~jan+lint1_amd64.changes"),
-            "application/octet-stream",
+        file_part("build.log", b"dpkg-buildpackage\n".to_vec()),
+        file_part(
+            "alpha_1.0-1~jan+lint1_amd64.changes",
             CHANGES.as_bytes().to_vec(),
         ),
-        (
-            "file",
-            Some("alpha_1.0-1~jan+lint1.dsc"),
-            "application/octet-stream",
-            b"dsc".to_vec(),
-        ),
-        (
-            "file",
-            Some("alpha_1.0-1~jan+lint1_amd64.deb"),
-            "application/octet-stream",
-            b"deb".to_vec(),
-        ),
+        file_part("alpha_1.0-1~jan+lint1.dsc", b"dsc".to_vec()),
+        file_part("alpha_1.0-1~jan+lint1_amd64.deb", b"deb".to_vec()),
     ]);
     let (status, response, _) =
         post_finish(&server.url(&format!("/active-runs/{id}/finish")), body).await;
@@ -350,6 +328,75 @@ async fn debian_build_results_and_artifacts() {
     server.stop().await;
 }
 
+/// An assigner whose snapshot predates a claim can lock the claimed item's queue row (the
+/// claiming transaction let go of it on commit); the run's finish must then wait for that
+/// row before it releases the claim, so that the assigner's own claim meets the first one
+/// and gives up. Releasing the claim first made each wait for the other: a deadlock, and a
+/// 500 for the finish.
+#[tokio::test]
+async fn a_finish_waits_for_an_assigner_holding_its_item_without_deadlock() {
+    let server = TestServer::start(Store::Postgres).await;
+    seed(&server).await;
+    let assignment = assign(&server, "generic").await;
+    let id = assignment["id"].as_str().unwrap().to_string();
+    let queue_id = assignment["queue_id"].as_i64().unwrap();
+
+    let mut assigner = server.db.pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM queue WHERE id = $1 FOR UPDATE")
+        .bind(queue_id)
+        .execute(&mut *assigner)
+        .await
+        .unwrap();
+    let body = multipart(&[
+        generic_metadata(&assignment),
+        file_part("worker.log", b"worker says hi\n".to_vec()),
+    ]);
+    let url = server.url(&format!("/active-runs/{id}/finish"));
+    let finish = tokio::spawn(async move { post_finish(&url, body).await });
+    // The finish is waiting for the row the assigner holds.
+    let mut waiting = false;
+    for _ in 0..200 {
+        waiting = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_stat_activity
+                            WHERE datname = current_database() AND wait_event_type = 'Lock'
+                              AND query LIKE '%INSERT INTO run%')",
+        )
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(waiting, "the finish never waited for the queue row");
+    // The assigner's claim of the same item meets the run's claim, still in place.
+    let claimed = sqlx::query(
+        "INSERT INTO runner_active_run (id, queue_id, data) VALUES ('other', $1, '{}')
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(queue_id)
+    .execute(&mut *assigner)
+    .await
+    .expect("the assigner's claim neither waits for the finish nor deadlocks with it");
+    assert_eq!(claimed.rows_affected(), 0);
+    assigner.rollback().await.unwrap();
+
+    let (status, response, _) = finish.await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{response}");
+    let active: i64 = sqlx::query_scalar("SELECT count(*) FROM runner_active_run")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(active, 0);
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM queue WHERE id = $1")
+        .bind(queue_id)
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0);
+}
+
 #[tokio::test]
 async fn stored_run_id_is_a_conflict() {
     let server = TestServer::start(Store::Postgres).await;
@@ -362,15 +409,7 @@ async fn stored_run_id_is_a_conflict() {
          VALUES ('{id}', 'x', now(), now(), 'success', 'generic', '{{}}', 'cs-x', 'alpha');"
     ))
     .await;
-    let body = multipart(&[(
-        "metadata",
-        Some("result.json"),
-        "application/json",
-        worker_metadata(
-            &assignment["queue_id"],
-            json!({"name": "generic", "details": {}}),
-        ),
-    )]);
+    let body = multipart(&[generic_metadata(&assignment)]);
     let (status, response, _) =
         post_finish(&server.url(&format!("/active-runs/{id}/finish")), body).await;
     assert_eq!(status, StatusCode::CONFLICT, "{response}");
@@ -433,15 +472,7 @@ async fn upload_attacks_are_refused_and_write_nothing() {
             StatusCode::BAD_REQUEST,
         ),
         (
-            vec![
-                result(),
-                (
-                    "file",
-                    Some("a/b.log"),
-                    "application/octet-stream",
-                    b"x".to_vec(),
-                ),
-            ],
+            vec![result(), file_part("a/b.log", b"x".to_vec())],
             StatusCode::BAD_REQUEST,
         ),
         (
@@ -476,15 +507,7 @@ async fn upload_attacks_are_refused_and_write_nothing() {
             StatusCode::BAD_REQUEST,
         ),
         (
-            vec![
-                result(),
-                (
-                    "file",
-                    Some(".."),
-                    "application/octet-stream",
-                    b"x".to_vec(),
-                ),
-            ],
+            vec![result(), file_part("..", b"x".to_vec())],
             StatusCode::BAD_REQUEST,
         ),
         (
@@ -519,12 +542,7 @@ async fn upload_attacks_are_refused_and_write_nothing() {
             StatusCode::BAD_REQUEST,
         ),
         (
-            vec![(
-                "file",
-                Some("worker.log"),
-                "application/octet-stream",
-                b"x".to_vec(),
-            )],
+            vec![file_part("worker.log", b"x".to_vec())],
             StatusCode::BAD_REQUEST,
         ),
         (
@@ -563,25 +581,12 @@ async fn upload_attacks_are_refused_and_write_nothing() {
                     "application/json",
                     br#"{"code": "success", "description": "a\u0000b"}"#.to_vec(),
                 ),
-                (
-                    "file",
-                    Some("worker.log"),
-                    "application/octet-stream",
-                    b"x".to_vec(),
-                ),
+                file_part("worker.log", b"x".to_vec()),
             ],
             StatusCode::BAD_REQUEST,
         ),
         (
-            vec![
-                result(),
-                (
-                    "file",
-                    Some("big.log"),
-                    "application/octet-stream",
-                    vec![b'x'; 5 * 1024 * 1024],
-                ),
-            ],
+            vec![result(), file_part("big.log", vec![b'x'; 5 * 1024 * 1024])],
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
     ];
@@ -645,15 +650,7 @@ async fn upload_attacks_are_refused_and_write_nothing() {
             "content-type",
             format!("multipart/form-data; boundary={BOUNDARY}"),
         )
-        .body(multipart(&[(
-            "metadata",
-            Some("result.json"),
-            "application/json",
-            worker_metadata(
-                &assignment["queue_id"],
-                json!({"name": "generic", "details": {}}),
-            ),
-        )]))
+        .body(multipart(&[generic_metadata(&assignment)]))
         .send()
         .await
         .unwrap();
@@ -675,27 +672,9 @@ async fn a_log_too_large_for_memory_is_stored_from_disk() {
     let id = assignment["id"].as_str().unwrap().to_string();
     let big = "a build log line\n".repeat(5 * 1024 * 1024 / 17 + 1);
     let body = multipart(&[
-        (
-            "metadata",
-            Some("result.json"),
-            "application/json",
-            worker_metadata(
-                &assignment["queue_id"],
-                json!({"name": "generic", "details": {}}),
-            ),
-        ),
-        (
-            "file",
-            Some("build.log"),
-            "application/octet-stream",
-            big.clone().into_bytes(),
-        ),
-        (
-            "file",
-            Some("worker.log"),
-            "application/octet-stream",
-            b"worker says hi\n".to_vec(),
-        ),
+        generic_metadata(&assignment),
+        file_part("build.log", big.clone().into_bytes()),
+        file_part("worker.log", b"worker says hi\n".to_vec()),
     ]);
     let (status, response, _) =
         post_finish(&server.url(&format!("/active-runs/{id}/finish")), body).await;
