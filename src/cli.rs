@@ -191,6 +191,12 @@ pub struct ServeArgs {
     /// anyway: an interrupted finish stores nothing, and the worker's retry is accepted.
     #[arg(long, default_value_t = 60)]
     pub shutdown_grace: u64,
+    /// Vacuum the queue table after this many of its rows were deleted by stored runs, so
+    /// that finding the next item does not read the dead index entries they leave at the
+    /// head of the queue; 0 leaves it to autovacuum. Needs the table's owner (PostgreSQL
+    /// warns and skips it otherwise).
+    #[arg(long, default_value_t = crate::app::DEFAULT_QUEUE_VACUUM_EVERY)]
+    pub queue_vacuum_every: u64,
 }
 
 /// Why the runner could not be served.
@@ -247,6 +253,7 @@ impl ServeArgs {
             backup_directory: self.backup_directory.clone(),
             max_json_body: self.max_json_body,
             max_upload_size: self.max_upload_size,
+            queue_vacuum_every: self.queue_vacuum_every,
             ..Settings::default()
         }
     }

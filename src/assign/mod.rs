@@ -307,6 +307,7 @@ async fn finish_unassignable(
     let mut result = JanitorResult::aborted(run, bad.code, &bad.description, None, now);
     crate::finish::store_result(&mut tx, run, &mut result, false).await?;
     tx.commit().await?;
+    state.queue_upkeep.deleted_one();
     crate::finish::announce(state, run, &result, false).await?;
     // In the background, as every run the runner ends itself (`schedule::after_run`).
     state

@@ -239,6 +239,7 @@ pub async fn finish_run_requeueing(
         tx.commit().await?;
         true
     };
+    state.queue_upkeep.deleted_one();
     if requeue == Requeue::Afterwards {
         state.rescheduler.spawn(after);
     }

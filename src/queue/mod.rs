@@ -4,6 +4,7 @@
 //! picture used only while it is exact) and `bucket_counts`.
 
 pub mod positions;
+pub mod upkeep;
 
 use crate::queue::positions::QueuePositions;
 use serde::Serialize;

@@ -397,6 +397,41 @@ async fn a_finish_waits_for_an_assigner_holding_its_item_without_deadlock() {
     assert_eq!(queued, 0);
 }
 
+/// Stored runs delete their queue items; every `queue_vacuum_every` of them the runner
+/// vacuums the queue, so that the next-item scan does not walk their dead index entries.
+#[tokio::test]
+async fn the_queue_is_vacuumed_after_so_many_stored_runs() {
+    let server = TestServer::start_with(Store::Postgres, |settings| {
+        settings.queue_vacuum_every = 1;
+    })
+    .await;
+    seed(&server).await;
+    let assignment = assign(&server, "generic").await;
+    let (status, response, _) = post_finish(
+        &server.url(&format!(
+            "/active-runs/{}/finish",
+            assignment["id"].as_str().unwrap()
+        )),
+        multipart(&[generic_metadata(&assignment)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{response}");
+    for _ in 0..200 {
+        if server.state.queue_upkeep.vacuums() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.state.queue_upkeep.vacuums(), 1);
+    let vacuums: i64 =
+        sqlx::query_scalar("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'queue'")
+            .fetch_one(&server.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(vacuums, 1);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn stored_run_id_is_a_conflict() {
     let server = TestServer::start(Store::Postgres).await;
