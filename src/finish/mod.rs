@@ -120,18 +120,11 @@ pub async fn store_result(
     {
         db::runs::insert_debian_build(conn, &result.log_id, debian).await?;
     }
-    let released = inserted
+    Ok(inserted
         .released_claim
         .as_deref()
-        .map(serde_json::from_str)
-        .transpose()
-        .map_err(|e| {
-            Error::Store(crate::state::StoreError::InvalidData(format!(
-                "stored run {}: {e}",
-                run.log_id
-            )))
-        })?;
-    Ok(released)
+        .map(crate::state::parse_run)
+        .transpose()?)
 }
 
 /// After the result is committed: metrics, the `result` message, the run released and the

@@ -22,7 +22,7 @@ pub use self::redis::{RedisKeys, RedisStore};
 pub type ClaimsAndRateLimits = (Vec<i64>, Vec<(String, NaiveDateTime)>);
 
 /// A stored run's JSON, as both stores keep it as text.
-fn parse_run(text: &str) -> Result<Value, StoreError> {
+pub(crate) fn parse_run(text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::InvalidData(e.to_string()))
 }
 
