@@ -13,17 +13,29 @@ use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 const CHUNK: usize = 32 * 1024;
 
+/// What compressing a file needs, kept per thread: the deflate state, the buffer the input is
+/// read into, and the one the output gathers in before it is written.
+struct Gzipper {
+    deflate: Compress,
+    read_buffer: Vec<u8>,
+    compressed: Vec<u8>,
+}
+
 thread_local! {
-    static DEFLATE: RefCell<Option<Compress>> = const { RefCell::new(None) };
+    static GZIPPER: RefCell<Option<Gzipper>> = const { RefCell::new(None) };
 }
 
 /// Writes `input` gzip-compressed to `output`, with `mtime` in the header.
 pub fn gzip(input: &mut dyn Read, output: &mut dyn Write, mtime: u32) -> io::Result<()> {
-    DEFLATE.with(|cell| {
+    GZIPPER.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let deflate = slot.get_or_insert_with(|| Compress::new(Compression::default(), false));
-        deflate.reset();
-        let written = write_stream(deflate, input, output, mtime);
+        let gzipper = slot.get_or_insert_with(|| Gzipper {
+            deflate: Compress::new(Compression::default(), false),
+            read_buffer: vec![0; CHUNK],
+            compressed: Vec::with_capacity(CHUNK * 2),
+        });
+        gzipper.deflate.reset();
+        let written = write_stream(gzipper, input, output, mtime);
         if written.is_err() {
             // Reset would do; dropping the state keeps a failure from leaking into the next file.
             *slot = None;
@@ -32,19 +44,25 @@ pub fn gzip(input: &mut dyn Read, output: &mut dyn Write, mtime: u32) -> io::Res
     })
 }
 
+/// The stream goes out in as few writes as the output's size allows: a small log's header,
+/// deflate data and trailer in one.
 fn write_stream(
-    deflate: &mut Compress,
+    gzipper: &mut Gzipper,
     input: &mut dyn Read,
     output: &mut dyn Write,
     mtime: u32,
 ) -> io::Result<()> {
+    let Gzipper {
+        deflate,
+        read_buffer,
+        compressed,
+    } = gzipper;
     let [m0, m1, m2, m3] = mtime.to_le_bytes();
-    output.write_all(&[0x1f, 0x8b, 8, 0, m0, m1, m2, m3, 0, 255])?;
+    compressed.clear();
+    compressed.extend_from_slice(&[0x1f, 0x8b, 8, 0, m0, m1, m2, m3, 0, 255]);
     let mut crc = Crc::new();
-    let mut read_buffer = vec![0_u8; CHUNK];
-    let mut compressed = Vec::with_capacity(CHUNK * 2);
     loop {
-        let read = read_up_to(input, &mut read_buffer)?;
+        let read = read_up_to(input, read_buffer)?;
         let data = &read_buffer[..read];
         crc.update(data);
         let last = read == 0;
@@ -55,13 +73,15 @@ fn write_stream(
         };
         let mut consumed = 0;
         loop {
-            compressed.clear();
+            if compressed.capacity() - compressed.len() < CHUNK {
+                output.write_all(compressed)?;
+                compressed.clear();
+            }
             let before = deflate.total_in();
             let status = deflate
-                .compress_vec(&data[consumed..], &mut compressed, flush)
+                .compress_vec(&data[consumed..], compressed, flush)
                 .map_err(io::Error::other)?;
             consumed += usize::try_from(deflate.total_in() - before).map_err(io::Error::other)?;
-            output.write_all(&compressed)?;
             let done = if last {
                 status == Status::StreamEnd
             } else {
@@ -75,8 +95,10 @@ fn write_stream(
             break;
         }
     }
-    output.write_all(&crc.sum().to_le_bytes())?;
-    output.write_all(&crc.amount().to_le_bytes())?;
+    compressed.extend_from_slice(&crc.sum().to_le_bytes());
+    compressed.extend_from_slice(&crc.amount().to_le_bytes());
+    output.write_all(compressed)?;
+    compressed.clear();
     Ok(())
 }
 

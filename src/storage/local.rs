@@ -1,7 +1,6 @@
 //! A local directory tree as a store (also what the backup directory is): logs at
 //! `<root>/<codebase>/<run_id>/<name>.gz`, artifacts at `<root>/<run_id>/<name>`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::StorageError;
@@ -79,11 +78,9 @@ pub(super) async fn compress(
             std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         }
         let mut input = source.open_blocking()?;
-        let file = std::fs::File::create(&target).map_err(io_error(&target))?;
-        let mut output = std::io::BufWriter::with_capacity(64 * 1024, file);
-        super::gzip::gzip(&mut input, &mut output, mtime).map_err(io_error(&target))?;
-        output.flush().map_err(io_error(&target))?;
-        Ok(())
+        // Unbuffered: the compressor gathers its output and writes it in large pieces.
+        let mut output = std::fs::File::create(&target).map_err(io_error(&target))?;
+        super::gzip::gzip(&mut input, &mut output, mtime).map_err(io_error(&target))
     })
     .await?
 }
@@ -98,12 +95,10 @@ pub(super) async fn compress_to_memory(
         let capacity = source
             .known_len()
             .map_or(0, |len| usize::try_from(len / 4).unwrap_or(0));
-        let mut encoder = flate2::GzBuilder::new()
-            .mtime(mtime)
-            .write(Vec::with_capacity(capacity), flate2::Compression::default());
-        let described = source.describe("log");
-        std::io::copy(&mut input, &mut encoder).map_err(io_error(&described))?;
-        encoder.finish().map_err(io_error(&described))
+        let mut compressed = Vec::with_capacity(capacity);
+        super::gzip::gzip(&mut input, &mut compressed, mtime)
+            .map_err(io_error(&source.describe("log")))?;
+        Ok(compressed)
     })
     .await?
 }

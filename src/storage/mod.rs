@@ -13,7 +13,8 @@
 //! `object` (GCS, S3), `s3_acl` (the public-read call S3 uploads need), `backup`.
 
 mod backup;
-mod gzip;
+#[doc(hidden)]
+pub mod gzip;
 mod local;
 mod object;
 mod s3_acl;
