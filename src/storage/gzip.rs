@@ -1,8 +1,9 @@
-//! Gzip with the deflate state kept per thread and reset between files.
+//! Gzip with the deflate state and buffers kept per thread and reset between files.
 //!
-//! A deflate state is about 300 KiB of tables that `flate2::GzEncoder` allocates and zeroes
+//! A deflate state is hundreds of KiB of tables that `flate2::GzEncoder` allocates and zeroes
 //! for every file: for the few kilobytes of a typical run log that was most of the cost of
-//! storing it (docs/performance.md). The stream is the one `GzEncoder` writes: the same
+//! storing it (docs/performance.md). flate2 runs on zlib-rs, whose reset clears only the hash
+//! heads (miniz_oxide's zeroed every table). The stream is the one `GzEncoder` writes: the same
 //! header (MTIME as given, XFL 0 for the default level, OS 255), deflate at the default level,
 //! CRC-32 and size.
 
