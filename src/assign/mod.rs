@@ -305,7 +305,7 @@ async fn finish_unassignable(
 ) -> Result<(), AssignError> {
     tracing::info!(queue_id = run.queue_id, code = bad.code, reason = %bad.description, "finishing unassignable queue item");
     let mut result = JanitorResult::aborted(run, bad.code, &bad.description, None, now);
-    crate::finish::store_result(&mut tx, run, &mut result, false).await?;
+    crate::finish::store_result(&mut tx, run, &mut result, false, None).await?;
     tx.commit().await?;
     state.queue_upkeep.deleted_one();
     crate::finish::announce(state, run, &result, false).await?;

@@ -159,6 +159,18 @@ pub struct ScheduleFacts {
     pub context: Option<String>,
 }
 
+/// Which candidate a post-run reschedule reads: (codebase, campaign, change set), no change
+/// set meaning the base one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CandidateKey<'a> {
+    /// The candidate's codebase.
+    pub codebase: &'a str,
+    /// The candidate's campaign (`suite`).
+    pub campaign: &'a str,
+    /// The candidate's change set; `None` for the base one.
+    pub change_set: Option<&'a str>,
+}
+
 /// The candidate for (codebase, campaign, change set); no change set means the base one.
 pub async fn schedule_facts(
     conn: &mut PgConnection,

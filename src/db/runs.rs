@@ -137,6 +137,9 @@ pub struct NewRun<'a> {
     /// The PostgreSQL store's claim (`runner_active_run` row) to delete in the same
     /// statement, so that storing the run and releasing it cost one round trip.
     pub release_claim: Option<&'a str>,
+    /// The candidate whose scheduling facts the same statement reads (a worker's finish,
+    /// which reschedules it in the same transaction), so that the read costs no round trip.
+    pub read_candidate: Option<super::candidates::CandidateKey<'a>>,
 }
 
 /// What storing a run returned.
@@ -147,10 +150,23 @@ pub struct Inserted {
     pub worker: Option<String>,
     /// The released claim's JSON, when `release_claim` named a registered one.
     pub released_claim: Option<String>,
+    /// The facts of the candidate `read_candidate` named, when it exists.
+    pub candidate: Option<super::candidates::ScheduleFacts>,
 }
 
-/// Inserts the `run` row, deletes its queue item and releases its claim when asked, in one
-/// statement (one round trip in the finish's transaction).
+/// What the run insert returns: the worker as stored, the released claim, and the
+/// candidate's value, success chance, command and context.
+type InsertedRow = (
+    Option<String>,
+    Option<String>,
+    Option<i32>,
+    Option<f64>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Inserts the `run` row, deletes its queue item, releases its claim and reads the candidate
+/// to reschedule when asked, in one statement (one round trip in the finish's transaction).
 pub async fn insert(
     conn: &mut sqlx::PgConnection,
     run: &NewRun<'_>,
@@ -180,8 +196,21 @@ pub async fn insert(
     } else {
         ("", "NULL::text")
     };
+    // `candidate.command` is NOT NULL: a NULL command says there is no such candidate.
+    let (read_candidate, candidate) = if run.read_candidate.is_some() {
+        (
+            ", requeue AS (
+                 SELECT value, success_chance, command, context FROM candidate
+                 WHERE codebase = $32 AND suite = $33 AND coalesce(change_set, '') = $34
+                 LIMIT 1)",
+            "(SELECT value FROM requeue), (SELECT success_chance FROM requeue),
+             (SELECT command FROM requeue), (SELECT context FROM requeue)",
+        )
+    } else {
+        ("", "NULL::int4, NULL::float8, NULL::text, NULL::text")
+    };
     let sql = format!(
-        "WITH released AS (DELETE FROM queue WHERE id = $29 RETURNING id){release_claim}
+        "WITH released AS (DELETE FROM queue WHERE id = $29 RETURNING id){release_claim}{read_candidate}
          INSERT INTO run (
              id, command, description, result_code, start_time, finish_time, instigated_context,
              context, main_branch_revision, revision, result, suite, vcs_type, branch_url,
@@ -196,45 +225,57 @@ pub async fn insert(
                  ARRAY(SELECT ROW(n, r)::result_tag FROM unnest($19::text[], $20::text[]) AS t(n, r))
              END,
              $21, $22, $23::json, $24, $25, $26, $27, $28)
-         RETURNING worker, {released_claim}"
+         RETURNING worker, {released_claim}, {candidate}"
     );
-    let (worker, released_claim) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(run.id)
-        .bind(run.command)
-        .bind(run.description)
-        .bind(run.result_code)
-        .bind(run.start_time)
-        .bind(run.finish_time)
-        .bind(&run.instigated_context)
-        .bind(run.context)
-        .bind(run.main_branch_revision)
-        .bind(run.revision)
-        .bind(run.result.map(std::string::ToString::to_string))
-        .bind(run.campaign)
-        .bind(run.vcs_type)
-        .bind(run.branch_url)
-        .bind(run.logfilenames)
-        .bind(run.value.and_then(|v| i32::try_from(v).ok()))
-        .bind(run.worker)
-        .bind(run.worker_link)
-        .bind(tag_names)
-        .bind(tag_revisions)
-        .bind(run.subpath)
-        .bind(run.failure_stage)
-        .bind(run.failure_details.map(std::string::ToString::to_string))
-        .bind(run.target_branch_url)
-        .bind(run.failure_transient)
-        .bind(run.resume_from)
-        .bind(run.change_set)
-        .bind(run.codebase)
-        .bind(run.queue_id)
-        .bind(run.worker_must_be_registered)
-        .bind(run.release_claim)
-        .fetch_one(conn)
-        .await?;
+    let key = run.read_candidate;
+    let (worker, released_claim, value, success_chance, command, context): InsertedRow =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(run.id)
+            .bind(run.command)
+            .bind(run.description)
+            .bind(run.result_code)
+            .bind(run.start_time)
+            .bind(run.finish_time)
+            .bind(&run.instigated_context)
+            .bind(run.context)
+            .bind(run.main_branch_revision)
+            .bind(run.revision)
+            .bind(run.result.map(std::string::ToString::to_string))
+            .bind(run.campaign)
+            .bind(run.vcs_type)
+            .bind(run.branch_url)
+            .bind(run.logfilenames)
+            .bind(run.value.and_then(|v| i32::try_from(v).ok()))
+            .bind(run.worker)
+            .bind(run.worker_link)
+            .bind(tag_names)
+            .bind(tag_revisions)
+            .bind(run.subpath)
+            .bind(run.failure_stage)
+            .bind(run.failure_details.map(std::string::ToString::to_string))
+            .bind(run.target_branch_url)
+            .bind(run.failure_transient)
+            .bind(run.resume_from)
+            .bind(run.change_set)
+            .bind(run.codebase)
+            .bind(run.queue_id)
+            .bind(run.worker_must_be_registered)
+            .bind(run.release_claim)
+            .bind(key.map(|k| k.codebase))
+            .bind(key.map(|k| k.campaign))
+            .bind(key.map(|k| k.change_set.unwrap_or("")))
+            .fetch_one(conn)
+            .await?;
+    let candidate = command.map(|command| super::candidates::ScheduleFacts {
+        value,
+        success_chance,
+        command,
+        context,
+    });
     Ok(Inserted {
         worker,
         released_claim,
+        candidate,
     })
 }
 

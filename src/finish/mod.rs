@@ -18,6 +18,7 @@ use sqlx::PgConnection;
 
 pub use self::upload::{Upload, UploadMemory};
 use crate::app::AppState;
+use crate::db::candidates::{CandidateKey, ScheduleFacts};
 use crate::db::{self, ConstraintExt};
 use crate::error::{Error, Result};
 use crate::events::RESULT_CHANNEL;
@@ -32,13 +33,15 @@ use crate::storage::{Source, Stored};
 ///
 /// With `release_claim` (a store whose claims live in the database, see
 /// `ActiveRunStore::claims_in_database`) the run's claim is deleted by the same statement
-/// and its stored JSON returned, as `ActiveRunStore::unclaim_run_in` would.
+/// and its stored JSON returned, as `ActiveRunStore::unclaim_run_in` would; with
+/// `read_candidate` the same statement reads that candidate's scheduling facts.
 pub async fn store_result(
     conn: &mut PgConnection,
     run: &ActiveRun,
     result: &mut JanitorResult,
     release_claim: bool,
-) -> Result<Option<Value>> {
+    read_candidate: Option<CandidateKey<'_>>,
+) -> Result<StoredResult> {
     let change_set = if let Some(existing) = result.change_set.clone().filter(|c| !c.is_empty()) {
         existing
     } else {
@@ -90,6 +93,7 @@ pub async fn store_result(
         worker_must_be_registered: false,
         queue_id: Some(run.queue_id),
         release_claim: release_claim.then_some(run.log_id.as_str()),
+        read_candidate,
     };
     let inserted = db::runs::insert(conn, &new_run)
         .await
@@ -120,11 +124,23 @@ pub async fn store_result(
     {
         db::runs::insert_debian_build(conn, &result.log_id, debian).await?;
     }
-    Ok(inserted
-        .released_claim
-        .as_deref()
-        .map(crate::state::parse_run)
-        .transpose()?)
+    Ok(StoredResult {
+        released_claim: inserted
+            .released_claim
+            .as_deref()
+            .map(crate::state::parse_run)
+            .transpose()?,
+        candidate: inserted.candidate,
+    })
+}
+
+/// What storing a result gave back besides the row.
+#[derive(Debug)]
+pub struct StoredResult {
+    /// The released claim's JSON, when the claim was released with the run and registered.
+    pub released_claim: Option<Value>,
+    /// The scheduling facts of the candidate asked for, when it exists.
+    pub candidate: Option<ScheduleFacts>,
 }
 
 /// After the result is committed: metrics, the `result` message, the run released and the
@@ -208,9 +224,11 @@ pub async fn finish_run_requeueing(
     // The claim goes with the same commit that stores the run: a process killed in between
     // cannot leave a stored run still registered as out with its worker.
     let release_with_run = state.store.claims_in_database();
+    let after = after_run(run, result);
+    let read_candidate = (requeue == Requeue::WithTheRun).then(|| after.candidate_key());
     let mut tx = state.pool.begin().await?;
-    let released = match store_result(&mut tx, run, result, release_with_run).await {
-        Ok(released) => released,
+    let stored = match store_result(&mut tx, run, result, release_with_run, read_candidate).await {
+        Ok(stored) => stored,
         Err(Error::RunExists(id)) => {
             drop(tx);
             crate::registry::unclaim_run(state, &run.log_id).await?;
@@ -218,13 +236,12 @@ pub async fn finish_run_requeueing(
         }
         Err(other) => return Err(other),
     };
-    let after = after_run(run, result);
     if requeue == Requeue::WithTheRun {
-        reschedule_in(&mut tx, state.clock.now(), &after).await;
+        reschedule_in(&mut tx, state.clock.now(), &after, stored.candidate).await;
     }
     let registered = if release_with_run {
         tx.commit().await?;
-        if let Some(stored) = released {
+        if let Some(stored) = stored.released_claim {
             crate::registry::count_release(state, &stored);
         }
         false

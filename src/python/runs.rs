@@ -148,6 +148,7 @@ pub fn store_run<'py>(
             worker_must_be_registered: true,
             queue_id: None,
             release_claim: None,
+            read_candidate: None,
         };
         insert_run(&pool, &run, &branches).await
     })

@@ -16,9 +16,10 @@ use sqlx::{Acquire, PgConnection, PgPool};
 use tokio::sync::Semaphore;
 
 use super::engine::{
-    RegularRequest, ScheduleError, do_schedule_regular, schedule_complete, with_candidate,
+    RegularRequest, ScheduleError, do_schedule_regular, schedule_complete, with_facts,
 };
 use crate::clock::Clock;
+use crate::db::candidates::{CandidateKey, ScheduleFacts};
 
 /// How many post-run reschedules run at once (Python's job pool).
 const CONCURRENT_RESCHEDULES: usize = 2;
@@ -42,6 +43,17 @@ pub struct AfterRun {
     pub change_set: Option<String>,
     /// The result's context; `None` falls back to the candidate's.
     pub context: Option<String>,
+}
+
+impl AfterRun {
+    /// The candidate to reschedule.
+    pub fn candidate_key(&self) -> CandidateKey<'_> {
+        CandidateKey {
+            codebase: &self.codebase,
+            campaign: &self.campaign,
+            change_set: self.change_set.as_deref(),
+        }
+    }
 }
 
 impl Rescheduler {
@@ -73,15 +85,25 @@ impl Rescheduler {
     }
 }
 
-/// Reschedules `after` on `conn` (inside the caller's transaction). The candidate is read
-/// first, outside any savepoint: a run whose candidate is gone (and a load test's) costs no
-/// savepoint, and a read that fails fails the finish as its own statements would. The rest
-/// goes behind a savepoint. A candidate that is gone is not an error; any other failure is
-/// logged and undone, never returned: the caller's transaction goes on as if the
-/// reschedule had not been tried.
-pub async fn reschedule_in(conn: &mut PgConnection, now: NaiveDateTime, after: &AfterRun) {
+/// Reschedules `after` on `conn` (inside the caller's transaction), given its candidate's
+/// facts as the statement that stored the run read them (`None`: the candidate is gone).
+/// A run without a candidate (and a load test's) costs no savepoint; the rest goes behind
+/// one. A candidate that is gone is not an error; any other failure is logged and undone,
+/// never returned: the caller's transaction goes on as if the reschedule had not been tried.
+pub async fn reschedule_in(
+    conn: &mut PgConnection,
+    now: NaiveDateTime,
+    after: &AfterRun,
+    candidate: Option<ScheduleFacts>,
+) {
     let outcome = async {
-        let complete = with_candidate(&mut *conn, request(after)).await?;
+        let Some(facts) = candidate else {
+            return Err(ScheduleError::CandidateUnavailable {
+                campaign: after.campaign.clone(),
+                codebase: after.codebase.clone(),
+            });
+        };
+        let complete = with_facts(request(after), facts);
         let mut savepoint = conn.begin().await?;
         match schedule_complete(&mut savepoint, now, complete).await {
             Ok(_) => savepoint.commit().await?,

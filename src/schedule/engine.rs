@@ -209,13 +209,28 @@ async fn fill_from_candidate(
             codebase: codebase.to_string(),
         });
     };
+    fill_from_facts(request, facts);
+    Ok(())
+}
+
+/// A request completed from its candidate's facts, read by the caller (the statement that
+/// stores a run reads them for the post-run reschedule). As [`with_candidate`] after its read.
+pub(crate) fn with_facts(
+    mut request: RegularRequest<'_>,
+    facts: db::candidates::ScheduleFacts,
+) -> CompleteRequest<'_> {
+    fill_from_facts(&mut request, facts);
+    CompleteRequest(request)
+}
+
+/// What the request leaves out, taken from the candidate's facts.
+fn fill_from_facts(request: &mut RegularRequest<'_>, facts: db::candidates::ScheduleFacts) {
     request.candidate_value = request.candidate_value.or(facts.value.map(i64::from));
     request.success_chance = request.success_chance.or(facts.success_chance);
     if request.context.is_none() {
         request.context = facts.context;
     }
     request.command = request.command.take().or(Some(facts.command));
-    Ok(())
 }
 
 /// The estimator's answer with the duration always known.

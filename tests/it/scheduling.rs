@@ -306,23 +306,11 @@ async fn candidate_upload_schedules_and_a_finished_run_is_requeued() {
     // Assigned, then finished by the worker: the candidate comes back in `default`.
     let (status, assignment) = post(&server, "/active-runs", json!({})).await;
     assert_eq!(status, 201, "{assignment}");
-    let run_id = assignment["id"].as_str().unwrap().to_string();
-    let boundary = "b0undary";
-    let multipart = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"result\"; filename=\"result.json\"\r\n\r\n\
-         {{\"context\": \"next\"}}\r\n--{boundary}--\r\n"
+    let run_id = assignment["id"].as_str().unwrap();
+    assert_eq!(
+        finish_with(&server, run_id, &json!({"context": "next"})).await,
+        201
     );
-    let response = reqwest::Client::new()
-        .post(server.url(&format!("/active-runs/{run_id}/finish")))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(multipart)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
     let mut requeued = None;
     for _ in 0..100 {
         requeued = sqlx::query_as::<_, (i32, String, Option<String>, Option<String>)>(
@@ -341,6 +329,94 @@ async fn candidate_upload_schedules_and_a_finished_run_is_requeued() {
     assert_eq!(bucket, "default");
     assert_eq!(context.as_deref(), Some("next"), "the result's context");
     assert_eq!(requester.as_deref(), Some("after run schedule"));
+    server.stop().await;
+}
+
+/// Finishes run `run_id` through the worker's multipart upload with `result` as its
+/// `result.json`; the HTTP status.
+async fn finish_with(server: &TestServer, run_id: &str, result: &Value) -> u16 {
+    let boundary = "b0undary";
+    let multipart = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"result\"; filename=\"result.json\"\r\n\r\n\
+         {result}\r\n--{boundary}--\r\n"
+    );
+    reqwest::Client::new()
+        .post(server.url(&format!("/active-runs/{run_id}/finish")))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(multipart)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The statement that stores a worker's run reads the candidate to reschedule: the one of the
+/// run's change set, with its command and (the result giving none) its context, not the
+/// campaign's base candidate.
+#[tokio::test]
+async fn a_finished_run_is_requeued_from_its_change_sets_candidate() {
+    let (server, _) = server_with_candidate_of_foo("empty-ok").await;
+    sql(
+        &server,
+        "DELETE FROM queue;
+         INSERT INTO change_set (id, campaign) VALUES ('cs1', 'empty-ok');
+         INSERT INTO candidate (codebase, suite, command, context, value, change_set)
+         VALUES ('foo', 'empty-ok', 'echo cs1', 'cs-context', 7, 'cs1');
+         INSERT INTO queue (codebase, suite, command, change_set)
+         VALUES ('foo', 'empty-ok', 'echo cs1', 'cs1');",
+    )
+    .await;
+    let (status, assignment) = post(&server, "/active-runs", json!({})).await;
+    assert_eq!(status, 201, "{assignment}");
+    let run_id = assignment["id"].as_str().unwrap();
+    assert_eq!(finish_with(&server, run_id, &json!({})).await, 201);
+    // Rescheduled in the finish's transaction: there as soon as the finish answered.
+    type Row = (String, Option<String>, Option<String>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT command, change_set, context, requester FROM queue WHERE codebase = 'foo'",
+    )
+    .fetch_all(&server.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![(
+            "echo cs1".to_string(),
+            Some("cs1".to_string()),
+            Some("cs-context".to_string()),
+            Some("after run schedule".to_string())
+        )]
+    );
+    server.stop().await;
+}
+
+/// A run whose candidate is gone by its finish is stored, and nothing is queued for it.
+#[tokio::test]
+async fn a_finished_run_without_a_candidate_is_stored_and_not_requeued() {
+    let (server, _) = server_with_candidate_of_foo("empty-ok").await;
+    let (status, assignment) = post(&server, "/active-runs", json!({})).await;
+    assert_eq!(status, 201, "{assignment}");
+    let run_id = assignment["id"].as_str().unwrap();
+    sql(&server, "DELETE FROM candidate").await;
+    assert_eq!(
+        finish_with(&server, run_id, &json!({"context": "x"})).await,
+        201
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM run WHERE id = $1")
+        .bind(run_id)
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM queue")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0);
     server.stop().await;
 }
 
