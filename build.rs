@@ -8,4 +8,7 @@ fn main() {
         .cargo_out_dir("proto")
         .run_from_script();
     println!("cargo:rerun-if-changed=proto/config.proto");
+    // `sqlx::migrate!` embeds the migrations at compile time; without this a new migration
+    // file is not picked up by an incremental build.
+    println!("cargo:rerun-if-changed=migrations");
 }

@@ -61,9 +61,68 @@ pub async fn seed_queue(
     Ok(())
 }
 
+/// One candidate per seeded item (same codebase, campaign and change set as its queue row),
+/// so that a finish reschedules its item as a production runner's does.
+pub async fn seed_candidates(
+    pool: &PgPool,
+    items: u32,
+    codebases: u32,
+    campaign: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO candidate (codebase, suite, command, change_set, value, success_chance)
+         SELECT 'load' || (1 + (i + i / 100000) % $2), $3, 'true', 'load-' || i, 1 + i % 50, 0.5
+         FROM generate_series(1, $1) AS i
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(items as i32)
+    .bind(codebases as i32)
+    .bind(campaign)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// `per_item` finished runs for each seeded item, a day apart and a minute or two long, a
+/// fifth of them failures: the history a reschedule reads. The schema's row triggers on `run`
+/// are off for this insert (`session_replication_role = replica`, which needs a superuser:
+/// the load tool's throwaway cluster): with them, each row's checks scan the still
+/// unanalyzed table and the seed grows quadratically. The first finish of an item's
+/// codebase refreshes its `last_run` row from the whole history.
+pub async fn seed_past_runs(
+    pool: &PgPool,
+    items: u32,
+    codebases: u32,
+    campaign: &str,
+    per_item: u32,
+) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO run (id, command, result_code, start_time, finish_time, suite, codebase,
+                          change_set, logfilenames, vcs_type)
+         SELECT 'load-past-' || i || '-' || k, 'true',
+                CASE WHEN (i + k) % 5 = 0 THEN 'build-failed' ELSE 'success' END,
+                timestamp '2026-01-01' + interval '1 day' * k,
+                timestamp '2026-01-01' + interval '1 day' * k + interval '1 second' * (60 + (i + k) % 60),
+                $3, 'load' || (1 + (i + i / 100000) % $2), 'load-' || i, ARRAY['worker.log'], 'git'
+         FROM generate_series(1, $1) AS i, generate_series(1, $4) AS k
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(items as i32)
+    .bind(codebases as i32)
+    .bind(campaign)
+    .bind(per_item as i32)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
 /// Statistics for the freshly filled tables, so that the planner does not go by empty ones.
 pub async fn analyze_seeded(pool: &PgPool) -> sqlx::Result<()> {
-    sqlx::query("ANALYZE codebase, change_set, queue")
+    sqlx::query("ANALYZE codebase, change_set, queue, candidate, run")
         .execute(pool)
         .await?;
     Ok(())

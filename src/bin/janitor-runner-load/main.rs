@@ -40,6 +40,14 @@ enum Command {
         /// git server to include probing.
         #[arg(long, default_value = "http://127.0.0.1:9/")]
         branch_base: String,
+        /// Also a candidate per item, so that each finish reschedules its item (the
+        /// production path: history, codebase value, queue upsert).
+        #[arg(long)]
+        candidates: bool,
+        /// Finished runs per item already in the history (with `--candidates`, what each
+        /// reschedule reads).
+        #[arg(long, default_value_t = 0)]
+        past_runs: u32,
     },
     /// Simulate workers against a runner's internal app.
     Run {
@@ -97,7 +105,19 @@ async fn main() -> anyhow::Result<()> {
             items,
             campaign,
             branch_base,
-        } => seed(&database_url, codebases, items, &campaign, &branch_base).await,
+            candidates,
+            past_runs,
+        } => {
+            let fixture = Fixture {
+                codebases,
+                items,
+                campaign,
+                branch_base,
+                candidates,
+                past_runs,
+            };
+            seed(&database_url, &fixture).await
+        }
         Command::Run {
             runner_url,
             workers,
@@ -141,13 +161,25 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn seed(
-    database_url: &str,
+/// What `seed` fills the database with.
+struct Fixture {
     codebases: u32,
     items: u32,
-    campaign: &str,
-    branch_base: &str,
-) -> anyhow::Result<()> {
+    campaign: String,
+    branch_base: String,
+    candidates: bool,
+    past_runs: u32,
+}
+
+async fn seed(database_url: &str, fixture: &Fixture) -> anyhow::Result<()> {
+    let Fixture {
+        codebases,
+        items,
+        ref campaign,
+        ref branch_base,
+        candidates,
+        past_runs,
+    } = *fixture;
     if codebases == 0 {
         bail!("--codebases must be at least 1");
     }
@@ -161,6 +193,12 @@ async fn seed(
     db::seed_codebases(&pool, codebases, branch_base).await?;
     db::seed_change_sets(&pool, items, campaign).await?;
     db::seed_queue(&pool, items, codebases, campaign).await?;
+    if candidates {
+        db::seed_candidates(&pool, items, codebases, campaign).await?;
+    }
+    if past_runs > 0 {
+        db::seed_past_runs(&pool, items, codebases, campaign, past_runs).await?;
+    }
     db::analyze_seeded(&pool).await?;
     let queued = db::queue_len(&pool).await?;
     println!(

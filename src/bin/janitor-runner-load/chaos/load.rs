@@ -119,14 +119,15 @@ async fn prepare<'a>(
     pg: &'a Postgres,
 ) -> anyhow::Result<Lab<'a>> {
     let database_url = pg.url();
-    crate::seed(
-        &database_url,
-        (args.items / 10).max(1),
-        args.items,
-        "generic",
-        "http://127.0.0.1:9/",
-    )
-    .await?;
+    let fixture = crate::Fixture {
+        codebases: (args.items / 10).max(1),
+        items: args.items,
+        campaign: "generic".into(),
+        branch_base: "http://127.0.0.1:9/".into(),
+        candidates: false,
+        past_runs: 0,
+    };
+    crate::seed(&database_url, &fixture).await?;
     let redis = if store.uses_redis() {
         Some(Redis::start(root).await?)
     } else {
