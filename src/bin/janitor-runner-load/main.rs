@@ -28,26 +28,8 @@ enum Command {
     Seed {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
-        #[arg(long, default_value_t = 20_000)]
-        codebases: u32,
-        #[arg(long, default_value_t = 400_000)]
-        items: u32,
-        #[arg(long, default_value = "generic")]
-        campaign: String,
-        /// Base of the codebases' branch URLs (`<base>load<i>`). The runner opens each
-        /// upstream branch before assigning it; the default names a port nothing listens on,
-        /// so that probe fails at once and the figures measure the runner alone. Point it at a
-        /// git server to include probing.
-        #[arg(long, default_value = "http://127.0.0.1:9/")]
-        branch_base: String,
-        /// Also a candidate per item, so that each finish reschedules its item (the
-        /// production path: history, codebase value, queue upsert).
-        #[arg(long)]
-        candidates: bool,
-        /// Finished runs per item already in the history (with `--candidates`, what each
-        /// reschedule reads).
-        #[arg(long, default_value_t = 0)]
-        past_runs: u32,
+        #[command(flatten)]
+        fixture: Fixture,
     },
     /// Simulate workers against a runner's internal app.
     Run {
@@ -101,23 +83,8 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Seed {
             database_url,
-            codebases,
-            items,
-            campaign,
-            branch_base,
-            candidates,
-            past_runs,
-        } => {
-            let fixture = Fixture {
-                codebases,
-                items,
-                campaign,
-                branch_base,
-                candidates,
-                past_runs,
-            };
-            seed(&database_url, &fixture).await
-        }
+            fixture,
+        } => seed(&database_url, &fixture).await,
         Command::Run {
             runner_url,
             workers,
@@ -162,12 +129,27 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// What `seed` fills the database with.
+#[derive(Debug, clap::Args)]
 struct Fixture {
+    #[arg(long, default_value_t = 20_000)]
     codebases: u32,
+    #[arg(long, default_value_t = 400_000)]
     items: u32,
+    #[arg(long, default_value = "generic")]
     campaign: String,
+    /// Base of the codebases' branch URLs (`<base>load<i>`). The runner opens each
+    /// upstream branch before assigning it; the default names a port nothing listens on,
+    /// so that probe fails at once and the figures measure the runner alone. Point it at a
+    /// git server to include probing.
+    #[arg(long, default_value = "http://127.0.0.1:9/")]
     branch_base: String,
+    /// Also a candidate per item, so that each finish reschedules its item (the
+    /// production path: history, codebase value, queue upsert).
+    #[arg(long)]
     candidates: bool,
+    /// Finished runs per item already in the history (with `--candidates`, what each
+    /// reschedule reads).
+    #[arg(long, default_value_t = 0)]
     past_runs: u32,
 }
 
