@@ -150,23 +150,107 @@ pub struct Inserted {
     pub worker: Option<String>,
     /// The released claim's JSON, when `release_claim` named a registered one.
     pub released_claim: Option<String>,
-    /// The facts of the candidate `read_candidate` named, when it exists.
-    pub candidate: Option<super::candidates::ScheduleFacts>,
+    /// What the reschedule of the candidate `read_candidate` named needs, when it exists.
+    pub requeue: Option<RequeueRead>,
 }
 
-/// What the run insert returns: the worker as stored, the released claim, and the
-/// candidate's value, success chance, command and context.
-type InsertedRow = (
-    Option<String>,
-    Option<String>,
-    Option<i32>,
-    Option<f64>,
-    Option<String>,
-    Option<String>,
-);
+/// What a post-run reschedule reads, as a read after the statement that stored the run
+/// would see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequeueRead {
+    /// The candidate's scheduling facts.
+    pub candidate: super::candidates::ScheduleFacts,
+    /// The pair's non-transient runs, newest first, the stored one among them.
+    pub history: Vec<HistoryRow>,
+    /// The codebase's normalised value ([`super::codebases::normalized_value`]).
+    pub normalized_value: NormalizedValue,
+}
 
-/// Inserts the `run` row, deletes its queue item, releases its claim and reads the candidate
-/// to reschedule when asked, in one statement (one round trip in the finish's transaction).
+/// A codebase's value relative to the largest, as read with a stored run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NormalizedValue {
+    /// The value, in `(.., 1]`.
+    Value(f64),
+    /// No such codebase.
+    NoCodebase,
+    /// The largest value is 0: values cannot be normalised (a division by zero).
+    ZeroMaximum,
+}
+
+/// What the run insert returns. The candidate's columns and the history's arrays are NULL
+/// when no candidate was read (or it is gone).
+#[derive(sqlx::FromRow)]
+struct InsertedRow {
+    worker: Option<String>,
+    released_claim: Option<String>,
+    candidate_value: Option<i32>,
+    candidate_success_chance: Option<f64>,
+    candidate_command: Option<String>,
+    candidate_context: Option<String>,
+    history_result_codes: Option<Vec<String>>,
+    history_instigated_contexts: Option<Vec<Option<String>>>,
+    history_contexts: Option<Vec<Option<String>>>,
+    history_failure_details: Option<Vec<Option<String>>>,
+    history_durations: Option<Vec<Option<sqlx::postgres::types::PgInterval>>>,
+    history_start_times: Option<Vec<Option<chrono::NaiveDateTime>>>,
+    codebase_normalized_value: Option<f64>,
+    codebase_zero_maximum: Option<bool>,
+}
+
+/// The candidate's read: its facts, and the pair's history and codebase value the
+/// reschedule needs (only read when the candidate exists). The statement's snapshot predates
+/// the row it inserted; a read after it would see that row in the history.
+const READ_CANDIDATE: &str = ", requeue AS (
+         SELECT value, success_chance, command, context FROM candidate
+         WHERE codebase = $32 AND suite = $33 AND coalesce(change_set, '') = $34
+         LIMIT 1),
+     pair_history AS (
+         SELECT array_agg(result_code) AS result_codes,
+                array_agg(instigated_context) AS instigated_contexts,
+                array_agg(context) AS contexts,
+                array_agg(failure_details::text) AS failure_details,
+                array_agg(finish_time - start_time) AS durations,
+                array_agg(start_time) AS start_times
+         FROM (SELECT result_code, instigated_context, context, failure_details, finish_time,
+                      start_time
+               FROM run
+               WHERE codebase = $32 AND suite = $33 AND failure_transient IS NOT TRUE
+                 AND EXISTS (SELECT FROM requeue)
+               ORDER BY start_time DESC) AS pair_runs),
+     codebase_value AS (
+         SELECT value IS NOT NULL AND top = 0 AS zero_maximum,
+                CASE WHEN value IS NOT NULL AND top = 0 THEN NULL
+                     ELSE coalesce(least(1.0 * value / top, 1.0), 1.0)::float8
+                END AS normalized
+         FROM codebase, (SELECT max(value) AS top FROM codebase) AS largest
+         WHERE name = $32 AND EXISTS (SELECT FROM requeue))";
+
+/// The columns [`READ_CANDIDATE`] adds to the statement's result.
+const CANDIDATE_COLUMNS: &str = "(SELECT value FROM requeue) AS candidate_value,
+         (SELECT success_chance FROM requeue) AS candidate_success_chance,
+         (SELECT command FROM requeue) AS candidate_command,
+         (SELECT context FROM requeue) AS candidate_context,
+         (SELECT result_codes FROM pair_history) AS history_result_codes,
+         (SELECT instigated_contexts FROM pair_history) AS history_instigated_contexts,
+         (SELECT contexts FROM pair_history) AS history_contexts,
+         (SELECT failure_details FROM pair_history) AS history_failure_details,
+         (SELECT durations FROM pair_history) AS history_durations,
+         (SELECT start_times FROM pair_history) AS history_start_times,
+         (SELECT normalized FROM codebase_value) AS codebase_normalized_value,
+         (SELECT zero_maximum FROM codebase_value) AS codebase_zero_maximum";
+
+/// The same columns when no candidate is read.
+const NO_CANDIDATE_COLUMNS: &str = "NULL::int4 AS candidate_value,
+         NULL::float8 AS candidate_success_chance, NULL::text AS candidate_command,
+         NULL::text AS candidate_context, NULL::text[] AS history_result_codes,
+         NULL::text[] AS history_instigated_contexts, NULL::text[] AS history_contexts,
+         NULL::text[] AS history_failure_details, NULL::interval[] AS history_durations,
+         NULL::timestamp[] AS history_start_times, NULL::float8 AS codebase_normalized_value,
+         NULL::bool AS codebase_zero_maximum";
+
+/// Inserts the `run` row, deletes its queue item, releases its claim and reads what the
+/// candidate's reschedule needs when asked, in one statement (one round trip in the finish's
+/// transaction).
 pub async fn insert(
     conn: &mut sqlx::PgConnection,
     run: &NewRun<'_>,
@@ -196,18 +280,10 @@ pub async fn insert(
     } else {
         ("", "NULL::text")
     };
-    // `candidate.command` is NOT NULL: a NULL command says there is no such candidate.
     let (read_candidate, candidate) = if run.read_candidate.is_some() {
-        (
-            ", requeue AS (
-                 SELECT value, success_chance, command, context FROM candidate
-                 WHERE codebase = $32 AND suite = $33 AND coalesce(change_set, '') = $34
-                 LIMIT 1)",
-            "(SELECT value FROM requeue), (SELECT success_chance FROM requeue),
-             (SELECT command FROM requeue), (SELECT context FROM requeue)",
-        )
+        (READ_CANDIDATE, CANDIDATE_COLUMNS)
     } else {
-        ("", "NULL::int4, NULL::float8, NULL::text, NULL::text")
+        ("", NO_CANDIDATE_COLUMNS)
     };
     let sql = format!(
         "WITH released AS (DELETE FROM queue WHERE id = $29 RETURNING id){release_claim}{read_candidate}
@@ -225,58 +301,146 @@ pub async fn insert(
                  ARRAY(SELECT ROW(n, r)::result_tag FROM unnest($19::text[], $20::text[]) AS t(n, r))
              END,
              $21, $22, $23::json, $24, $25, $26, $27, $28)
-         RETURNING worker, {released_claim}, {candidate}"
+         RETURNING worker, {released_claim} AS released_claim, {candidate}"
     );
     let key = run.read_candidate;
-    let (worker, released_claim, value, success_chance, command, context): InsertedRow =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(run.id)
-            .bind(run.command)
-            .bind(run.description)
-            .bind(run.result_code)
-            .bind(run.start_time)
-            .bind(run.finish_time)
-            .bind(&run.instigated_context)
-            .bind(run.context)
-            .bind(run.main_branch_revision)
-            .bind(run.revision)
-            .bind(run.result.map(std::string::ToString::to_string))
-            .bind(run.campaign)
-            .bind(run.vcs_type)
-            .bind(run.branch_url)
-            .bind(run.logfilenames)
-            .bind(run.value.and_then(|v| i32::try_from(v).ok()))
-            .bind(run.worker)
-            .bind(run.worker_link)
-            .bind(tag_names)
-            .bind(tag_revisions)
-            .bind(run.subpath)
-            .bind(run.failure_stage)
-            .bind(run.failure_details.map(std::string::ToString::to_string))
-            .bind(run.target_branch_url)
-            .bind(run.failure_transient)
-            .bind(run.resume_from)
-            .bind(run.change_set)
-            .bind(run.codebase)
-            .bind(run.queue_id)
-            .bind(run.worker_must_be_registered)
-            .bind(run.release_claim)
-            .bind(key.map(|k| k.codebase))
-            .bind(key.map(|k| k.campaign))
-            .bind(key.map(|k| k.change_set.unwrap_or("")))
-            .fetch_one(conn)
-            .await?;
-    let candidate = command.map(|command| super::candidates::ScheduleFacts {
-        value,
-        success_chance,
-        command,
-        context,
-    });
+    let row: InsertedRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(run.id)
+        .bind(run.command)
+        .bind(run.description)
+        .bind(run.result_code)
+        .bind(run.start_time)
+        .bind(run.finish_time)
+        .bind(&run.instigated_context)
+        .bind(run.context)
+        .bind(run.main_branch_revision)
+        .bind(run.revision)
+        .bind(run.result.map(std::string::ToString::to_string))
+        .bind(run.campaign)
+        .bind(run.vcs_type)
+        .bind(run.branch_url)
+        .bind(run.logfilenames)
+        .bind(run.value.and_then(|v| i32::try_from(v).ok()))
+        .bind(run.worker)
+        .bind(run.worker_link)
+        .bind(tag_names)
+        .bind(tag_revisions)
+        .bind(run.subpath)
+        .bind(run.failure_stage)
+        .bind(run.failure_details.map(std::string::ToString::to_string))
+        .bind(run.target_branch_url)
+        .bind(run.failure_transient)
+        .bind(run.resume_from)
+        .bind(run.change_set)
+        .bind(run.codebase)
+        .bind(run.queue_id)
+        .bind(run.worker_must_be_registered)
+        .bind(run.release_claim)
+        .bind(key.map(|k| k.codebase))
+        .bind(key.map(|k| k.campaign))
+        .bind(key.map(|k| k.change_set.unwrap_or("")))
+        .fetch_one(conn)
+        .await?;
+    let requeue = key.and_then(|key| requeue_read(&row, run, key));
     Ok(Inserted {
-        worker,
-        released_claim,
-        candidate,
+        worker: row.worker,
+        released_claim: row.released_claim,
+        requeue,
     })
+}
+
+/// The reschedule's read out of the statement's row, the stored run merged into the history
+/// where the pair is the run's own; `None` when the candidate is gone.
+fn requeue_read(
+    row: &InsertedRow,
+    run: &NewRun<'_>,
+    key: super::candidates::CandidateKey<'_>,
+) -> Option<RequeueRead> {
+    // `candidate.command` is NOT NULL: a NULL command says there is no such candidate.
+    let command = row.candidate_command.clone()?;
+    let mut history = history_rows(row);
+    if run.failure_transient != Some(true)
+        && run.codebase == key.codebase
+        && run.campaign == key.campaign
+    {
+        let stored = HistoryRow {
+            result_code: run.result_code.to_string(),
+            instigated_context: run.instigated_context.clone(),
+            context: run.context.map(str::to_string),
+            failure_details: run.failure_details.cloned(),
+            duration: stored_duration(run.start_time, run.finish_time),
+            start_time: Some(run.start_time),
+        };
+        // Newest first, as `ORDER BY start_time DESC` (NULLs first) gives them.
+        let at = history
+            .iter()
+            .position(|past| past.start_time.is_some_and(|t| t <= run.start_time))
+            .unwrap_or(history.len());
+        history.insert(at, stored);
+    }
+    let normalized_value = match (row.codebase_zero_maximum, row.codebase_normalized_value) {
+        (Some(true), _) => NormalizedValue::ZeroMaximum,
+        (Some(false), Some(value)) => NormalizedValue::Value(value),
+        _ => NormalizedValue::NoCodebase,
+    };
+    Some(RequeueRead {
+        candidate: super::candidates::ScheduleFacts {
+            value: row.candidate_value,
+            success_chance: row.candidate_success_chance,
+            command,
+            context: row.candidate_context.clone(),
+        },
+        history,
+        normalized_value,
+    })
+}
+
+/// `finish_time - start_time` as PostgreSQL computes it from the stored values: both
+/// timestamps as sqlx sends them (whole microseconds since 2000), the difference in days and
+/// the rest.
+fn stored_duration(
+    start: chrono::NaiveDateTime,
+    finish: chrono::NaiveDateTime,
+) -> Option<sqlx::postgres::types::PgInterval> {
+    const DAY: i64 = 86_400_000_000;
+    let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)?.and_hms_opt(0, 0, 0)?;
+    let micros = |t: chrono::NaiveDateTime| (t - epoch).num_microseconds();
+    let difference = micros(finish)? - micros(start)?;
+    Some(sqlx::postgres::types::PgInterval {
+        months: 0,
+        days: i32::try_from(difference / DAY).ok()?,
+        microseconds: difference % DAY,
+    })
+}
+
+/// The history's arrays as rows.
+fn history_rows(row: &InsertedRow) -> Vec<HistoryRow> {
+    let Some(codes) = &row.history_result_codes else {
+        return Vec::new();
+    };
+    let nth = |column: &Option<Vec<Option<String>>>, i: usize| {
+        column.as_ref().and_then(|c| c.get(i).cloned().flatten())
+    };
+    codes
+        .iter()
+        .enumerate()
+        .map(|(i, code)| HistoryRow {
+            result_code: code.clone(),
+            instigated_context: nth(&row.history_instigated_contexts, i),
+            context: nth(&row.history_contexts, i),
+            failure_details: nth(&row.history_failure_details, i)
+                .as_deref()
+                .and_then(failure_details),
+            duration: row
+                .history_durations
+                .as_ref()
+                .and_then(|c| c.get(i).copied().flatten()),
+            start_time: row
+                .history_start_times
+                .as_ref()
+                .and_then(|c| c.get(i).copied().flatten()),
+        })
+        .collect()
 }
 
 /// One `new_result_branch` row per result branch.
@@ -412,7 +576,7 @@ pub async fn resume_reported_missing(
 }
 
 /// A non-transient run of a codebase in a campaign, for the estimator.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HistoryRow {
     /// `success`, or the code of what went wrong.
     pub result_code: String,
@@ -434,8 +598,16 @@ pub async fn history(
     codebase: &str,
     campaign: &str,
 ) -> Result<Vec<HistoryRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT result_code, instigated_context, context, failure_details,
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<sqlx::postgres::types::PgInterval>,
+        Option<chrono::NaiveDateTime>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT result_code, instigated_context, context, failure_details::text,
                 finish_time - start_time AS duration, start_time
          FROM run
          WHERE codebase = $1 AND suite = $2 AND failure_transient IS NOT TRUE
@@ -444,7 +616,33 @@ pub async fn history(
     .bind(codebase)
     .bind(campaign)
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(result_code, instigated_context, context, details, duration, start_time)| {
+                HistoryRow {
+                    result_code,
+                    instigated_context,
+                    context,
+                    failure_details: details.as_deref().and_then(failure_details),
+                    duration,
+                    start_time,
+                }
+            },
+        )
+        .collect())
+}
+
+/// A history row's `failure_details`. What serde cannot read (a number beyond `f64`, which
+/// PostgreSQL's `json` accepts and Python reads as infinity) is taken as none: the estimator
+/// only looks in it for dependency relations, and one such run must not stop a reschedule.
+fn failure_details(text: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(text)
+        .inspect_err(
+            |error| tracing::warn!(%error, "unreadable failure_details in a run's history"),
+        )
+        .ok()
 }
 
 /// `AVG(finish_time - start_time)` over non-transient runs, of a codebase, a campaign, or

@@ -18,7 +18,7 @@ use sqlx::PgConnection;
 
 pub use self::upload::{Upload, UploadMemory};
 use crate::app::AppState;
-use crate::db::candidates::{CandidateKey, ScheduleFacts};
+use crate::db::candidates::CandidateKey;
 use crate::db::{self, ConstraintExt};
 use crate::error::{Error, Result};
 use crate::events::RESULT_CHANNEL;
@@ -34,7 +34,7 @@ use crate::storage::{Source, Stored};
 /// With `release_claim` (a store whose claims live in the database, see
 /// `ActiveRunStore::claims_in_database`) the run's claim is deleted by the same statement
 /// and its stored JSON returned, as `ActiveRunStore::unclaim_run_in` would; with
-/// `read_candidate` the same statement reads that candidate's scheduling facts.
+/// `read_candidate` the same statement reads what that candidate's reschedule needs.
 pub async fn store_result(
     conn: &mut PgConnection,
     run: &ActiveRun,
@@ -130,7 +130,7 @@ pub async fn store_result(
             .as_deref()
             .map(crate::state::parse_run)
             .transpose()?,
-        candidate: inserted.candidate,
+        requeue: inserted.requeue,
     })
 }
 
@@ -139,8 +139,8 @@ pub async fn store_result(
 pub struct StoredResult {
     /// The released claim's JSON, when the claim was released with the run and registered.
     pub released_claim: Option<Value>,
-    /// The scheduling facts of the candidate asked for, when it exists.
-    pub candidate: Option<ScheduleFacts>,
+    /// What the reschedule of the candidate asked for needs, when it exists.
+    pub requeue: Option<db::runs::RequeueRead>,
 }
 
 /// After the result is committed: metrics, the `result` message, the run released and the
@@ -237,7 +237,7 @@ pub async fn finish_run_requeueing(
         Err(other) => return Err(other),
     };
     if requeue == Requeue::WithTheRun {
-        reschedule_in(&mut tx, state.clock.now(), &after, stored.candidate).await;
+        reschedule_in(&mut tx, state.clock.now(), &after, stored.requeue).await;
     }
     let registered = if release_with_run {
         tx.commit().await?;

@@ -16,10 +16,11 @@ use sqlx::{Acquire, PgConnection, PgPool};
 use tokio::sync::Semaphore;
 
 use super::engine::{
-    RegularRequest, ScheduleError, do_schedule_regular, schedule_complete, with_facts,
+    RegularRequest, ScheduleError, do_schedule_regular, schedule_complete, with_read,
 };
 use crate::clock::Clock;
-use crate::db::candidates::{CandidateKey, ScheduleFacts};
+use crate::db::candidates::CandidateKey;
+use crate::db::runs::RequeueRead;
 
 /// How many post-run reschedules run at once (Python's job pool).
 const CONCURRENT_RESCHEDULES: usize = 2;
@@ -85,8 +86,8 @@ impl Rescheduler {
     }
 }
 
-/// Reschedules `after` on `conn` (inside the caller's transaction), given its candidate's
-/// facts as the statement that stored the run read them (`None`: the candidate is gone).
+/// Reschedules `after` on `conn` (inside the caller's transaction), given what the
+/// statement that stored the run read for it (`None`: the candidate is gone).
 /// A run without a candidate (and a load test's) costs no savepoint; the rest goes behind
 /// one. A candidate that is gone is not an error; any other failure is logged and undone,
 /// never returned: the caller's transaction goes on as if the reschedule had not been tried.
@@ -94,16 +95,16 @@ pub async fn reschedule_in(
     conn: &mut PgConnection,
     now: NaiveDateTime,
     after: &AfterRun,
-    candidate: Option<ScheduleFacts>,
+    read: Option<RequeueRead>,
 ) {
     let outcome = async {
-        let Some(facts) = candidate else {
+        let Some(read) = read else {
             return Err(ScheduleError::CandidateUnavailable {
                 campaign: after.campaign.clone(),
                 codebase: after.codebase.clone(),
             });
         };
-        let complete = with_facts(request(after), facts);
+        let complete = with_read(request(after), read)?;
         let mut savepoint = conn.begin().await?;
         match schedule_complete(&mut savepoint, now, complete).await {
             Ok(_) => savepoint.commit().await?,

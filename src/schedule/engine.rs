@@ -97,8 +97,12 @@ pub async fn do_schedule_regular(
     schedule_complete(conn, now, request).await
 }
 
-/// A request whose gaps were filled from the stored candidate.
-pub(crate) struct CompleteRequest<'a>(RegularRequest<'a>);
+/// A request whose gaps were filled from the stored candidate, with the pair's history when
+/// the caller read it already.
+pub(crate) struct CompleteRequest<'a> {
+    request: RegularRequest<'a>,
+    history: Option<Vec<db::runs::HistoryRow>>,
+}
 
 /// Fills what `request` leaves out from the stored candidate; `CandidateUnavailable` when
 /// there is none. Only reads.
@@ -112,44 +116,49 @@ pub(crate) async fn with_candidate<'a>(
     {
         fill_from_candidate(conn, &mut request).await?;
     }
-    Ok(CompleteRequest(request))
+    Ok(CompleteRequest {
+        request,
+        history: None,
+    })
 }
 
 /// The rest of `do_schedule_regular`: the estimate, the offset and the queue row.
 #[tracing::instrument(
     name = "do_schedule_regular",
     skip_all,
-    fields(codebase = request.0.codebase, campaign = request.0.campaign)
+    fields(codebase = request.request.codebase, campaign = request.request.campaign)
 )]
 pub(crate) async fn schedule_complete(
     conn: &mut PgConnection,
     now: NaiveDateTime,
     request: CompleteRequest<'_>,
 ) -> Result<Scheduled, ScheduleError> {
-    let CompleteRequest(RegularRequest {
-        codebase,
-        campaign,
-        command,
-        candidate_value,
-        // Only ever multiplied into a value nobody reads (queue-and-scheduling.md §9.4).
-        success_chance: _,
-        normalized_codebase_value,
-        requester,
-        default_offset,
-        context,
-        change_set,
-        dry_run,
-        refresh,
-        bucket,
-    }) = request;
-    let estimate = estimate_success_probability_and_duration(
-        conn,
-        codebase,
-        campaign,
-        context.as_deref(),
-        now,
-    )
-    .await?;
+    let CompleteRequest {
+        request:
+            RegularRequest {
+                codebase,
+                campaign,
+                command,
+                candidate_value,
+                // Only ever multiplied into a value nobody reads (queue-and-scheduling.md §9.4).
+                success_chance: _,
+                normalized_codebase_value,
+                requester,
+                default_offset,
+                context,
+                change_set,
+                dry_run,
+                refresh,
+                bucket,
+            },
+        history,
+    } = request;
+    let history = match history {
+        Some(history) => history,
+        None => db::runs::history(conn, codebase, campaign).await?,
+    };
+    let estimate =
+        estimate_from_rows(conn, codebase, campaign, context.as_deref(), now, history).await?;
     let normalized_codebase_value = match normalized_codebase_value {
         Some(value) => Some(value),
         None => normalized_value(conn, codebase).await?,
@@ -213,14 +222,26 @@ async fn fill_from_candidate(
     Ok(())
 }
 
-/// A request completed from its candidate's facts, read by the caller (the statement that
-/// stores a run reads them for the post-run reschedule). As [`with_candidate`] after its read.
-pub(crate) fn with_facts(
+/// A request completed from what the caller read (the statement that stores a run reads
+/// it for the post-run reschedule): as [`with_candidate`] after its read, with the history
+/// and the codebase's normalised value not read again.
+pub(crate) fn with_read(
     mut request: RegularRequest<'_>,
-    facts: db::candidates::ScheduleFacts,
-) -> CompleteRequest<'_> {
-    fill_from_facts(&mut request, facts);
-    CompleteRequest(request)
+    read: db::runs::RequeueRead,
+) -> Result<CompleteRequest<'_>, ScheduleError> {
+    fill_from_facts(&mut request, read.candidate);
+    match read.normalized_value {
+        db::runs::NormalizedValue::Value(value) => {
+            request.normalized_codebase_value = request.normalized_codebase_value.or(Some(value));
+        }
+        // Read again by `schedule_complete` (no row gives no value), as the single path does.
+        db::runs::NormalizedValue::NoCodebase => {}
+        db::runs::NormalizedValue::ZeroMaximum => return Err(ScheduleError::ZeroMaximumValue),
+    }
+    Ok(CompleteRequest {
+        request,
+        history: Some(read.history),
+    })
 }
 
 /// What the request leaves out, taken from the candidate's facts.
@@ -254,6 +275,18 @@ pub async fn estimate_success_probability_and_duration(
     now: NaiveDateTime,
 ) -> Result<FullEstimate, ScheduleError> {
     let history = db::runs::history(conn, codebase, campaign).await?;
+    estimate_from_rows(conn, codebase, campaign, context, now, history).await
+}
+
+/// [`estimate_success_probability_and_duration`] from the pair's history, already read.
+async fn estimate_from_rows(
+    conn: &mut PgConnection,
+    codebase: &str,
+    campaign: &str,
+    context: Option<&str>,
+    now: NaiveDateTime,
+    history: Vec<db::runs::HistoryRow>,
+) -> Result<FullEstimate, ScheduleError> {
     let runs = past_runs(history);
     // The dependency checks need the database; settle them before the pure estimate.
     let mut satisfied = Vec::new();

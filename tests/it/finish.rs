@@ -353,13 +353,14 @@ async fn a_finish_waits_for_an_assigner_holding_its_item_without_deadlock() {
     ]);
     let url = server.url(&format!("/active-runs/{id}/finish"));
     let finish = tokio::spawn(async move { post_finish(&url, body).await });
-    // The finish is waiting for the row the assigner holds.
+    // The finish is waiting for the row the assigner holds. (Its statement opens with the
+    // queue row's deletion; the `INSERT INTO run` is past the 1 kB of it the view shows.)
     let mut waiting = false;
     for _ in 0..200 {
         waiting = sqlx::query_scalar(
             "SELECT EXISTS (SELECT FROM pg_stat_activity
                             WHERE datname = current_database() AND wait_event_type = 'Lock'
-                              AND query LIKE '%INSERT INTO run%')",
+                              AND query LIKE 'WITH released AS (DELETE FROM queue%')",
         )
         .fetch_one(&server.db.pool)
         .await

@@ -709,3 +709,201 @@ async fn bulk_skips_what_the_python_crashes_on() {
     assert!(summary.scheduled.is_empty());
     server.stop().await;
 }
+
+/// A run of `codebase` in `lintian-fixes` (change set `cs`) for [`insert_reading`].
+fn new_run<'a>(
+    id: &'a str,
+    codebase: &'a str,
+    start: &str,
+    finish: &str,
+    transient: Option<bool>,
+    failure_details: Option<&'a Value>,
+) -> janitor_runner::db::runs::NewRun<'a> {
+    let at = |t: &str| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+    janitor_runner::db::runs::NewRun {
+        id,
+        command: "x",
+        description: None,
+        result_code: "build-failed",
+        start_time: at(start),
+        finish_time: at(finish),
+        instigated_context: Some("ctx-new".into()),
+        context: Some("ctx-new2"),
+        main_branch_revision: None,
+        revision: None,
+        result: None,
+        campaign: "lintian-fixes",
+        vcs_type: None,
+        branch_url: None,
+        logfilenames: &[],
+        value: None,
+        worker: None,
+        worker_must_be_registered: false,
+        worker_link: None,
+        tags: None,
+        subpath: None,
+        failure_stage: None,
+        failure_details,
+        target_branch_url: None,
+        failure_transient: transient,
+        resume_from: None,
+        change_set: "cs",
+        codebase,
+        queue_id: None,
+        release_claim: None,
+        read_candidate: Some(janitor_runner::db::candidates::CandidateKey {
+            codebase,
+            campaign: "lintian-fixes",
+            change_set: None,
+        }),
+    }
+}
+
+/// Inserts `run` in a transaction and checks that what its statement read for the reschedule
+/// is what reads after it see (the history, the candidate, the normalised value); rolls back.
+async fn assert_insert_reads_as_after(
+    server: &TestServer,
+    run: &janitor_runner::db::runs::NewRun<'_>,
+) {
+    use janitor_runner::db::runs::NormalizedValue;
+    let mut tx = server.db.pool.begin().await.unwrap();
+    let inserted = janitor_runner::db::runs::insert(&mut tx, run)
+        .await
+        .unwrap();
+    let read = inserted.requeue.expect("the candidate exists");
+    let history = janitor_runner::db::runs::history(&mut tx, run.codebase, run.campaign)
+        .await
+        .unwrap();
+    assert_eq!(read.history, history, "run {}", run.id);
+    let facts =
+        janitor_runner::db::candidates::schedule_facts(&mut tx, run.codebase, run.campaign, None)
+            .await
+            .unwrap();
+    assert_eq!(Some(read.candidate), facts);
+    let value = janitor_runner::db::codebases::normalized_value(&mut tx, run.codebase).await;
+    match (read.normalized_value, value) {
+        (NormalizedValue::Value(read), Ok(Some(after))) => assert_eq!(read, after),
+        (NormalizedValue::NoCodebase, Ok(None)) => {}
+        (NormalizedValue::ZeroMaximum, Err(sqlx::Error::Database(error))) => {
+            assert_eq!(error.code().as_deref(), Some("22012"));
+        }
+        (read, after) => panic!("read {read:?}, after {after:?}"),
+    }
+    tx.rollback().await.unwrap();
+}
+
+/// The statement that stores a worker's run reads the pair's history and the codebase's
+/// normalised value for the reschedule; what it reads is what a read after it gives: the
+/// stored run in its place by start time (unless transient), the rest as stored.
+#[tokio::test]
+async fn the_run_insert_reads_the_reschedule_as_a_read_after_it() {
+    let server = TestServer::start(Store::Postgres).await;
+    sql(&server, WORKED_EXAMPLE).await;
+    let relations = json!({"relations": [[{"name": "foo", "version": [">=", "1.0"]}]], "n": 1e300});
+    for run in [
+        // Between a3 and a4 (a4 is transient, not in the history).
+        new_run(
+            "n1",
+            "alpha",
+            "2026-01-06 10:00:00",
+            "2026-01-06 10:00:42.25",
+            None,
+            Some(&relations),
+        ),
+        // The newest, over a day long.
+        new_run(
+            "n2",
+            "alpha",
+            "2026-03-01 00:00:00",
+            "2026-03-02 01:00:00.000001",
+            Some(false),
+            None,
+        ),
+        // Transient: not in the history.
+        new_run(
+            "n3",
+            "alpha",
+            "2026-03-01 00:00:00",
+            "2026-03-01 00:01:00",
+            Some(true),
+            None,
+        ),
+        // The oldest, and the first of gamma (value NULL: normalised 1.0).
+        new_run(
+            "n4",
+            "gamma",
+            "2025-01-01 00:00:00",
+            "2025-01-01 00:00:01",
+            None,
+            None,
+        ),
+        // beta has no run in lintian-fixes yet.
+        new_run(
+            "n5",
+            "beta",
+            "2026-01-01 00:00:00",
+            "2026-01-01 00:00:01",
+            None,
+            None,
+        ),
+    ] {
+        assert_insert_reads_as_after(&server, &run).await;
+    }
+    // A past run's failure details with a number beyond f64 (PostgreSQL's json takes it):
+    // read as none by both, not a failed reschedule.
+    sql(
+        &server,
+        r#"INSERT INTO run (id, codebase, suite, command, start_time, finish_time, result_code,
+                            failure_details, logfilenames, change_set)
+           VALUES ('a7', 'alpha', 'lintian-fixes', 'x', '2026-01-10 10:00', '2026-01-10 10:01',
+                   'build-failed', '{"relations": [], "n": 1e400}', '{}', 'cs');"#,
+    )
+    .await;
+    assert_insert_reads_as_after(
+        &server,
+        &new_run(
+            "n8",
+            "alpha",
+            "2026-03-01 00:00:00",
+            "2026-03-01 00:01:00",
+            None,
+            None,
+        ),
+    )
+    .await;
+    // No codebase value above 0: the values cannot be normalised, and the run is stored.
+    sql(
+        &server,
+        "UPDATE codebase SET value = 0 WHERE value IS NOT NULL",
+    )
+    .await;
+    assert_insert_reads_as_after(
+        &server,
+        &new_run(
+            "n6",
+            "alpha",
+            "2026-03-01 00:00:00",
+            "2026-03-01 00:01:00",
+            None,
+            None,
+        ),
+    )
+    .await;
+    // With no candidate, nothing is read.
+    sql(&server, "DELETE FROM candidate WHERE codebase = 'beta'").await;
+    let mut tx = server.db.pool.begin().await.unwrap();
+    let run = new_run(
+        "n7",
+        "beta",
+        "2026-01-01 00:00:00",
+        "2026-01-01 00:00:01",
+        None,
+        None,
+    );
+    let inserted = janitor_runner::db::runs::insert(&mut tx, &run)
+        .await
+        .unwrap();
+    assert_eq!(inserted.requeue, None);
+    tx.rollback().await.unwrap();
+    server.stop().await;
+}
