@@ -75,21 +75,26 @@ pub async fn upsert_many(
     Ok(result.rows_affected())
 }
 
-/// The single-path normalised value: `least(value / max(value), 1)`, with NULL value or
-/// NULL maximum meaning 1.0, computed in SQL `numeric` as Python does (so the float is the
-/// same to the last bit). `Ok(None)`: no such codebase. A zero maximum is reported as
-/// `Err` by PostgreSQL (division by zero).
+/// The single path's normalisation of a codebase row's `value` by the largest, `top`:
+/// `least(value / top, 1)`, with NULL value or NULL maximum meaning 1.0, computed in SQL
+/// `numeric` as Python does (so the float is the same to the last bit). A zero `top` is a
+/// division by zero.
+pub(crate) const NORMALIZED_VALUE: &str = "coalesce(least(1.0 * value / top, 1.0), 1.0)::float8";
+
+/// The single-path normalised value ([`NORMALIZED_VALUE`]). `Ok(None)`: no such codebase. A
+/// zero maximum is reported as `Err` by PostgreSQL (division by zero).
 pub async fn normalized_value(
     conn: &mut PgConnection,
     codebase: &str,
 ) -> Result<Option<f64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT coalesce(least(1.0 * value / (SELECT max(value) FROM codebase), 1.0), 1.0)::float8
-         FROM codebase WHERE name = $1",
-    )
-    .bind(codebase)
-    .fetch_optional(conn)
-    .await
+    let sql = format!(
+        "SELECT {NORMALIZED_VALUE}
+         FROM codebase, (SELECT max(value) AS top FROM codebase) AS largest WHERE name = $1"
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(codebase)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Every named codebase's value (NULL where it has none).

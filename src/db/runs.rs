@@ -200,7 +200,10 @@ struct InsertedRow {
 /// The candidate's read: its facts, and the pair's history and codebase value the
 /// reschedule needs (only read when the candidate exists). The statement's snapshot predates
 /// the row it inserted; a read after it would see that row in the history.
-const READ_CANDIDATE: &str = ", requeue AS (
+fn read_candidate_ctes() -> String {
+    let normalized = super::codebases::NORMALIZED_VALUE;
+    format!(
+        ", requeue AS (
          SELECT value, success_chance, command, context FROM candidate
          WHERE codebase = $32 AND suite = $33 AND coalesce(change_set, '') = $34
          LIMIT 1),
@@ -219,13 +222,14 @@ const READ_CANDIDATE: &str = ", requeue AS (
                ORDER BY start_time DESC) AS pair_runs),
      codebase_value AS (
          SELECT value IS NOT NULL AND top = 0 AS zero_maximum,
-                CASE WHEN value IS NOT NULL AND top = 0 THEN NULL
-                     ELSE coalesce(least(1.0 * value / top, 1.0), 1.0)::float8
-                END AS normalized
+                CASE WHEN value IS NOT NULL AND top = 0 THEN NULL ELSE {normalized} END
+                    AS normalized
          FROM codebase, (SELECT max(value) AS top FROM codebase) AS largest
-         WHERE name = $32 AND EXISTS (SELECT FROM requeue))";
+         WHERE name = $32 AND EXISTS (SELECT FROM requeue))"
+    )
+}
 
-/// The columns [`READ_CANDIDATE`] adds to the statement's result.
+/// The columns [`read_candidate_ctes`] adds to the statement's result.
 const CANDIDATE_COLUMNS: &str = "(SELECT value FROM requeue) AS candidate_value,
          (SELECT success_chance FROM requeue) AS candidate_success_chance,
          (SELECT command FROM requeue) AS candidate_command,
@@ -281,9 +285,9 @@ pub async fn insert(
         ("", "NULL::text")
     };
     let (read_candidate, candidate) = if run.read_candidate.is_some() {
-        (READ_CANDIDATE, CANDIDATE_COLUMNS)
+        (read_candidate_ctes(), CANDIDATE_COLUMNS)
     } else {
-        ("", NO_CANDIDATE_COLUMNS)
+        (String::new(), NO_CANDIDATE_COLUMNS)
     };
     let sql = format!(
         "WITH released AS (DELETE FROM queue WHERE id = $29 RETURNING id){release_claim}{read_candidate}
