@@ -252,17 +252,8 @@ const NO_CANDIDATE_COLUMNS: &str = "NULL::int4 AS candidate_value,
          NULL::timestamp[] AS history_start_times, NULL::float8 AS codebase_normalized_value,
          NULL::bool AS codebase_zero_maximum";
 
-/// Inserts the `run` row, deletes its queue item, releases its claim and reads what the
-/// candidate's reschedule needs when asked, in one statement (one round trip in the finish's
-/// transaction).
-pub async fn insert(
-    conn: &mut sqlx::PgConnection,
-    run: &NewRun<'_>,
-) -> Result<Inserted, sqlx::Error> {
-    let (tag_names, tag_revisions) = match &run.tags {
-        Some((names, revisions)) => (Some(names.clone()), Some(revisions.clone())),
-        None => (None, None),
-    };
+/// The run insert's text, with or without the claim's release and the candidate's read.
+fn insert_statement(release_claim: bool, read_candidate: bool) -> String {
     // The claim's table is the runner's own: a statement that does not release one does not
     // name it, so storing a run (the Python face's `store_run`) works on the shared schema
     // alone.
@@ -273,7 +264,7 @@ pub async fn insert(
     // item waits on this transaction's deletion of the claim, while this one waits for the
     // row. In this order the assigner meets the claim still in place, gives up the row, and
     // this statement goes on.
-    let (release_claim, released_claim) = if run.release_claim.is_some() {
+    let (release_ctes, released_claim) = if release_claim {
         (
             ", released_claim AS (
                  DELETE FROM runner_active_run
@@ -284,13 +275,13 @@ pub async fn insert(
     } else {
         ("", "NULL::text")
     };
-    let (read_candidate, candidate) = if run.read_candidate.is_some() {
+    let (read_ctes, candidate) = if read_candidate {
         (read_candidate_ctes(), CANDIDATE_COLUMNS)
     } else {
         (String::new(), NO_CANDIDATE_COLUMNS)
     };
-    let sql = format!(
-        "WITH released AS (DELETE FROM queue WHERE id = $29 RETURNING id){release_claim}{read_candidate}
+    format!(
+        "WITH released AS (DELETE FROM queue WHERE id = $29 RETURNING id){release_ctes}{read_ctes}
          INSERT INTO run (
              id, command, description, result_code, start_time, finish_time, instigated_context,
              context, main_branch_revision, revision, result, suite, vcs_type, branch_url,
@@ -306,7 +297,28 @@ pub async fn insert(
              END,
              $21, $22, $23::json, $24, $25, $26, $27, $28)
          RETURNING worker, {released_claim} AS released_claim, {candidate}"
-    );
+    )
+}
+
+/// [`insert_statement`]'s four texts, built once: `[release_claim][read_candidate]`.
+static INSERT_STATEMENTS: std::sync::LazyLock<[[String; 2]; 2]> = std::sync::LazyLock::new(|| {
+    [false, true].map(|release| [false, true].map(|read| insert_statement(release, read)))
+});
+
+/// Inserts the `run` row, deletes its queue item, releases its claim and reads what the
+/// candidate's reschedule needs when asked, in one statement (one round trip in the finish's
+/// transaction).
+pub async fn insert(
+    conn: &mut sqlx::PgConnection,
+    run: &NewRun<'_>,
+) -> Result<Inserted, sqlx::Error> {
+    let (tag_names, tag_revisions) = match &run.tags {
+        Some((names, revisions)) => (Some(names.clone()), Some(revisions.clone())),
+        None => (None, None),
+    };
+    let sql = INSERT_STATEMENTS[usize::from(run.release_claim.is_some())]
+        [usize::from(run.read_candidate.is_some())]
+    .as_str();
     let key = run.read_candidate;
     let row: InsertedRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(run.id)
