@@ -285,16 +285,31 @@ impl QueueState {
             };
             i32::try_from(id).unwrap_or(i32::MAX)
         };
-        let mut new = QueueColumns::default();
-        let mut changed = QueueColumns::default();
+        let mut inserted = Vec::new();
+        let mut updated = Vec::new();
         for (key, row) in &self.rows {
             match row.state {
-                RowState::Inserted => push_row(&mut new, key, row, id_of(row)),
-                RowState::Updated if !row.same_as_loaded() => {
-                    push_row(&mut changed, key, row, id_of(row));
-                }
+                RowState::Inserted => inserted.push((key, row, id_of(row))),
+                RowState::Updated if !row.same_as_loaded() => updated.push((key, row, id_of(row))),
                 RowState::Updated | RowState::Untouched => {}
             }
+        }
+        // Written in index order rather than the map's: the statements apply the rows in
+        // array order, and each row is an entry in every one of the queue's eight indexes,
+        // so neighbouring rows landing on the same index pages make the write about a third
+        // faster (docs/performance.md, session 19). Three of those indexes lead with the
+        // priority or follow it with the id.
+        let by_index_order =
+            |(_, row, id): &(&Pair, &QueueRow, i32)| (row.bucket, row.priority, *id);
+        inserted.sort_unstable_by_key(by_index_order);
+        updated.sort_unstable_by_key(by_index_order);
+        let mut new = QueueColumns::default();
+        for (key, row, id) in inserted {
+            push_row(&mut new, key, row, id);
+        }
+        let mut changed = QueueColumns::default();
+        for (key, row, id) in updated {
+            push_row(&mut changed, key, row, id);
         }
         db::queue::insert_rows(&mut *conn, &new).await?;
         db::queue::update_rows(&mut *conn, &changed).await?;
