@@ -163,7 +163,15 @@ pub async fn bulk_schedule(
     let theirs = options
         .shadow
         .then(|| set_aside(&mut queue, &inputs.prepared, options.before.as_ref()));
-    let row_ids = schedule_in_memory(&mut queue, inputs, options, &mut summary, &mut progress);
+    let row_ids = schedule_in_memory(
+        &mut queue,
+        &mut inputs,
+        options,
+        &mut summary,
+        &mut progress,
+    );
+    // Freeing the histories (a few hundred thousand allocations) need not hold the lock.
+    drop_in_background(inputs);
     tracing::debug!(elapsed = ?started.elapsed(), "candidates scheduled in memory");
     // A key upserted twice (candidates that differ only in change set) is written once, as
     // it ends up.
@@ -179,10 +187,12 @@ pub async fn bulk_schedule(
         for entry in &mut summary.scheduled {
             entry.3 = "default".to_string();
         }
+        drop_in_background(queue);
         return Ok(summary);
     }
     let sequence = queue.write(&mut tx).await?;
     tx.commit().await?;
+    drop_in_background(queue);
     tracing::debug!(elapsed = ?started.elapsed(), "queue written");
     for (entry, row_id) in summary.scheduled.iter_mut().zip(row_ids) {
         entry.2 = match row_id {
@@ -221,7 +231,7 @@ fn set_aside(
 /// summary says what would happen.
 fn schedule_in_memory(
     queue: &mut QueueState,
-    mut inputs: Inputs,
+    inputs: &mut Inputs,
     options: &BulkOptions,
     summary: &mut BulkSummary,
     progress: &mut impl FnMut(usize, usize),
@@ -288,16 +298,78 @@ fn schedule_in_memory(
 
 /// The last row of each key, at the place of its first.
 fn final_rows(rows: Vec<ScheduledRow>) -> Vec<ScheduledRow> {
-    let mut position: HashMap<Pair, usize> = HashMap::new();
-    let mut kept: Vec<ScheduledRow> = Vec::with_capacity(rows.len());
-    for row in rows {
-        let key = (row.codebase.clone(), row.campaign.clone());
-        if let Some(&at) = position.get(&key) {
-            kept[at] = row;
-        } else {
-            position.insert(key, kept.len());
-            kept.push(row);
+    // Where each row ends up: its key's first place. Keys are borrowed, not cloned; keys
+    // repeat rarely (candidates differing only in change set), so most runs stop here.
+    let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(rows.len());
+    let places: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(at, row)| {
+            *first
+                .entry((row.codebase.as_str(), row.campaign.as_str()))
+                .or_insert(at)
+        })
+        .collect();
+    let distinct = first.len();
+    drop(first);
+    if distinct == rows.len() {
+        return rows;
+    }
+    let mut slots: Vec<Option<ScheduledRow>> = (0..rows.len()).map(|_| None).collect();
+    for (row, place) in rows.into_iter().zip(places) {
+        slots[place] = Some(row);
+    }
+    slots.into_iter().flatten().collect()
+}
+
+/// Frees `value` on the blocking pool: large maps of strings take a noticeable time to free,
+/// and the caller (holding the queue's lock, or awaited by a client) need not wait for it.
+fn drop_in_background<T: Send + 'static>(value: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(move || drop(value));
+        }
+        Err(_) => drop(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ScheduledRow, final_rows};
+
+    fn row(codebase: &str, campaign: &str, priority: i64) -> ScheduledRow {
+        ScheduledRow {
+            codebase: codebase.to_string(),
+            campaign: campaign.to_string(),
+            bucket: "default".to_string(),
+            priority,
+            command: "true".to_string(),
+            context: None,
+            estimated_duration_us: 0,
+            requester: "scheduler".to_string(),
         }
     }
-    kept
+
+    #[test]
+    fn a_repeated_key_keeps_its_last_row_at_its_first_place() {
+        let rows = vec![
+            row("a", "x", 1),
+            row("b", "x", 2),
+            row("a", "x", 3),
+            row("a", "y", 4),
+            row("b", "x", 5),
+        ];
+        let kept = final_rows(rows);
+        let got: Vec<(&str, &str, i64)> = kept
+            .iter()
+            .map(|r| (r.codebase.as_str(), r.campaign.as_str(), r.priority))
+            .collect();
+        assert_eq!(got, [("a", "x", 3), ("b", "x", 5), ("a", "y", 4)]);
+    }
+
+    #[test]
+    fn distinct_keys_are_kept_as_they_are() {
+        let rows = vec![row("a", "x", 1), row("a", "y", 2), row("b", "x", 3)];
+        assert_eq!(final_rows(rows.clone()), rows);
+    }
 }
