@@ -294,11 +294,11 @@ impl QueueState {
                 RowState::Updated | RowState::Untouched => {}
             }
         }
-        // Written in index order rather than the map's: the statements apply the rows in
-        // array order, and each row is an entry in every one of the queue's eight indexes,
-        // so neighbouring rows landing on the same index pages make the write about a third
-        // faster (docs/performance.md, session 19). Three of those indexes lead with the
-        // priority or follow it with the id.
+        // Written in the order of the queue's run-order index rather than the map's: the
+        // statements apply the rows in array order, each row is an entry in all eight of the
+        // queue's indexes, and rows that follow each other there touch the same index pages
+        // (a seventh to a quarter off the write; docs/performance.md, session 19). Three of
+        // the indexes order by the priority, then the id.
         let by_index_order =
             |(_, row, id): &(&Pair, &QueueRow, i32)| (row.bucket, row.priority, *id);
         inserted.sort_unstable_by_key(by_index_order);
