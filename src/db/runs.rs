@@ -130,6 +130,9 @@ pub struct NewRun<'a> {
     pub resume_from: Option<&'a str>,
     /// The change set the run belongs to.
     pub change_set: &'a str,
+    /// Whether the same statement creates `change_set` (for `campaign`) when it does not
+    /// exist yet: a run of no change set gets one of its own, named after the run.
+    pub create_change_set: bool,
     /// The codebase the run worked on.
     pub codebase: &'a str,
     /// The queue item the run was for, removed by the statement that stores the run.
@@ -280,8 +283,13 @@ fn insert_statement(release_claim: bool, read_candidate: bool) -> String {
     } else {
         (String::new(), NO_CANDIDATE_COLUMNS)
     };
+    // The change set created here satisfies the run's foreign key: the key is checked at the
+    // end of the statement, when every part of it has been applied.
     format!(
-        "WITH released AS (DELETE FROM queue WHERE id = $29 RETURNING id){release_ctes}{read_ctes}
+        "WITH released AS (DELETE FROM queue WHERE id = $29 RETURNING id),
+              own_change_set AS (
+                  INSERT INTO change_set (id, campaign) SELECT $27, $12 WHERE $35::bool
+                  ON CONFLICT DO NOTHING){release_ctes}{read_ctes}
          INSERT INTO run (
              id, command, description, result_code, start_time, finish_time, instigated_context,
              context, main_branch_revision, revision, result, suite, vcs_type, branch_url,
@@ -355,6 +363,7 @@ pub async fn insert(
         .bind(key.map(|k| k.codebase))
         .bind(key.map(|k| k.campaign))
         .bind(key.map(|k| k.change_set.unwrap_or("")))
+        .bind(run.create_change_set)
         .fetch_one(conn)
         .await?;
     let requeue = key.and_then(|key| requeue_read(&row, run, key));

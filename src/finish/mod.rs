@@ -24,12 +24,13 @@ use crate::error::{Error, Result};
 use crate::events::RESULT_CHANNEL;
 use crate::metrics::Metrics;
 use crate::models::{ActiveRun, BuilderResult, JanitorResult};
-use crate::schedule::after_run::{AfterRun, reschedule_in};
+use crate::schedule::after_run::{AfterRun, RescheduleFailed, reschedule_in};
 use crate::storage::{Source, Stored};
 
-/// Writes the run row and everything hanging off it, and removes the queue item, inside the
-/// caller's transaction. A run id that is already stored gives `Error::RunExists`; a worker
-/// name that is not registered is dropped from the result (and the row).
+/// Writes the run row and everything hanging off it (its own change set when it has none),
+/// and removes the queue item, inside the caller's transaction. A run id that is already
+/// stored gives `Error::RunExists`; a worker name that is not registered is dropped from the
+/// result (and the row).
 ///
 /// With `release_claim` (a store whose claims live in the database, see
 /// `ActiveRunStore::claims_in_database`) the run's claim is deleted by the same statement
@@ -42,13 +43,13 @@ pub async fn store_result(
     release_claim: bool,
     read_candidate: Option<CandidateKey<'_>>,
 ) -> Result<StoredResult> {
-    let change_set = if let Some(existing) = result.change_set.clone().filter(|c| !c.is_empty()) {
-        existing
-    } else {
-        db::runs::ensure_change_set(conn, &result.log_id, &run.campaign).await?;
+    // A run of no change set gets one of its own, named after it and created by the
+    // statement that stores it (again, should that statement be rolled back and repeated).
+    if result.change_set.as_deref().is_none_or(str::is_empty) {
         result.change_set = Some(result.log_id.clone());
-        result.log_id.clone()
-    };
+    }
+    let change_set = result.change_set.clone().unwrap_or_default();
+    let create_change_set = change_set == result.log_id;
     let tags = result.tags.as_ref().map(|tags| {
         (
             tags.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
@@ -89,6 +90,7 @@ pub async fn store_result(
         failure_transient: result.transient,
         resume_from: result.resume_from.as_deref(),
         change_set: &change_set,
+        create_change_set,
         codebase: &result.codebase,
         worker_must_be_registered: false,
         queue_id: Some(run.queue_id),
@@ -226,27 +228,24 @@ pub async fn finish_run_requeueing(
     let release_with_run = state.store.claims_in_database();
     let after = after_run(run, result);
     let read_candidate = (requeue == Requeue::WithTheRun).then(|| after.candidate_key());
-    let mut tx = state.pool.begin().await?;
-    let stored = match store_result(&mut tx, run, result, release_with_run, read_candidate).await {
-        Ok(stored) => stored,
-        Err(Error::RunExists(id)) => {
-            drop(tx);
-            crate::registry::unclaim_run(state, &run.log_id).await?;
-            return Err(Error::RunExists(id));
-        }
-        Err(other) => return Err(other),
-    };
-    if requeue == Requeue::WithTheRun {
-        reschedule_in(&mut tx, state.clock.now(), &after, stored.requeue).await;
+    let (mut tx, mut stored) =
+        begin_and_store(state, run, result, release_with_run, read_candidate).await?;
+    if requeue == Requeue::WithTheRun
+        && let Err(RescheduleFailed) =
+            reschedule_in(&mut tx, state.clock.now(), &after, stored.requeue.take()).await
+    {
+        // The failed statement took the transaction with it: the run is stored again
+        // without its reschedule, as a failing reschedule must not fail the finish.
+        tx.rollback().await?;
+        (tx, stored) = begin_and_store(state, run, result, release_with_run, None).await?;
     }
+    tx.commit().await?;
     let registered = if release_with_run {
-        tx.commit().await?;
         if let Some(stored) = stored.released_claim {
             crate::registry::count_release(state, &stored);
         }
         false
     } else {
-        tx.commit().await?;
         true
     };
     state.queue_upkeep.deleted_one();
@@ -254,6 +253,28 @@ pub async fn finish_run_requeueing(
         state.rescheduler.spawn(after);
     }
     announce(state, run, result, registered).await
+}
+
+/// [`store_result`] in a transaction of its own, left open. A run already stored is released
+/// from the store and reported as `Error::RunExists`.
+async fn begin_and_store(
+    state: &AppState,
+    run: &ActiveRun,
+    result: &mut JanitorResult,
+    release_claim: bool,
+    read_candidate: Option<CandidateKey<'_>>,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, StoredResult)> {
+    let mut tx = state.pool.begin().await?;
+    match store_result(&mut tx, run, result, release_claim, read_candidate).await {
+        Ok(stored) => Ok((tx, stored)),
+        Err(Error::RunExists(id)) => {
+            // Rolled back first: the failed statement's locks go with it.
+            drop(tx);
+            crate::registry::unclaim_run(state, &run.log_id).await?;
+            Err(Error::RunExists(id))
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// Upload part names must be plain file names: not empty, not `.`/`..`, no `/`, `\` or NUL,

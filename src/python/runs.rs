@@ -144,6 +144,7 @@ pub fn store_run<'py>(
             failure_transient,
             resume_from: resume_from.as_deref(),
             change_set: &change_set,
+            create_change_set: true,
             codebase: &codebase,
             worker_must_be_registered: true,
             queue_id: None,
@@ -198,9 +199,6 @@ fn result_tags_from(
 /// The change set if missing, the run and its result branches: all or nothing.
 async fn insert_run(pool: &PgPool, run: &NewRun<'_>, branches: &[Branch]) -> PyResult<()> {
     let mut tx = pool.begin().await.map_err(database_error)?;
-    ensure_change_set(&mut tx, run.change_set, run.campaign)
-        .await
-        .map_err(database_error)?;
     insert(&mut tx, run).await.map_err(database_error)?;
     insert_result_branches(&mut tx, run.id, branches)
         .await

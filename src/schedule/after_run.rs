@@ -2,17 +2,18 @@
 //! candidate back on the queue in `default`.
 //!
 //! Two ways, one result. A worker's finish reschedules inside the transaction that stores the
-//! run, its writes behind a savepoint ([`reschedule_in`]): a cycle costs one commit less, and
-//! the queue never shows the run stored without its follow-up. Runs the runner ends itself
-//! (aborts while assigning, the watchdog) reschedule in the background after the commit
+//! run ([`reschedule_in`]), from what the statement that stores the run read (the candidate,
+//! the pair's history, the codebase's value): a cycle costs one commit less, and the queue
+//! never shows the run stored without its follow-up. Runs the runner ends itself (aborts
+//! while assigning, the watchdog) reschedule in the background after the commit
 //! ([`Rescheduler`]), as the Python runner does for every run: an assignment that turns items
-//! down and moves on must not meet the item it just requeued again in the same request. Either
-//! way a failing reschedule is logged, never the run's failure.
+//! down and moves on must not meet the item it just requeued again in the same request.
+//! Either way a failing reschedule is logged, never the run's failure.
 
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
-use sqlx::{Acquire, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::Semaphore;
 
 use super::engine::{
@@ -87,37 +88,38 @@ impl Rescheduler {
 }
 
 /// Reschedules `after` on `conn` (inside the caller's transaction), given what the
-/// statement that stored the run read for it (`None`: the candidate is gone).
-/// A run without a candidate (and a load test's) costs no savepoint; the rest goes behind
-/// one. A candidate that is gone is not an error; any other failure is logged and undone,
-/// never returned: the caller's transaction goes on as if the reschedule had not been tried.
+/// statement that stored the run read for it (`None`: the candidate is gone). A candidate
+/// that is gone is not an error; any other failure is logged, never returned as the
+/// reschedule's error. `RescheduleFailed` says a statement failed, which aborts the caller's
+/// transaction: the caller rolls back and stores the run without its reschedule. (No
+/// savepoint around the writes: two round trips on every finish, for a failure that is rare.)
 pub async fn reschedule_in(
     conn: &mut PgConnection,
     now: NaiveDateTime,
     after: &AfterRun,
     read: Option<RequeueRead>,
-) {
+) -> Result<(), RescheduleFailed> {
     let outcome = async {
-        let Some(read) = read else {
-            return Err(ScheduleError::CandidateUnavailable {
-                campaign: after.campaign.clone(),
-                codebase: after.codebase.clone(),
-            });
-        };
+        let read = read.ok_or_else(|| ScheduleError::CandidateUnavailable {
+            campaign: after.campaign.clone(),
+            codebase: after.codebase.clone(),
+        })?;
         let complete = with_read(request(after), read)?;
-        let mut savepoint = conn.begin().await?;
-        match schedule_complete(&mut savepoint, now, complete).await {
-            Ok(_) => savepoint.commit().await?,
-            Err(error) => {
-                savepoint.rollback().await?;
-                return Err(error);
-            }
-        }
-        Ok::<(), ScheduleError>(())
+        schedule_complete(conn, now, complete).await.map(|_| ())
     }
     .await;
+    let aborted = matches!(outcome, Err(ScheduleError::Database(_)));
     log_outcome(after, outcome);
+    if aborted {
+        Err(RescheduleFailed)
+    } else {
+        Ok(())
+    }
 }
+
+/// A statement of the reschedule failed, leaving the transaction it ran in aborted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RescheduleFailed;
 
 /// A candidate that is gone is not worth more than a debug line; any other failure is.
 fn log_outcome(after: &AfterRun, outcome: Result<(), ScheduleError>) {

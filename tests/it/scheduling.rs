@@ -374,7 +374,7 @@ async fn a_finished_run_is_requeued_from_its_change_sets_candidate() {
     assert_eq!(status, 201, "{assignment}");
     let run_id = assignment["id"].as_str().unwrap();
     assert_eq!(finish_with(&server, run_id, &json!({})).await, 201);
-    // Rescheduled in the finish's transaction: there as soon as the finish answered.
+    // Rescheduled before the finish answers.
     type Row = (String, Option<String>, Option<String>, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT command, change_set, context, requester FROM queue WHERE codebase = 'foo'",
@@ -418,6 +418,59 @@ async fn a_finished_run_without_a_candidate_is_stored_and_not_requeued() {
         .unwrap();
     assert_eq!(queued, 0);
     server.stop().await;
+}
+
+/// A finish whose reschedule fails stores the run all the same, with the change set of its
+/// own it had none of and its result branches, and queues nothing: whether the reschedule
+/// fails before writing (every codebase value 0: nothing can be normalised) or its upsert
+/// fails in the database (which aborts the finish's transaction, so the run is stored again
+/// without it).
+#[tokio::test]
+async fn a_failing_reschedule_leaves_the_finished_run_stored() {
+    let refuse_queue_inserts = "CREATE FUNCTION refuse_queue_insert() RETURNS trigger
+             LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no queue inserts'; END $$;
+         CREATE TRIGGER refuse_queue_insert BEFORE INSERT ON queue
+             FOR EACH ROW EXECUTE FUNCTION refuse_queue_insert();";
+    let failures = ["UPDATE codebase SET value = 0", refuse_queue_inserts];
+    for failure in failures {
+        for branches in [json!(null), json!([["main", null, "m1", "r1"]])] {
+            let (server, _) = server_with_candidate_of_foo("empty-ok").await;
+            sql(&server, failure).await;
+            let (status, assignment) = post(&server, "/active-runs", json!({})).await;
+            assert_eq!(status, 201, "{assignment}");
+            let run_id = assignment["id"].as_str().unwrap();
+            let result = json!({"context": "x", "branches": branches});
+            assert_eq!(finish_with(&server, run_id, &result).await, 201, "{result}");
+            let stored: (String, String, i64) = sqlx::query_as(
+                "SELECT run.change_set, change_set.campaign,
+                        (SELECT count(*) FROM new_result_branch WHERE run_id = run.id)
+                 FROM run JOIN change_set ON change_set.id = run.change_set
+                 WHERE run.id = $1",
+            )
+            .bind(run_id)
+            .fetch_one(&server.db.pool)
+            .await
+            .unwrap();
+            let expected_branches = i64::from(!branches.is_null());
+            assert_eq!(
+                stored,
+                (
+                    run_id.to_string(),
+                    "empty-ok".to_string(),
+                    expected_branches
+                ),
+                "{failure}: {result}"
+            );
+            let (queued, claims): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM queue), (SELECT count(*) FROM runner_active_run)",
+            )
+            .fetch_one(&server.db.pool)
+            .await
+            .unwrap();
+            assert_eq!((queued, claims), (0, 0), "{failure}: {result}");
+            server.stop().await;
+        }
+    }
 }
 
 /// An item the runner cannot hand out (here: no VCS URL) is finished as `not-in-vcs` while
@@ -748,6 +801,7 @@ fn new_run<'a>(
         failure_transient: transient,
         resume_from: None,
         change_set: "cs",
+        create_change_set: false,
         codebase,
         queue_id: None,
         release_claim: None,
