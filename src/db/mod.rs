@@ -27,19 +27,36 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Opens a pool. Connection attempts give up after [`ACQUIRE_TIMEOUT`] rather than hanging.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect(url)
-        .await
+    pool_options(max_connections).connect(url).await
 }
 
 /// A pool that connects on first use, so a server can start while the database is down.
 pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    pool_options(max_connections).connect_lazy(url)
+}
+
+/// A pooled connection idle for less than this is handed out without a health check: the
+/// pool checked it when it came back (sqlx pings every connection it takes back), so a
+/// connection lost since would need the server gone and back within this time.
+pub const UNCHECKED_IDLE: Duration = Duration::from_millis(100);
+
+/// The pool's settings: at most `max_connections`, [`ACQUIRE_TIMEOUT`], and a health check
+/// (a round trip) only for connections idle for [`UNCHECKED_IDLE`] or longer. sqlx's default
+/// checks every connection it hands out, on top of the check when it takes one back: two
+/// round trips per use, most of them on connections used a millisecond earlier.
+fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_lazy(url)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= UNCHECKED_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// A pool for a state that has no database (the Python face's processor on Redis alone): it
