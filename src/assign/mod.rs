@@ -26,7 +26,7 @@ use std::collections::HashSet;
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 
-use self::plan::{Plan, Unassignable, describe, plan};
+use self::plan::{Plan, Unassignable, build_config, describe, plan};
 use self::probe::{TurnedDown, probe, turn_down};
 use self::upstream::RateLimited;
 use crate::app::AppState;
@@ -184,7 +184,7 @@ async fn next_assignment(
     let mut finished_here: HashSet<(String, String, Option<String>)> = HashSet::new();
     loop {
         let now = state.clock.now();
-        let (tx, row) = next_row(state, request, &passed_over, now).await?;
+        let (mut tx, row) = next_row(state, request, &passed_over, now).await?;
         let Some(row) = row else {
             if mode == Mode::Assign {
                 state.metrics.queue_empty.inc();
@@ -228,6 +228,7 @@ async fn next_assignment(
                 continue;
             }
         };
+        let build_config = build_config(state, &mut tx, &run).await?;
         // Claim now, so that no connection is held while the upstream is probed (up to
         // 15 s): other assigners skip the claimed item, and finishing runs keep their
         // connections.
@@ -238,7 +239,7 @@ async fn next_assignment(
         } else {
             tx.rollback().await?;
         }
-        match hand_out(state, run, &plan, mode, item.refresh, now).await? {
+        match hand_out(state, run, &plan, build_config, mode, item.refresh, now).await? {
             Some(assignment) => return Ok(assignment),
             None if mode == Mode::Peek => passed_over.push(item.id),
             None => {}
@@ -345,6 +346,7 @@ async fn hand_out(
     state: &AppState,
     mut run: ActiveRun,
     plan: &Plan,
+    build_config: serde_json::Value,
     mode: Mode,
     refresh: bool,
     now: NaiveDateTime,
@@ -367,7 +369,7 @@ async fn hand_out(
             .update_run(&run.log_id, &run.to_json(now))
             .await?;
     }
-    match describe(state, &run, plan, probed).await {
+    match describe(state, &run, plan, build_config, probed).await {
         Ok(json) => Ok(Some(Assignment { run, json })),
         Err(error) => {
             // Never leave a phantom claim behind a failed assignment.

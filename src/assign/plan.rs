@@ -68,31 +68,45 @@ pub(super) fn campaign_builder<'a>(
     Ok((campaign, builder))
 }
 
+fn build_locations(state: &AppState) -> BuildLocations<'_> {
+    BuildLocations {
+        apt_archive_url: state.settings.public_apt_archive_location.as_deref(),
+        dep_server_url: state.settings.public_dep_server_url.as_deref(),
+        host_vendor: &state.host_vendor,
+    }
+}
+
+/// `build.config` of the assignment, read on the connection that holds the item (the Debian
+/// builder reads the last built version; the generic builder reads nothing), so that no
+/// connection is taken from the pool for it after the claim.
+pub(super) async fn build_config(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    run: &ActiveRun,
+) -> Result<Value> {
+    let (_, builder) = campaign_builder(state, run)?;
+    Ok(builder
+        .config(
+            conn,
+            &build_locations(state),
+            run.codebase(),
+            run.change_set.as_deref(),
+        )
+        .await?)
+}
+
 /// The assignment JSON (models-backchannels-worker.md §7.4, with the DECISIONS.md rulings on the
 /// worker contract).
 pub(super) async fn describe(
     state: &AppState,
     run: &ActiveRun,
     plan: &Plan,
+    build_config: Value,
     probed: Probed,
 ) -> Result<Value> {
     let (campaign, builder) = campaign_builder(state, run)?;
-    let locations = BuildLocations {
-        apt_archive_url: state.settings.public_apt_archive_location.as_deref(),
-        dep_server_url: state.settings.public_dep_server_url.as_deref(),
-        host_vendor: &state.host_vendor,
-    };
+    let locations = build_locations(state);
     let build_env = builder.build_env(&locations);
-    let mut conn = state.pool.acquire().await?;
-    let build_config = builder
-        .config(
-            &mut conn,
-            &locations,
-            run.codebase(),
-            run.change_set.as_deref(),
-        )
-        .await?;
-    drop(conn);
     let store = state
         .vcs_stores
         .get(&probed.vcs_type)
