@@ -8,11 +8,6 @@ use clap::Parser;
 use janitor_runner::cli::{Cli, Command, ServeError, run_server_with};
 use janitor_runner::telemetry::{Telemetry, TelemetryOptions};
 
-// Requests allocate and free many small values (JSON, strings, buffers) across threads;
-// glibc's allocator spent a tenth of the runner's CPU on them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
