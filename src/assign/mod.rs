@@ -369,7 +369,7 @@ async fn hand_out(
             .update_run(&run.log_id, &run.to_json(now))
             .await?;
     }
-    match describe(state, &run, plan, build_config, probed).await {
+    match describe(state, &run, plan, &build_config, &probed) {
         Ok(json) => Ok(Some(Assignment { run, json })),
         Err(error) => {
             // Never leave a phantom claim behind a failed assignment.

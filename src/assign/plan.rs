@@ -97,12 +97,12 @@ pub(super) async fn build_config(
 
 /// The assignment JSON (models-backchannels-worker.md §7.4, with the DECISIONS.md rulings on the
 /// worker contract).
-pub(super) async fn describe(
+pub(super) fn describe(
     state: &AppState,
     run: &ActiveRun,
     plan: &Plan,
-    build_config: Value,
-    probed: Probed,
+    build_config: &Value,
+    probed: &Probed,
 ) -> Result<Value> {
     let (campaign, builder) = campaign_builder(state, run)?;
     let locations = build_locations(state);
