@@ -22,6 +22,7 @@ mod model_fixtures;
 mod object_storage;
 mod observability;
 mod registry;
+mod run_triggers;
 mod scheduling;
 mod scheduling_corpus;
 mod schema_compat;
