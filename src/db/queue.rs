@@ -92,8 +92,9 @@ pub struct ExcludedHosts<'a> {
 /// a constant array, which PostgreSQL (15+) checks with a hash rather than a scan per row.
 const CLAIMED_IDS_AS_PARAMETER: usize = 64;
 
-/// The next queue item to hand out, with its codebase's VCS facts, locked (`FOR UPDATE SKIP
-/// LOCKED`) for the caller's transaction so concurrent assigners pick different items.
+/// The next queue item to hand out, with its codebase's VCS facts, held for the caller's
+/// transaction (an advisory lock other assigners skip, as `FOR UPDATE SKIP LOCKED` would) so
+/// concurrent assigners pick different items.
 /// Skips claimed items and items whose branch host is excluded; `codebase` and `campaign`
 /// filter when given. Order: bucket, priority, id.
 pub async fn next_item(
@@ -163,16 +164,23 @@ pub async fn next_item(
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
-    // The row is chosen and locked on `queue` alone, its codebase joined afterwards: the
-    // claimed and locked rows at the head of the queue (one per active run) are stepped
-    // over without reading their codebases.
+    // The row is chosen and held on `queue` alone, its codebase joined afterwards: the
+    // claimed and held rows at the head of the queue (one per active run) are stepped over
+    // without reading their codebases. Holding is a transaction-scoped advisory lock, not
+    // `FOR UPDATE`: a row lock writes the row and gives the transaction an id, so even an
+    // assignment that writes nothing else (claims kept in Redis) would wait for a WAL flush at
+    // its commit. The lock is tried in the outer query, after every other test (`OFFSET 0`
+    // keeps PostgreSQL from pushing it down into the scan, where it would lock claimed rows
+    // too), on rows in queue order.
     let sql = format!(
         "SELECT {ITEM_COLUMNS}
-         FROM (SELECT * FROM queue
-               {filter}
-               ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC
-               LIMIT 1
-               FOR UPDATE SKIP LOCKED) AS queue
+         FROM (SELECT * FROM (SELECT * FROM queue
+                              {filter}
+                              ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC
+                              OFFSET 0)
+                             AS candidates
+               WHERE pg_try_advisory_xact_lock({QUEUE_ITEM_LOCK_CLASS}, candidates.id)
+               LIMIT 1) AS queue
          LEFT JOIN codebase ON codebase.name = queue.codebase"
     );
     // Parameters the text leaves out still get a type, so every variant binds the same five.
@@ -185,6 +193,10 @@ pub async fn next_item(
         .bind(excluded.rate_limited_at);
     query.fetch_optional(conn).await
 }
+
+/// First key of the advisory locks that hold a queue item while an assignment decides on it
+/// (ASCII `jrqi`); the second is the item's id.
+const QUEUE_ITEM_LOCK_CLASS: i32 = 0x6a72_7169;
 
 /// The columns of [`NextItem`], from `queue` joined with `codebase`.
 const ITEM_COLUMNS: &str = "queue.id::int8 AS id, queue.context, queue.command,
