@@ -175,6 +175,8 @@ pub struct AppState {
     pub queue_upkeep: crate::queue::upkeep::QueueUpkeep,
     /// Reaches workers while their runs are out (pings, logs, kill).
     pub backchannels: BackchannelClient,
+    /// The runs this process handed out, as it stored them (claims in the database only).
+    pub own_runs: crate::own_runs::OwnRuns,
 }
 
 /// The state as the web routers and background tasks share it.
@@ -318,6 +320,7 @@ impl AppState {
             queue_positions: crate::queue::positions::QueuePositions::new(),
             queue_upkeep,
             backchannels,
+            own_runs: crate::own_runs::OwnRuns::default(),
         })
     }
 
@@ -340,6 +343,7 @@ impl AppState {
                 pool.clone(),
                 self.settings.queue_vacuum_every,
             ),
+            own_runs: crate::own_runs::OwnRuns::default(),
             pool,
             database: DatabaseReadiness::default(),
             ..self.clone()

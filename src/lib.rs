@@ -18,6 +18,7 @@ pub mod finish;
 pub mod metrics;
 pub mod models;
 pub mod names;
+pub mod own_runs;
 pub mod queue;
 pub mod registry;
 pub mod review;

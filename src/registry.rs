@@ -33,10 +33,9 @@ pub fn count_registration(state: &AppState, run: &ActiveRun) {
 
 /// Replaces the stored JSON of a registered run (unknown runs are left alone).
 pub async fn update_run(state: &AppState, run: &ActiveRun, now: NaiveDateTime) -> Result<()> {
-    state
-        .store
-        .update_run(&run.log_id, &run.to_json(now))
-        .await?;
+    let data = run.to_json(now);
+    state.store.update_run(&run.log_id, &data).await?;
+    state.own_runs.replace(&run.log_id, data);
     Ok(())
 }
 
@@ -52,6 +51,7 @@ pub async fn get_run(state: &AppState, id: &str) -> Result<Option<ActiveRun>> {
 
 /// Releases a run and its queue item; nothing happens for an unknown run.
 pub async fn unclaim_run(state: &AppState, id: &str) -> Result<()> {
+    state.own_runs.forget(id);
     if let Some(stored) = state.store.unclaim_run(id).await? {
         count_release(state, &stored);
     }

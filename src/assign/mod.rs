@@ -337,6 +337,9 @@ async fn claim(
     }
     tx.commit().await?;
     crate::registry::count_registration(state, run);
+    if state.store.claims_in_database() {
+        state.own_runs.remember(&run.log_id, data);
+    }
     Ok(true)
 }
 
@@ -364,10 +367,7 @@ async fn hand_out(
     let changed = run.resume_from.is_some() || run.main_branch_url() != listed_url.as_deref();
     if mode == Mode::Assign && changed {
         // The stored run names the canonical URL and what it resumes, as Python's.
-        state
-            .store
-            .update_run(&run.log_id, &run.to_json(now))
-            .await?;
+        crate::registry::update_run(state, &run, now).await?;
     }
     match describe(state, &run, plan, &build_config, &probed) {
         Ok(json) => Ok(Some(Assignment { run, json })),

@@ -11,6 +11,7 @@ pub mod logs;
 pub mod upload;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::TimeDelta;
 use serde_json::Value;
@@ -212,16 +213,28 @@ pub async fn finish_run(
 }
 
 /// [`finish_run`], with the candidate rescheduled as `requeue` says.
-#[tracing::instrument(
-    name = "finish_run",
-    skip_all,
-    fields(run_id = %run.log_id, result_code = %result.code, campaign = %run.campaign)
-)]
 pub async fn finish_run_requeueing(
     state: &AppState,
     run: &ActiveRun,
     result: &mut JanitorResult,
     requeue: Requeue,
+) -> Result<()> {
+    store_and_announce(state, run, result, requeue, false).await
+}
+
+/// [`finish_run_requeueing`]; `remembered` says the run's JSON came from this process's copy,
+/// so the claim the run's statement releases must still have been there.
+#[tracing::instrument(
+    name = "finish_run",
+    skip_all,
+    fields(run_id = %run.log_id, result_code = %result.code, campaign = %run.campaign)
+)]
+async fn store_and_announce(
+    state: &AppState,
+    run: &ActiveRun,
+    result: &mut JanitorResult,
+    requeue: Requeue,
+    remembered: bool,
 ) -> Result<()> {
     // The claim goes with the same commit that stores the run: a process killed in between
     // cannot leave a stored run still registered as out with its worker.
@@ -230,6 +243,12 @@ pub async fn finish_run_requeueing(
     let read_candidate = (requeue == Requeue::WithTheRun).then(|| after.candidate_key());
     let (mut tx, mut stored) =
         begin_and_store(state, run, result, release_with_run, read_candidate).await?;
+    if remembered && release_with_run && stored.released_claim.is_none() {
+        // Released by another process since: answer as reading the store would have.
+        tx.rollback().await?;
+        state.own_runs.forget(&run.log_id);
+        return Err(no_longer_active(state, &run.log_id).await);
+    }
     if requeue == Requeue::WithTheRun
         && let Err(RescheduleFailed) =
             reschedule_in(&mut tx, state.clock.now(), &after, stored.requeue.take()).await
@@ -240,6 +259,7 @@ pub async fn finish_run_requeueing(
         (tx, stored) = begin_and_store(state, run, result, release_with_run, None).await?;
     }
     tx.commit().await?;
+    state.own_runs.forget(&run.log_id);
     let registered = if release_with_run {
         if let Some(stored) = stored.released_claim {
             crate::registry::count_release(state, &stored);
@@ -319,17 +339,46 @@ impl Finished {
     }
 }
 
-/// The stored JSON of the active run a finish is for. A run no longer active whose result is
-/// stored (by an earlier try of the same upload, or by the watchdog's abort) is
-/// `Error::RunExists`, so a retrying worker learns it can stop; any other is `NotFound`.
-pub async fn registered_run(state: &AppState, run_id: &str) -> Result<Value> {
+/// An active run's stored JSON, as a finish found it.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The JSON the active-run store holds for the run.
+    pub data: Arc<Value>,
+    /// Taken from this process's copy (`AppState::own_runs`), not read back from the store:
+    /// the statement that stores the run then checks that the claim is still there.
+    pub remembered: bool,
+}
+
+/// The stored JSON of the active run a finish is for: this process's copy when it handed the
+/// run out (and the claims live in the database), else the store's. A run no longer active
+/// whose result is stored (by an earlier try of the same upload, or by the watchdog's abort)
+/// is `Error::RunExists`, so a retrying worker learns it can stop; any other is `NotFound`.
+pub async fn registered_run(state: &AppState, run_id: &str) -> Result<Registered> {
+    if state.store.claims_in_database()
+        && let Some(data) = state.own_runs.get(run_id)
+    {
+        return Ok(Registered {
+            data,
+            remembered: true,
+        });
+    }
     if let Some(data) = state.store.get_run(run_id).await? {
-        return Ok(data);
+        return Ok(Registered {
+            data: Arc::new(data),
+            remembered: false,
+        });
     }
-    if db::runs::summary(&state.pool, run_id).await?.is_some() {
-        return Err(Error::RunExists(run_id.to_string()));
+    Err(no_longer_active(state, run_id).await)
+}
+
+/// What a finish for a run that is not registered gets: `RunExists` if its result is stored,
+/// else `NotFound`.
+async fn no_longer_active(state: &AppState, run_id: &str) -> Error {
+    match db::runs::summary(&state.pool, run_id).await {
+        Ok(Some(_)) => Error::RunExists(run_id.to_string()),
+        Ok(None) => Error::NotFound(format!("no such run {run_id}")),
+        Err(error) => error.into(),
     }
-    Err(Error::NotFound(format!("no such run {run_id}")))
 }
 
 /// The worker's finish upload for the active run `registered` (as [`registered_run`] read it
@@ -349,7 +398,7 @@ pub async fn registered_run(state: &AppState, run_id: &str) -> Result<Value> {
 pub async fn finish_upload(
     state: &AppState,
     run_id: &str,
-    registered: &Value,
+    registered: &Registered,
     upload: Upload,
 ) -> Result<Finished> {
     let started = std::time::Instant::now();
@@ -377,10 +426,10 @@ pub async fn finish_upload(
 async fn take_upload(
     state: &AppState,
     run_id: &str,
-    registered: &Value,
+    registered: &Registered,
     upload: Upload,
 ) -> Result<Finished> {
-    let run = ActiveRun::from_json(registered)
+    let run = ActiveRun::from_json(&registered.data)
         .map_err(|e| Error::Conflict(format!("stored run {run_id} is unreadable: {e}")))?;
     let worker = crate::models::WorkerResult::from_json(&upload.result)
         .map_err(|e| Error::BadRequest(format!("result.json: {e}")))?;
@@ -430,7 +479,14 @@ async fn take_upload(
             }
         }
     };
-    finish_run_requeueing(state, &run, &mut result, Requeue::WithTheRun).await?;
+    store_and_announce(
+        state,
+        &run,
+        &mut result,
+        Requeue::WithTheRun,
+        registered.remembered,
+    )
+    .await?;
     Ok(Finished {
         id: run_id.to_string(),
         filenames: upload.filenames,

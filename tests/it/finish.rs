@@ -455,6 +455,93 @@ async fn stored_run_id_is_a_conflict() {
     server.stop().await;
 }
 
+/// The server keeps the JSON of the runs it handed out and finishes them without reading it
+/// back; a claim another process released meanwhile is caught when the run is stored, and
+/// answered as reading the store would have: 404 without a stored result, 409 with one.
+#[tokio::test]
+async fn a_claim_released_elsewhere_is_answered_as_the_store_would() {
+    let server = TestServer::start(Store::Postgres).await;
+    seed(&server).await;
+    sql(
+        &server,
+        "INSERT INTO codebase (name, url, branch_url, vcs_type) VALUES
+             ('beta', 'https://git.example.org/beta', 'https://git.example.org/beta', 'git'),
+             ('gamma', 'https://git.example.org/gamma', 'https://git.example.org/gamma', 'git');
+         INSERT INTO queue (codebase, suite, command) VALUES
+             ('beta', 'generic', 'true'), ('gamma', 'generic', 'true');",
+    )
+    .await;
+    let count = |query: String| {
+        let pool = server.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(query))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+
+    let finish = |assignment: &Value| {
+        let url = server.url(&format!(
+            "/active-runs/{}/finish",
+            assignment["id"].as_str().unwrap()
+        ));
+        let body = multipart(&[generic_metadata(assignment)]);
+        async move {
+            let (status, response, _) = post_finish(&url, body).await;
+            (status, response)
+        }
+    };
+
+    // Released without a result: not found, nothing stored, the item still queued.
+    let released = assign(&server, "generic").await;
+    let id = released["id"].as_str().unwrap().to_string();
+    assert!(server.state.own_runs.get(&id).is_some());
+    sql(
+        &server,
+        &format!("DELETE FROM runner_active_run WHERE id = '{id}'"),
+    )
+    .await;
+    let (status, response) = finish(&released).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{response}");
+    assert_eq!(
+        count(format!("SELECT count(*) FROM run WHERE id = '{id}'")).await,
+        0
+    );
+    let queue_id = released["queue_id"].as_i64().unwrap();
+    assert_eq!(
+        count(format!("SELECT count(*) FROM queue WHERE id = {queue_id}")).await,
+        1
+    );
+    assert!(server.state.own_runs.get(&id).is_none());
+
+    // Released with a result stored (another process's watchdog): a conflict.
+    let aborted = assign(&server, "generic").await;
+    let id = aborted["id"].as_str().unwrap().to_string();
+    sql(&server, &format!(
+        "DELETE FROM runner_active_run WHERE id = '{id}';
+         INSERT INTO change_set (id, campaign) VALUES ('cs-aborted', 'generic');
+         INSERT INTO run (id, command, start_time, finish_time, result_code, suite, logfilenames, change_set, codebase)
+         VALUES ('{id}', 'x', now(), now(), 'worker-timeout', 'generic', '{{}}', 'cs-aborted', 'beta');"
+    ))
+    .await;
+    let (status, response) = finish(&aborted).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{response}");
+    assert_eq!(response["id"], id.as_str());
+
+    // Still registered: stored, and forgotten.
+    let finished = assign(&server, "generic").await;
+    let id = finished["id"].as_str().unwrap().to_string();
+    let (status, response) = finish(&finished).await;
+    assert_eq!(status, StatusCode::CREATED, "{response}");
+    assert_eq!(
+        count(format!("SELECT count(*) FROM run WHERE id = '{id}'")).await,
+        1
+    );
+    assert!(server.state.own_runs.is_empty());
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn upload_attacks_are_refused_and_write_nothing() {
     let server = TestServer::start(Store::Postgres).await;
