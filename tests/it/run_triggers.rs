@@ -8,34 +8,21 @@ use crate::common;
 
 use sqlx::PgPool;
 
-/// Upstream's trigger bodies: each row re-derived by the shared functions.
-const UPSTREAM_BODIES: &str = "
-CREATE OR REPLACE FUNCTION run_trigger_refresh_last_run() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        PERFORM refresh_last_run(OLD.codebase, OLD.suite::text);
-    ELSE
-        PERFORM refresh_last_run(NEW.codebase, NEW.suite::text);
-    END IF;
-    RETURN NEW;
-END;
-$$;
-CREATE OR REPLACE FUNCTION run_trigger_refresh_change_set_state() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        PERFORM refresh_change_set_state(OLD.change_set);
-    ELSIF TG_OP = 'UPDATE' THEN
-        PERFORM refresh_change_set_state(OLD.change_set);
-        IF OLD.change_set <> NEW.change_set THEN
-            PERFORM refresh_change_set_state(NEW.change_set);
-        END IF;
-    ELSE
-        PERFORM refresh_change_set_state(NEW.change_set);
-    END IF;
-    RETURN NEW;
-END;
-$$;
-";
+/// The schema's own migration, whose trigger bodies are upstream's.
+const SCHEMA: &str = include_str!("../../migrations/20260101000001_janitor_state.sql");
+
+/// Upstream's body of the trigger function `name` (each row re-derived by the shared
+/// functions), as migration 1 creates it, to put back over migration 8's.
+fn upstream_body(name: &str) -> String {
+    let start = SCHEMA
+        .find(&format!("CREATE FUNCTION {name}()"))
+        .unwrap_or_else(|| panic!("migration 1 creates {name}"));
+    let length = SCHEMA[start..]
+        .find("$body$;")
+        .expect("the function's body ends")
+        + "$body$;".len();
+    SCHEMA[start..start + length].replacen("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+}
 
 const SEED: &str = "
     INSERT INTO codebase (name, url, branch_url) VALUES
@@ -188,10 +175,15 @@ async fn insert_path_writes_the_rows_upstream_bodies_write() {
     for db in [&ours, &upstream] {
         sqlx::raw_sql(SEED).execute(&db.pool).await.unwrap();
     }
-    sqlx::raw_sql(UPSTREAM_BODIES)
-        .execute(&upstream.pool)
-        .await
-        .unwrap();
+    for name in [
+        "run_trigger_refresh_last_run",
+        "run_trigger_refresh_change_set_state",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(upstream_body(name)))
+            .execute(&upstream.pool)
+            .await
+            .unwrap();
+    }
     let mut runs = Vec::new();
     // The states the insert path moved a change set into.
     let mut reached = std::collections::BTreeSet::new();
