@@ -3,9 +3,9 @@
 //! A worker's finish needs its run's stored JSON before it takes the upload (the log paths
 //! name the codebase). Read from the store, that is a round trip and a pooled connection per
 //! finish; most finishes come back to the process that handed the run out, which wrote that
-//! JSON itself. Only the writer of a run's JSON is this process (it registers the run and
-//! replaces the JSON after probing the branches), so the copy here is what the store holds
-//! for as long as the run is registered. Whether it is still registered is for the finish to
+//! JSON itself. A run's JSON has one writer, the process that registered it (the registration,
+//! then the rewrite after probing the branches), so the copy here is what the store holds for
+//! as long as the run is registered. Whether it is still registered is for the finish to
 //! check: it releases the claim in the statement that stores the run, and a claim gone
 //! meanwhile (released by another process) sends it back to what reading the store would have
 //! answered. Only stores whose claims live in the database are used this way.
