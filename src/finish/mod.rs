@@ -155,10 +155,13 @@ pub async fn announce(
     registered: bool,
 ) -> Result<()> {
     record_result_metrics(&state.metrics, result);
-    state
-        .events
-        .publish(RESULT_CHANNEL, &result.to_json())
-        .await;
+    // The result's JSON is built only for a subscriber to read.
+    if state.events.is_enabled() {
+        state
+            .events
+            .publish(RESULT_CHANNEL, &result.to_json())
+            .await;
+    }
     if registered {
         crate::registry::unclaim_run(state, &run.log_id).await?;
     }

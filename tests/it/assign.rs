@@ -509,23 +509,10 @@ async fn assignment_is_announced_on_the_queue_channel() {
         "INSERT INTO queue (codebase, suite, command) VALUES ('alpha', 'generic', 'true')",
     )
     .await;
-    let client = redis::Client::open(common::redis_url()).unwrap();
-    let mut pubsub = client.get_async_pubsub().await.unwrap();
-    pubsub
-        .subscribe(format!("{}queue", server.redis_prefix.as_deref().unwrap()))
-        .await
-        .unwrap();
+    let mut pubsub = common::subscribe(&server, "queue").await;
     let (status, _, body) = assign(&server, json!({})).await;
     assert_eq!(status, StatusCode::CREATED);
-    use futures::StreamExt;
-    let message = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        pubsub.on_message().next(),
-    )
-    .await
-    .expect("a queue message")
-    .unwrap();
-    let status: Value = serde_json::from_str(&message.get_payload::<String>().unwrap()).unwrap();
+    let status = common::next_message(&mut pubsub, "queue").await;
     assert_eq!(status["processing"][0]["id"], body["id"]);
     assert_eq!(status["avoid_hosts"], json!(["avoided.example.org"]));
     server.stop().await;

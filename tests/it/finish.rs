@@ -152,9 +152,20 @@ async fn finish_like_janitor_worker(store: Store) {
         file_part("codemod.log", b"codemod output\n".to_vec()),
         file_part("notes.txt", b"not a log".to_vec()),
     ]);
+    // With Redis, the stored result is announced on `result`, as the Python runner does.
+    let mut results = match &server.redis_prefix {
+        Some(_) => Some(common::subscribe(&server, "result").await),
+        None => None,
+    };
     let (status, response, location) =
         post_finish(&server.url(&format!("/active-runs/{id}/finish")), body).await;
     assert_eq!(status, StatusCode::CREATED, "{response}");
+    if let Some(pubsub) = &mut results {
+        assert_eq!(
+            common::next_message(pubsub, "result").await,
+            response["result"]
+        );
+    }
     assert_eq!(location.as_deref(), Some(format!("/runs/{id}").as_str()));
     assert_eq!(response["id"], id.as_str());
     assert_eq!(

@@ -391,10 +391,7 @@ async fn runs_and_publish_status() {
         )
     );
 
-    let client = redis::Client::open(common::redis_url()).unwrap();
-    let mut pubsub = client.get_async_pubsub().await.unwrap();
-    let channel = format!("{}publish-status", server.redis_prefix.as_deref().unwrap());
-    pubsub.subscribe(&channel).await.unwrap();
+    let mut pubsub = common::subscribe(&server, "publish-status").await;
 
     let expected = json!({"run_id": "run-1", "publish_status": "approved", "codebase": "alpha",
                           "campaign": "lintian-fixes"});
@@ -407,15 +404,7 @@ async fn runs_and_publish_status() {
         .await,
         (StatusCode::OK, expected.clone())
     );
-    use futures::StreamExt;
-    let message = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        pubsub.on_message().next(),
-    )
-    .await
-    .expect("publish-status message")
-    .unwrap();
-    let payload: Value = serde_json::from_str(&message.get_payload::<String>().unwrap()).unwrap();
+    let payload = common::next_message(&mut pubsub, "publish-status").await;
     assert_eq!(payload, expected);
     assert_eq!(
         get(&server, "/runs/run-1").await.1["publish_status"],

@@ -353,6 +353,32 @@ pub fn skip(message: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
 }
 
+/// A subscription to one of `server`'s pub/sub channels (its Redis prefix put before
+/// `channel`); the server must use Redis.
+pub async fn subscribe(server: &TestServer, channel: &str) -> redis::aio::PubSub {
+    let prefix = server.redis_prefix.as_deref().expect("a server with Redis");
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe(format!("{prefix}{channel}"))
+        .await
+        .unwrap();
+    pubsub
+}
+
+/// The next message of `pubsub` as JSON, waiting at most 5 s.
+pub async fn next_message(pubsub: &mut redis::aio::PubSub, what: &str) -> serde_json::Value {
+    use futures::StreamExt;
+    let message = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        pubsub.on_message().next(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no {what} message within 5 s"))
+    .unwrap();
+    serde_json::from_str(&message.get_payload::<String>().unwrap()).unwrap()
+}
+
 /// Runs SQL statements on the server's database.
 pub async fn sql(server: &TestServer, statement: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
