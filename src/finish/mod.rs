@@ -155,7 +155,7 @@ pub async fn announce(
     registered: bool,
 ) -> Result<()> {
     record_result_metrics(&state.metrics, result);
-    // The result's JSON is built only for a subscriber to read.
+    // Without Redis nobody can be subscribed, so the result's JSON is not built for nothing.
     if state.events.is_enabled() {
         state
             .events
