@@ -103,6 +103,7 @@ async fn open_upstream(
         Ok(_) => "opened",
         Err(OpenError::RateLimited(_)) => "rate-limited",
         Err(OpenError::Unavailable(_)) => "unavailable",
+        Err(OpenError::Unreachable(_)) => "unreachable",
     };
     span.record("outcome", outcome);
     state
@@ -120,7 +121,7 @@ async fn open_upstream(
             code: "pull-rate-limited",
             limited,
         }),
-        Err(OpenError::Unavailable(reason)) => {
+        Err(OpenError::Unavailable(reason) | OpenError::Unreachable(reason)) => {
             tracing::debug!(%url, %reason, "cannot open upstream branch");
             Ok((run.vcs_type().map(str::to_string), None))
         }
@@ -173,7 +174,7 @@ async fn find_resume(
             code: "resume-rate-limited",
             limited,
         }),
-        Ok(Err(OpenError::Unavailable(reason))) => {
+        Ok(Err(OpenError::Unavailable(reason) | OpenError::Unreachable(reason))) => {
             tracing::debug!(codebase = run.codebase(), %reason, "cannot open resume branch");
             Ok(None)
         }

@@ -118,9 +118,14 @@ pub enum OpenError {
     /// The server answered 429 Too Many Requests.
     #[error("{0}")]
     RateLimited(RateLimited),
-    /// Not there, not a branch, not reachable, or too slow: the assignment goes on without it.
+    /// Not there, or not a branch: the assignment goes on without it.
     #[error("{0}")]
     Unavailable(String),
+    /// The host did not answer: the connection was refused or timed out, or a request on it
+    /// did. The assignment goes on without the branch, and nothing else on that host is tried
+    /// for it.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 fn unavailable(message: impl Into<String>) -> OpenError {
@@ -221,6 +226,13 @@ impl BranchOpener {
                     return Err(OpenError::RateLimited(limited));
                 }
                 Err(OpenError::Unavailable(message)) => failures.push(format!("{vcs}: {message}")),
+                // The other VCS's probe would go to the same host: with a host that is down
+                // it would only double the wait (two timeouts before the assignment).
+                Err(OpenError::Unreachable(message)) => {
+                    return Err(OpenError::Unreachable(format!(
+                        "no branch at {url}: {vcs}: {message}"
+                    )));
+                }
             }
         }
         Err(unavailable(format!(
@@ -356,7 +368,14 @@ impl BranchOpener {
         let response = crate::telemetry::propagation::traced(self.client.get(url))
             .send()
             .await
-            .map_err(|e| unavailable(format!("{url}: {}", describe_request_error(&e))))?;
+            .map_err(|e| {
+                let reason = format!("{url}: {}", describe_request_error(&e));
+                if e.is_connect() || e.is_timeout() {
+                    OpenError::Unreachable(reason)
+                } else {
+                    OpenError::Unavailable(reason)
+                }
+            })?;
         if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
             let retry_after = response
                 .headers()
@@ -493,6 +512,96 @@ impl GitRefs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host that takes connections and never answers: the git probe times out, and the
+    /// Bazaar probe is not sent to it as well.
+    #[tokio::test]
+    async fn a_host_that_does_not_answer_is_asked_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        let opener = BranchOpener::new(Duration::from_millis(300), "test").unwrap();
+        let url = format!("http://{address}/repo");
+        let opened = opener.open(&url, None).await;
+        assert!(
+            matches!(&opened, Err(OpenError::Unreachable(reason)) if reason.contains("git: ") && reason.contains("timed out")),
+            "{opened:?}"
+        );
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Asked for Bazaar first, the git probe is the one left out.
+        let opened = opener.open(&url, Some("bzr")).await;
+        assert!(
+            matches!(&opened, Err(OpenError::Unreachable(reason)) if reason.contains("bzr: ")),
+            "{opened:?}"
+        );
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        silent.abort();
+    }
+
+    /// A refused connection is unreachable too; a server that answers 404 to both probes is
+    /// merely unavailable, after both were asked.
+    #[tokio::test]
+    async fn refused_and_missing_branches_differ() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let opener = BranchOpener::new(Duration::from_secs(5), "test").unwrap();
+        let opened = opener
+            .open(&format!("http://127.0.0.1:{port}/repo"), None)
+            .await;
+        assert!(
+            matches!(&opened, Err(OpenError::Unreachable(reason)) if reason.contains("could not connect")),
+            "{opened:?}"
+        );
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = requests.clone();
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 4096];
+                    while let Ok(n) = socket.read(&mut buffer).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let head = String::from_utf8_lossy(&buffer[..n]).to_string();
+                        let line = head.lines().next().unwrap_or_default().to_string();
+                        seen.lock().unwrap().push(line);
+                        let answer = "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let opened = opener.open(&format!("http://{address}/repo"), None).await;
+        assert!(
+            matches!(&opened, Err(OpenError::Unavailable(_))),
+            "{opened:?}"
+        );
+        let asked = requests.lock().unwrap().clone();
+        assert_eq!(
+            asked,
+            [
+                "GET /repo/info/refs?service=git-upload-pack HTTP/1.1",
+                "GET /repo/.bzr/branch-format HTTP/1.1"
+            ]
+        );
+        server.abort();
+    }
 
     fn pkt(line: &str) -> String {
         format!("{:04x}{line}", line.len() + 4)
