@@ -122,8 +122,8 @@ pub enum OpenError {
     #[error("{0}")]
     Unavailable(String),
     /// The host did not answer: the connection was refused or timed out, or a request on it
-    /// did. The assignment goes on without the branch, and nothing else on that host is tried
-    /// for it.
+    /// did (or on the host a redirect led to: reqwest does not say which). The assignment
+    /// goes on without the branch, and the other VCS is not tried on that URL.
     #[error("{0}")]
     Unreachable(String),
 }
