@@ -318,7 +318,7 @@ async fn finish_unassignable(
 }
 
 /// Registers the run, claiming its item, and commits; false if another assigner claimed
-/// the item first.
+/// the item first, or its run was stored since the item was chosen.
 async fn claim(
     state: &AppState,
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
@@ -332,7 +332,7 @@ async fn claim(
         .await
     {
         Ok(()) => {}
-        Err(StoreError::AlreadyClaimed { .. }) => return Ok(false),
+        Err(StoreError::AlreadyClaimed { .. } | StoreError::QueueItemGone(_)) => return Ok(false),
         Err(other) => return Err(other.into()),
     }
     tx.commit().await?;

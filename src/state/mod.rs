@@ -49,6 +49,10 @@ pub enum StoreError {
         /// The run that holds it.
         run_id: String,
     },
+    /// The queue item is no longer on the queue: a run for it was stored (or the row
+    /// deleted) after the assignment chose it.
+    #[error("queue item {0} is no longer queued")]
+    QueueItemGone(i64),
     /// A run with this id is already registered.
     #[error("run {0} is already registered")]
     RunExists(String),
@@ -77,9 +81,11 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
         now: NaiveDateTime,
     ) -> Result<(), StoreError>;
 
-    /// `register_run` as part of the caller's database transaction (the assignment's, which
-    /// holds the queue row). The PostgreSQL store writes through `conn`, so the claim commits
-    /// with the transaction and needs no second connection; others ignore `conn`.
+    /// `register_run` for an assignment, as part of its database transaction (which chose the
+    /// queue row). The row was read in the transaction's snapshot, so it may have been taken,
+    /// run and stored by another assigner since: the claim then fails with `QueueItemGone`
+    /// rather than hand the item out a second time. The PostgreSQL store writes through
+    /// `conn`, so the claim commits with the transaction and needs no second connection.
     async fn register_run_in(
         &self,
         conn: &mut sqlx::PgConnection,
@@ -87,10 +93,7 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
         queue_id: i64,
         data: &Value,
         now: NaiveDateTime,
-    ) -> Result<(), StoreError> {
-        let _ = conn;
-        self.register_run(id, queue_id, data, now).await
-    }
+    ) -> Result<(), StoreError>;
 
     /// Replaces the stored JSON of a registered run. Unknown runs are left alone.
     async fn update_run(&self, id: &str, data: &Value) -> Result<(), StoreError>;

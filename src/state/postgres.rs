@@ -61,6 +61,60 @@ async fn insert_claim(
     }
 }
 
+/// The assignment's claim: `insert_claim`, and only while the queue row is still there.
+///
+/// The assigner chose the row in an earlier snapshot (and holds it by an advisory lock,
+/// which another assigner can only have taken after it committed its claim): the row may
+/// have been claimed, run and stored since, its claim released with it. So once the claim
+/// is in, the row is locked, which reads its latest committed state: a row deleted since,
+/// or being deleted by a finish still in progress (waited for), is `QueueItemGone`. The
+/// lock comes after the insert so that such a finish (it deletes the row and the earlier
+/// claim, on which the insert may be waiting) never waits on this lock in turn.
+async fn claim_queued_item(
+    conn: &mut PgConnection,
+    id: &str,
+    queue_id: i64,
+    data: &Value,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    let worker = data.get("worker").and_then(Value::as_str);
+    let (claimed, queued, holder): (bool, bool, Option<String>) = sqlx::query_as(
+        "WITH claim AS (
+           INSERT INTO runner_active_run (id, queue_id, worker, data, last_keepalive)
+           VALUES ($1, $2, $3, $4::json, $5)
+           ON CONFLICT (queue_id) DO NOTHING
+           RETURNING queue_id)
+         SELECT EXISTS (SELECT FROM claim),
+                EXISTS (SELECT FROM queue JOIN claim ON queue.id = claim.queue_id
+                        FOR KEY SHARE OF queue),
+                CASE WHEN NOT EXISTS (SELECT FROM claim)
+                     THEN (SELECT r.id FROM runner_active_run r WHERE r.queue_id = $2) END",
+    )
+    .bind(id)
+    .bind(queue_id)
+    .bind(worker)
+    .bind(data.to_string())
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.constraint() == Some("runner_active_run_pkey") => {
+            StoreError::RunExists(id.to_string())
+        }
+        _ => StoreError::Database(error),
+    })?;
+    match (claimed, queued) {
+        (true, true) => Ok(()),
+        // The caller rolls its transaction back, and the claim with it.
+        (true, false) => Err(StoreError::QueueItemGone(queue_id)),
+        (false, _) => Err(StoreError::AlreadyClaimed {
+            queue_id,
+            // A claim committed while this statement ran is not in its snapshot.
+            run_id: holder.unwrap_or_else(|| "(a concurrent claim)".to_string()),
+        }),
+    }
+}
+
 /// Deletes the claim; returns the run's stored JSON if it was registered.
 async fn delete_claim(conn: &mut PgConnection, id: &str) -> Result<Option<Value>, StoreError> {
     let data: Option<String> =
@@ -92,7 +146,7 @@ impl ActiveRunStore for PostgresStore {
         data: &Value,
         now: NaiveDateTime,
     ) -> Result<(), StoreError> {
-        insert_claim(conn, id, queue_id, data, now).await
+        claim_queued_item(conn, id, queue_id, data, now).await
     }
 
     async fn update_run(&self, id: &str, data: &Value) -> Result<(), StoreError> {

@@ -176,6 +176,37 @@ impl ActiveRunStore for RedisStore {
         }
     }
 
+    async fn register_run_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        id: &str,
+        queue_id: i64,
+        data: &Value,
+        now: NaiveDateTime,
+    ) -> Result<(), StoreError> {
+        self.register_run(id, queue_id, data, now).await?;
+        // Every path that deletes a claimed row commits the deletion before it releases the
+        // claim here (a finish stores its run, then unclaims). So once this claim is in, a
+        // fresh read shows whether an earlier holder's run was stored since the row was
+        // chosen; a statement of its own, in READ COMMITTED, takes that fresh snapshot.
+        let queued = sqlx::query_scalar("SELECT EXISTS (SELECT FROM queue WHERE id = $1)")
+            .bind(queue_id)
+            .fetch_one(&mut *conn)
+            .await;
+        match queued {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.unclaim_run(id).await?;
+                Err(StoreError::QueueItemGone(queue_id))
+            }
+            Err(error) => {
+                // No claim is left behind an assignment that fails.
+                self.unclaim_run(id).await?;
+                Err(StoreError::Database(error))
+            }
+        }
+    }
+
     async fn update_run(&self, id: &str, data: &Value) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: i64 = UPDATE

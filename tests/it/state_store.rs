@@ -580,3 +580,152 @@ async fn release_commits_with_the_callers_transaction() {
     common::clear_prefix(&prefix).await;
     db.drop_now().await;
 }
+
+/// A queue row of its own for each case below, under codebase `codebase`.
+async fn queued_item(db: &common::TestDb, codebase: &str) -> i64 {
+    sqlx::query("INSERT INTO codebase (name) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(codebase)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "INSERT INTO queue (codebase, suite, command) VALUES ($1, 'generic', 'true')
+         RETURNING id::int8",
+    )
+    .bind(codebase)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+/// Every store, each with a prefix of its own in Redis.
+async fn every_store(
+    db: &common::TestDb,
+    prefix: &str,
+) -> Vec<(&'static str, Arc<dyn ActiveRunStore>)> {
+    let conn = janitor_runner::app::connect_redis(&common::redis_url())
+        .await
+        .unwrap();
+    vec![
+        ("postgres", Arc::new(PostgresStore::new(db.pool.clone()))),
+        (
+            "mirrored",
+            Arc::new(mirrored_store(db, &format!("{prefix}m:")).await),
+        ),
+        (
+            "redis",
+            Arc::new(RedisStore::new(
+                conn,
+                RedisKeys::with_prefix(&format!("{prefix}r:")),
+            )),
+        ),
+    ]
+}
+
+/// An assigner chose a queue row in its snapshot; before it claimed it, another assigner
+/// claimed the same row, and its run was stored (the row deleted, the claim released). The
+/// late claim is refused, and leaves nothing behind: the item is not handed out twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_on_an_item_stored_since_is_refused() {
+    let db = common::migrated_database().await;
+    let prefix = common::redis_prefix();
+    for (name, store) in every_store(&db, &prefix).await {
+        let queue_id = queued_item(&db, &format!("stored-{name}")).await;
+        let now = common::fixed_now();
+        let first = run(&format!("first-{name}"), queue_id);
+        let mut tx = db.pool.begin().await.unwrap();
+        store
+            .register_run_in(&mut tx, &first.log_id, queue_id, &data(&first), now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        // The first run is stored: its row deleted, then its claim released.
+        sqlx::query("DELETE FROM queue WHERE id = $1")
+            .bind(queue_id)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        store.unclaim_run(&first.log_id).await.unwrap();
+
+        let late = run(&format!("late-{name}"), queue_id);
+        let mut tx = db.pool.begin().await.unwrap();
+        let claimed = store
+            .register_run_in(&mut tx, &late.log_id, queue_id, &data(&late), now)
+            .await;
+        assert!(
+            matches!(claimed, Err(StoreError::QueueItemGone(id)) if id == queue_id),
+            "{name}: {claimed:?}"
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(store.get_run(&late.log_id).await.unwrap(), None, "{name}");
+        assert!(
+            !store
+                .assigned_queue_ids()
+                .await
+                .unwrap()
+                .contains(&queue_id),
+            "{name}"
+        );
+    }
+    common::clear_prefix(&prefix).await;
+    db.drop_now().await;
+}
+
+/// The same, with the first run's finish still in progress when the late claim comes: the
+/// claim waits for it, and is refused once it commits (the claims in the database; a Redis
+/// claim meets the first run's claim, which goes only after that commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_waits_for_a_finish_in_progress_and_is_refused() {
+    let db = common::migrated_database().await;
+    let prefix = common::redis_prefix();
+    for (name, store) in every_store(&db, &prefix).await {
+        if !store.claims_in_database() {
+            continue;
+        }
+        let queue_id = queued_item(&db, &format!("finishing-{name}")).await;
+        let now = common::fixed_now();
+        let first = run(&format!("first-{name}"), queue_id);
+        store
+            .register_run(&first.log_id, queue_id, &data(&first), now)
+            .await
+            .unwrap();
+        let mut finishing = db.pool.begin().await.unwrap();
+        sqlx::query("DELETE FROM queue WHERE id = $1")
+            .bind(queue_id)
+            .execute(&mut *finishing)
+            .await
+            .unwrap();
+        store
+            .unclaim_run_in(&mut finishing, &first.log_id)
+            .await
+            .unwrap();
+
+        let late = run(&format!("late-{name}"), queue_id);
+        let claiming = {
+            let store = store.clone();
+            let pool = db.pool.clone();
+            tokio::spawn(async move {
+                let mut tx = pool.begin().await.unwrap();
+                let claimed = store
+                    .register_run_in(&mut tx, &late.log_id, queue_id, &data(&late), now)
+                    .await;
+                tx.rollback().await.unwrap();
+                claimed
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!claiming.is_finished(), "{name}: the claim did not wait");
+        finishing.commit().await.unwrap();
+        let claimed = tokio::time::timeout(std::time::Duration::from_secs(10), claiming)
+            .await
+            .expect("the claim ends once the finish commits")
+            .unwrap();
+        assert!(
+            matches!(claimed, Err(StoreError::QueueItemGone(id)) if id == queue_id),
+            "{name}: {claimed:?}"
+        );
+        assert_eq!(store.active_run_count().await.unwrap(), 0, "{name}");
+    }
+    common::clear_prefix(&prefix).await;
+    db.drop_now().await;
+}
