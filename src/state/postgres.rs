@@ -25,57 +25,32 @@ impl PostgresStore {
     }
 }
 
+/// Whether a claim needs its queue row to be there still.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueueRow {
+    /// An assignment's claim: the row must still be queued (see [`insert_claim`]).
+    MustRemain,
+    /// A registration from outside an assignment (the Python face, tests): any queue id.
+    NotChecked,
+}
+
 /// Inserts the claim; the unique queue id makes a second claim fail, even across processes.
+///
+/// An assignment chose its row in an earlier snapshot (and holds it by an advisory lock,
+/// which another assigner can only have taken after it committed its claim): the row may
+/// have been claimed, run and stored since, its claim released with it. So with
+/// `QueueRow::MustRemain` the row is locked once the claim is in, which reads its latest
+/// committed state: a row deleted since, or being deleted by a finish still in progress
+/// (waited for), is `QueueItemGone`. The lock comes after the insert so that such a finish
+/// (it deletes the row and the earlier claim, on which the insert may be waiting) never waits
+/// on this lock in turn.
 async fn insert_claim(
     conn: &mut PgConnection,
     id: &str,
     queue_id: i64,
     data: &Value,
     now: NaiveDateTime,
-) -> Result<(), StoreError> {
-    let worker = data.get("worker").and_then(Value::as_str);
-    let inserted = sqlx::query(
-        "INSERT INTO runner_active_run (id, queue_id, worker, data, last_keepalive)
-         VALUES ($1, $2, $3, $4::json, $5)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(queue_id)
-    .bind(worker)
-    .bind(data.to_string())
-    .bind(now)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        return Ok(());
-    }
-    let holder: Option<String> =
-        sqlx::query_scalar("SELECT id FROM runner_active_run WHERE queue_id = $1")
-            .bind(queue_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match holder {
-        Some(run_id) if run_id != id => Err(StoreError::AlreadyClaimed { queue_id, run_id }),
-        _ => Err(StoreError::RunExists(id.to_string())),
-    }
-}
-
-/// The assignment's claim: `insert_claim`, and only while the queue row is still there.
-///
-/// The assigner chose the row in an earlier snapshot (and holds it by an advisory lock,
-/// which another assigner can only have taken after it committed its claim): the row may
-/// have been claimed, run and stored since, its claim released with it. So once the claim
-/// is in, the row is locked, which reads its latest committed state: a row deleted since,
-/// or being deleted by a finish still in progress (waited for), is `QueueItemGone`. The
-/// lock comes after the insert so that such a finish (it deletes the row and the earlier
-/// claim, on which the insert may be waiting) never waits on this lock in turn.
-async fn claim_queued_item(
-    conn: &mut PgConnection,
-    id: &str,
-    queue_id: i64,
-    data: &Value,
-    now: NaiveDateTime,
+    queue_row: QueueRow,
 ) -> Result<(), StoreError> {
     let worker = data.get("worker").and_then(Value::as_str);
     let (claimed, queued, holder): (bool, bool, Option<String>) = sqlx::query_as(
@@ -85,8 +60,8 @@ async fn claim_queued_item(
            ON CONFLICT (queue_id) DO NOTHING
            RETURNING queue_id)
          SELECT EXISTS (SELECT FROM claim),
-                EXISTS (SELECT FROM queue JOIN claim ON queue.id = claim.queue_id
-                        FOR KEY SHARE OF queue),
+                NOT $6 OR EXISTS (SELECT FROM queue JOIN claim ON queue.id = claim.queue_id
+                                  FOR KEY SHARE OF queue),
                 CASE WHEN NOT EXISTS (SELECT FROM claim)
                      THEN (SELECT r.id FROM runner_active_run r WHERE r.queue_id = $2) END",
     )
@@ -95,6 +70,7 @@ async fn claim_queued_item(
     .bind(worker)
     .bind(data.to_string())
     .bind(now)
+    .bind(queue_row == QueueRow::MustRemain)
     .fetch_one(&mut *conn)
     .await
     .map_err(|error| match &error {
@@ -104,13 +80,28 @@ async fn claim_queued_item(
         _ => StoreError::Database(error),
     })?;
     match (claimed, queued) {
-        (true, true) => Ok(()),
+        (true, true) => return Ok(()),
         // The caller rolls its transaction back, and the claim with it.
-        (true, false) => Err(StoreError::QueueItemGone(queue_id)),
-        (false, _) => Err(StoreError::AlreadyClaimed {
+        (true, false) => return Err(StoreError::QueueItemGone(queue_id)),
+        (false, _) => {}
+    }
+    // A claim committed while the statement ran is not in its snapshot: look again.
+    let holder = match holder {
+        Some(holder) => Some(holder),
+        None => {
+            sqlx::query_scalar("SELECT id FROM runner_active_run WHERE queue_id = $1")
+                .bind(queue_id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+    };
+    match holder {
+        Some(run_id) if run_id == id => Err(StoreError::RunExists(run_id)),
+        Some(run_id) => Err(StoreError::AlreadyClaimed { queue_id, run_id }),
+        // The claim the insert met is released again: still not this run's to take.
+        None => Err(StoreError::AlreadyClaimed {
             queue_id,
-            // A claim committed while this statement ran is not in its snapshot.
-            run_id: holder.unwrap_or_else(|| "(a concurrent claim)".to_string()),
+            run_id: "(a run released since)".to_string(),
         }),
     }
 }
@@ -135,7 +126,7 @@ impl ActiveRunStore for PostgresStore {
         now: NaiveDateTime,
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        insert_claim(&mut conn, id, queue_id, data, now).await
+        insert_claim(&mut conn, id, queue_id, data, now, QueueRow::NotChecked).await
     }
 
     async fn register_run_in(
@@ -146,7 +137,7 @@ impl ActiveRunStore for PostgresStore {
         data: &Value,
         now: NaiveDateTime,
     ) -> Result<(), StoreError> {
-        claim_queued_item(conn, id, queue_id, data, now).await
+        insert_claim(conn, id, queue_id, data, now, QueueRow::MustRemain).await
     }
 
     async fn update_run(&self, id: &str, data: &Value) -> Result<(), StoreError> {
