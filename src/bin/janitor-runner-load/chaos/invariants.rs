@@ -1,6 +1,7 @@
 //! The promises checked after the load, from the database, the log store and what each
-//! worker was told: exclusive hold of queue items, no lost assignment or queue item, no run
-//! without its logs, faults answered 503, and each accepted finish stored exactly once.
+//! worker was told: exclusive hold of queue items, none run twice, no lost assignment or queue
+//! item, no run without its logs, faults answered 503, and each accepted finish stored exactly
+//! once.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -27,8 +28,10 @@ pub(super) async fn check_invariants(
     report.runs_stored = runs.len() as i64;
     let stored: HashMap<&str, &RunRow> = runs.iter().map(|r| (r.id.as_str(), r)).collect();
 
-    // ... nor by two runs, as the database records them.
+    // ... nor by two runs, as the database records them; and none run twice, since the
+    // stored run deletes its item.
     runs_apart(&runs, violations);
+    items_stored_once(ledger, &stored, violations);
 
     // 2. Every assignment that reached a worker is stored or still out (for the watchdog).
     assignments_kept(ledger, &stored, active, violations);
@@ -85,6 +88,33 @@ fn runs_apart(runs: &[RunRow], violations: &mut Vec<String>) {
                     pair[0].id, pair[1].id
                 ));
             }
+        }
+    }
+}
+
+/// Storing a run deletes its queue item: two stored runs handed out for one item mean it was
+/// claimed again after its run was stored.
+fn items_stored_once(
+    ledger: &Ledger,
+    stored: &HashMap<&str, &RunRow>,
+    violations: &mut Vec<String>,
+) {
+    let mut by_item: HashMap<i64, Vec<&str>> = HashMap::new();
+    for assignment in &ledger.assignments {
+        if stored.contains_key(assignment.run_id.as_str()) {
+            by_item
+                .entry(assignment.queue_id)
+                .or_default()
+                .push(&assignment.run_id);
+        }
+    }
+    for (queue_id, runs) in by_item {
+        if runs.len() > 1 {
+            violations.push(format!(
+                "queue item {queue_id} was run and stored {} times: runs {}",
+                runs.len(),
+                runs.join(", ")
+            ));
         }
     }
 }
@@ -198,4 +228,52 @@ fn read_gzip(path: &Path) -> std::io::Result<String> {
     let mut text = String::new();
     flate2::read::GzDecoder::new(file).read_to_string(&mut text)?;
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assignment(run_id: &str, queue_id: i64) -> Assignment {
+        Assignment {
+            run_id: run_id.into(),
+            queue_id,
+            received: Instant::now(),
+            released: Some(Instant::now()),
+        }
+    }
+
+    fn stored_run(id: &str) -> RunRow {
+        RunRow {
+            id: id.into(),
+            codebase: "alpha".into(),
+            change_set: id.into(),
+            result_code: "success".into(),
+            start_time: None,
+            finish_time: None,
+            logfilenames: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_item_stored_twice_is_a_violation() {
+        let ledger = Ledger {
+            assignments: vec![
+                assignment("first", 7),
+                // Released without being stored, then handed out again: allowed.
+                assignment("turned-down", 8),
+                assignment("again", 8),
+                assignment("late", 7),
+            ],
+            ..Ledger::default()
+        };
+        let runs = [stored_run("first"), stored_run("again"), stored_run("late")];
+        let stored: HashMap<&str, &RunRow> = runs.iter().map(|r| (r.id.as_str(), r)).collect();
+        let mut violations = Vec::new();
+        items_stored_once(&ledger, &stored, &mut violations);
+        assert_eq!(
+            violations,
+            vec!["queue item 7 was run and stored 2 times: runs first, late".to_string()]
+        );
+    }
 }
