@@ -177,6 +177,8 @@ pub struct AppState {
     pub backchannels: BackchannelClient,
     /// The runs this process handed out, as it stored them (claims in the database only).
     pub own_runs: crate::own_runs::OwnRuns,
+    /// The queue rows this process's assigners have read and not yet claimed.
+    pub items_in_hand: Arc<crate::assign::ItemsInHand>,
 }
 
 /// The state as the web routers and background tasks share it.
@@ -321,6 +323,7 @@ impl AppState {
             queue_upkeep,
             backchannels,
             own_runs: crate::own_runs::OwnRuns::default(),
+            items_in_hand: Arc::default(),
         })
     }
 
@@ -344,6 +347,7 @@ impl AppState {
                 self.settings.queue_vacuum_every,
             ),
             own_runs: crate::own_runs::OwnRuns::default(),
+            items_in_hand: Arc::default(),
             pool,
             database: DatabaseReadiness::default(),
             ..self.clone()

@@ -3,8 +3,13 @@
 //!
 //! Items that cannot yield a valid assignment (unknown campaign, no VCS URL, a VCS the
 //! worker does not support, no store for it, a broken build configuration or command) are
-//! finished with a result code inside the claiming transaction, before any active run is
-//! registered, and the next item is tried.
+//! claimed and finished with a result code, without counting an active run, and the next
+//! item is tried.
+//!
+//! The next row is read and then claimed by two statements, each committed on its own
+//! (no transaction spans them); the claim re-reads the row, and the assigners of one process
+//! take turns to read, stepping over the rows the others have read and not yet claimed
+//! (`in_hand`).
 //!
 //! Entry point: [`assign`] (with [`Mode::Peek`] for the read-only peek). Steps: `plan` (the
 //! checks, the assignment JSON), the claim, `probe` (upstream and resume branches); beside
@@ -16,6 +21,7 @@ pub mod branch_url;
 pub mod builder;
 pub mod command;
 pub mod committer;
+mod in_hand;
 mod plan;
 mod probe;
 pub mod upstream;
@@ -26,6 +32,8 @@ use std::collections::HashSet;
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 
+use self::in_hand::HeldItem;
+pub use self::in_hand::ItemsInHand;
 use self::plan::{Plan, Unassignable, build_config, describe, plan};
 use self::probe::{TurnedDown, probe, turn_down};
 use self::upstream::RateLimited;
@@ -184,7 +192,11 @@ async fn next_assignment(
     let mut finished_here: HashSet<(String, String, Option<String>)> = HashSet::new();
     loop {
         let now = state.clock.now();
-        let (mut tx, row) = next_row(state, request, &passed_over, now).await?;
+        // One connection for the read, the build configuration and the claim, each committed
+        // on its own; none is held while the upstream is probed (up to 15 s), so finishing
+        // runs keep their connections.
+        let mut conn = state.pool.acquire().await?;
+        let (row, held) = next_row(state, &mut conn, request, &passed_over, mode, now).await?;
         let Some(row) = row else {
             if mode == Mode::Assign {
                 state.metrics.queue_empty.inc();
@@ -202,7 +214,6 @@ async fn next_assignment(
             item.change_set.clone(),
         );
         if finished_here.contains(&key) {
-            tx.rollback().await?;
             passed_over.push(item.id);
             continue;
         }
@@ -223,22 +234,18 @@ async fn next_assignment(
                 continue;
             }
             Err(bad) => {
-                finish_unassignable(state, tx, &run, bad, now).await?;
+                finish_unassignable(state, &mut conn, &run, bad, now).await?;
                 finished_here.insert(key);
                 continue;
             }
         };
-        let build_config = build_config(state, &mut tx, &run).await?;
-        // Claim now, so that no connection is held while the upstream is probed (up to
-        // 15 s): other assigners skip the claimed item, and finishing runs keep their
-        // connections.
-        if mode == Mode::Assign {
-            if !claim(state, tx, &run, now).await? {
-                continue;
-            }
-        } else {
-            tx.rollback().await?;
+        let build_config = build_config(state, &mut conn, &run).await?;
+        if mode == Mode::Assign && !claim(state, &mut conn, &run, now).await? {
+            continue;
         }
+        // Claimed (committed): the claims now keep other assigners off the row.
+        drop(held);
+        drop(conn);
         match hand_out(state, run, &plan, build_config, mode, item.refresh, now).await? {
             Some(assignment) => return Ok(assignment),
             None if mode == Mode::Peek => passed_over.push(item.id),
@@ -247,67 +254,103 @@ async fn next_assignment(
     }
 }
 
-/// The next queue row this request may have, locked in the returned transaction: not
-/// claimed, not passed over, not on a rate-limited or avoided host. No request holds two
-/// connections at once: what a store outside the database holds (claims, rate limits) is read
-/// before the transaction begins, in one round trip; a store in the database has the
-/// next-item query read its tables itself.
-async fn next_row<'c>(
-    state: &AppState,
+/// The next queue row this request may have: not claimed, not held by another assigner of
+/// this process, not passed over, not on a rate-limited or avoided host. To assign, the row
+/// is held in hand (see `in_hand`) until the caller claims it or lets go. No request holds
+/// two connections at once: what a store outside the database holds (claims, rate limits) is
+/// read before the row, in one round trip; a store in the database has the next-item query
+/// read its tables itself.
+async fn next_row<'s>(
+    state: &'s AppState,
+    conn: &mut sqlx::PgConnection,
     request: &AssignRequest,
     passed_over: &[i64],
+    mode: Mode,
     now: NaiveDateTime,
-) -> Result<
-    (
-        sqlx::Transaction<'c, sqlx::Postgres>,
-        Option<crate::db::queue::NextItem>,
-    ),
-    AssignError,
-> {
+) -> Result<(Option<crate::db::queue::NextItem>, Option<HeldItem<'s>>), AssignError> {
+    // A peek claims nothing, so it neither waits for a turn nor holds what it reads.
+    let turn = match mode {
+        Mode::Assign => Some(
+            state
+                .items_in_hand
+                .take_turn()
+                .await
+                .map_err(|_| Error::Database(sqlx::Error::PoolTimedOut))?,
+        ),
+        Mode::Peek => None,
+    };
+    // Claims kept outside the database are read within the turn: a row another assigner let
+    // go of before the turn began had its claim in by then, so the list shows it.
     let in_database = state.store.claims_in_database();
-    let (mut claimed_ids, limited) = if !in_database {
-        state.store.claims_and_rate_limits(now).await?
-    } else if !passed_over.is_empty() {
-        // Peek passed items over: every claim is listed with them.
-        (state.store.assigned_queue_ids().await?, Vec::new())
-    } else {
+    let (mut excluded_ids, limited) = if in_database {
         (Vec::new(), Vec::new())
-    };
-    claimed_ids.extend(passed_over);
-    let claimed = if in_database && passed_over.is_empty() {
-        Claimed::ActiveRunTable
     } else {
-        Claimed::Ids(&claimed_ids)
+        state.store.claims_and_rate_limits(now).await?
     };
+    excluded_ids.extend(passed_over);
+    if let Some(turn) = &turn {
+        excluded_ids.extend(turn.held_by_others());
+    }
     let listed = crate::registry::with_avoided(state, limited);
     let excluded = ExcludedHosts {
         listed: &listed,
         rate_limited_at: in_database.then_some(now),
     };
-    let mut tx = state.pool.begin().await?;
+    let claimed = if in_database {
+        Claimed::ActiveRunTableAnd(&excluded_ids)
+    } else {
+        Claimed::Ids(&excluded_ids)
+    };
     let row = crate::db::queue::next_item(
-        &mut tx,
+        conn,
         excluded,
         claimed,
         request.codebase.as_deref(),
         request.campaign.as_deref(),
     )
     .await?;
-    Ok((tx, row))
+    let held = match (turn, &row) {
+        (Some(turn), Some(row)) => Some(turn.hold(row.id)),
+        _ => None,
+    };
+    Ok((row, held))
 }
 
-/// Finishes an item that cannot be handed out, inside its claiming transaction.
+/// Finishes an item that cannot be handed out. It is claimed first, as an assignment's item
+/// is (so no other assigner finishes it too, and an item stored since it was read is left
+/// alone), then its run is stored, releasing the claim; no active run is counted.
 async fn finish_unassignable(
     state: &AppState,
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    conn: &mut sqlx::PgConnection,
     run: &ActiveRun,
     bad: Unassignable,
     now: NaiveDateTime,
 ) -> Result<(), AssignError> {
+    match state
+        .store
+        .register_run_in(conn, &run.log_id, run.queue_id, &run.to_json(now), now)
+        .await
+    {
+        Ok(()) => {}
+        // Another assigner's now, or gone: nothing left to finish here.
+        Err(StoreError::AlreadyClaimed { .. } | StoreError::QueueItemGone(_)) => return Ok(()),
+        Err(other) => return Err(other.into()),
+    }
     tracing::info!(queue_id = run.queue_id, code = bad.code, reason = %bad.description, "finishing unassignable queue item");
     let mut result = JanitorResult::aborted(run, bad.code, &bad.description, None, now);
-    crate::finish::store_result(&mut tx, run, &mut result, false, None).await?;
-    tx.commit().await?;
+    let release_with_run = state.store.claims_in_database();
+    let stored = async {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        crate::finish::store_result(&mut tx, run, &mut result, release_with_run, None).await?;
+        tx.commit().await?;
+        Ok::<_, Error>(())
+    }
+    .await;
+    if stored.is_err() || !release_with_run {
+        // The claim was not released with a stored run: release it here.
+        state.store.unclaim_run(&run.log_id).await?;
+    }
+    stored?;
     state.queue_upkeep.deleted_one();
     crate::finish::announce(state, run, &result, false).await?;
     // In the background, as every run the runner ends itself (`schedule::after_run`).
@@ -317,25 +360,24 @@ async fn finish_unassignable(
     Ok(())
 }
 
-/// Registers the run, claiming its item, and commits; false if another assigner claimed
-/// the item first, or its run was stored since the item was chosen.
+/// Registers the run, claiming its item, in a statement committed on its own; false if
+/// another assigner claimed the item first, or its run was stored since the item was read.
 async fn claim(
     state: &AppState,
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    conn: &mut sqlx::PgConnection,
     run: &ActiveRun,
     now: NaiveDateTime,
 ) -> Result<bool, AssignError> {
     let data = run.to_json(now);
     match state
         .store
-        .register_run_in(&mut tx, &run.log_id, run.queue_id, &data, now)
+        .register_run_in(conn, &run.log_id, run.queue_id, &data, now)
         .await
     {
         Ok(()) => {}
         Err(StoreError::AlreadyClaimed { .. } | StoreError::QueueItemGone(_)) => return Ok(false),
         Err(other) => return Err(other.into()),
     }
-    tx.commit().await?;
     crate::registry::count_registration(state, run);
     if state.store.claims_in_database() {
         state.own_runs.remember(&run.log_id, data);

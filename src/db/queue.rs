@@ -68,13 +68,13 @@ pub async fn position(
     .await
 }
 
-/// Which queue items are already held by active runs.
+/// Which queue items the next-item query steps over.
 #[derive(Debug, Clone, Copy)]
 pub enum Claimed<'a> {
-    /// These ids (from Redis).
+    /// These ids (claims kept in Redis, rows held by other assigners, rows passed over).
     Ids(&'a [i64]),
-    /// The rows of `runner_active_run` (the PostgreSQL store).
-    ActiveRunTable,
+    /// The rows of `runner_active_run` (the PostgreSQL store), and these ids besides.
+    ActiveRunTableAnd(&'a [i64]),
 }
 
 /// The hosts whose codebases are not handed out.
@@ -92,9 +92,9 @@ pub struct ExcludedHosts<'a> {
 /// a constant array, which PostgreSQL (15+) checks with a hash rather than a scan per row.
 const CLAIMED_IDS_AS_PARAMETER: usize = 64;
 
-/// The next queue item to hand out, with its codebase's VCS facts, held for the caller's
-/// transaction (an advisory lock other assigners skip, as `FOR UPDATE SKIP LOCKED` would) so
-/// concurrent assigners pick different items.
+/// The next queue item to hand out, with its codebase's VCS facts, as the statement's
+/// snapshot shows it. Nothing is locked: the claim that follows (a statement of its own)
+/// re-reads the row and is what keeps two assigners from taking the same item.
 /// Skips claimed items and items whose branch host is excluded; `codebase` and `campaign`
 /// filter when given. Order: bucket, priority, id.
 pub async fn next_item(
@@ -105,33 +105,40 @@ pub async fn next_item(
     campaign: Option<&str>,
 ) -> Result<Option<NextItem>, sqlx::Error> {
     // Skipping claimed rows must stay cheap with thousands of active runs: the PostgreSQL
-    // store is an index anti-join; a few Redis ids are a parameter (one plan, reused), many
-    // are inlined. The ids are integers formatted here, so nothing from outside reaches the
-    // SQL text.
-    // One decision: the filter's text, the ids bound as `$4`, and whether the statement is
-    // worth preparing (an inlined list makes every text new).
-    let (claimed_filter, parameter_ids, persistent): (String, &[i64], bool) = match claimed {
-        Claimed::Ids([]) => (String::new(), &[], true),
-        Claimed::Ids(ids) if ids.len() > CLAIMED_IDS_AS_PARAMETER => {
-            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-            let filter = format!("queue.id::int8 <> ALL ('{{{}}}'::int8[])", list.join(","));
-            (filter, &[], false)
-        }
-        Claimed::Ids(ids) => ("queue.id::int8 <> ALL ($4::int8[])".to_string(), ids, true),
-        Claimed::ActiveRunTable => (
+    // store is an index anti-join; a few ids are a parameter (one plan, reused), many are
+    // inlined. The ids are integers formatted here, so nothing from outside reaches the SQL
+    // text.
+    let (claims_table, ids) = match claimed {
+        Claimed::Ids(ids) => (false, ids),
+        Claimed::ActiveRunTableAnd(ids) => (true, ids),
+    };
+    let mut conditions = Vec::with_capacity(5);
+    if claims_table {
+        conditions.push(
             "NOT EXISTS (SELECT FROM runner_active_run r WHERE r.queue_id = queue.id)".to_string(),
-            &[],
-            true,
-        ),
+        );
+    }
+    // One decision: the ids' filter, the ids bound as `$4`, and whether the statement is
+    // worth preparing (an inlined list makes every text new).
+    let (parameter_ids, persistent): (&[i64], bool) = match ids {
+        [] => (&[], true),
+        ids if ids.len() > CLAIMED_IDS_AS_PARAMETER => {
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            conditions.push(format!(
+                "queue.id::int8 <> ALL ('{{{}}}'::int8[])",
+                list.join(",")
+            ));
+            (&[], false)
+        }
+        ids => {
+            conditions.push("queue.id::int8 <> ALL ($4::int8[])".to_string());
+            (ids, true)
+        }
     };
     // Only the tests that can exclude a row are in the text. A test whose parameter says
     // "no filter" (`$2 IS NULL OR ...`) would be folded away by a plan made for those
     // values, so PostgreSQL would plan the statement afresh at every call (0.2 ms, a sixth
     // of the database's work per cycle) rather than keep the one generic plan.
-    let mut conditions = Vec::with_capacity(4);
-    if !claimed_filter.is_empty() {
-        conditions.push(claimed_filter);
-    }
     if codebase.is_some() {
         conditions.push("queue.codebase = $2".to_string());
     }
@@ -164,22 +171,14 @@ pub async fn next_item(
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
-    // The row is chosen and held on `queue` alone, its codebase joined afterwards: the
-    // claimed and held rows at the head of the queue (one per active run) are stepped over
-    // without reading their codebases. Holding is a transaction-scoped advisory lock, not
-    // `FOR UPDATE`: a row lock writes the row and gives the transaction an id, so even an
-    // assignment that writes nothing else (claims kept in Redis) would wait for a WAL flush at
-    // its commit. The lock is tried in the outer query, after every other test (`OFFSET 0`
-    // keeps PostgreSQL from pushing it down into the scan, where it would lock claimed rows
-    // too), on rows in queue order.
+    // The row is chosen on `queue` alone, its codebase joined afterwards: the claimed rows at
+    // the head of the queue (one per active run) are stepped over without reading their
+    // codebases.
     let sql = format!(
         "SELECT {ITEM_COLUMNS}
-         FROM (SELECT * FROM (SELECT * FROM queue
-                              {filter}
-                              ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC
-                              OFFSET 0)
-                             AS candidates
-               WHERE pg_try_advisory_xact_lock({QUEUE_ITEM_LOCK_CLASS}, candidates.id)
+         FROM (SELECT * FROM queue
+               {filter}
+               ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC
                LIMIT 1) AS queue
          LEFT JOIN codebase ON codebase.name = queue.codebase"
     );
@@ -193,10 +192,6 @@ pub async fn next_item(
         .bind(excluded.rate_limited_at);
     query.fetch_optional(conn).await
 }
-
-/// First key of the advisory locks that hold a queue item while an assignment decides on it
-/// (ASCII `jrqi`); the second is the item's id.
-const QUEUE_ITEM_LOCK_CLASS: i32 = 0x6a72_7169;
 
 /// The columns of [`NextItem`], from `queue` joined with `codebase`.
 const ITEM_COLUMNS: &str = "queue.id::int8 AS id, queue.context, queue.command,

@@ -113,20 +113,19 @@ pub async fn next_item(
     exclude_hosts: &[String],
     assigned: &[i64],
 ) -> Result<Option<(QueueItem, VcsInfo)>> {
-    let mut tx = pool.begin().await?;
+    let mut conn = pool.acquire().await?;
     let excluded = queue::ExcludedHosts {
         listed: exclude_hosts,
         rate_limited_at: None,
     };
     let row = queue::next_item(
-        &mut tx,
+        &mut conn,
         excluded,
         queue::Claimed::Ids(assigned),
         codebase,
         campaign,
     )
     .await?;
-    tx.rollback().await?;
     Ok(row.map(queue::NextItem::into_parts))
 }
 

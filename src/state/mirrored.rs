@@ -156,8 +156,8 @@ impl ActiveRunStore for MirroredStore {
         self.truth
             .register_run_in(conn, id, queue_id, data, now)
             .await?;
-        // The claim commits with the caller's transaction, later; a copy written before the
-        // commit shows a run that may still roll back. The reconciliation removes it then.
+        // In a caller's transaction the claim commits later, with it; a copy written before
+        // that commit shows a run that may still roll back. The reconciliation removes it then.
         self.mirror(register_write(id, queue_id, data, now));
         Ok(())
     }

@@ -81,11 +81,12 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
         now: NaiveDateTime,
     ) -> Result<(), StoreError>;
 
-    /// `register_run` for an assignment, as part of its database transaction (which chose the
-    /// queue row). The row was read in the transaction's snapshot, so it may have been taken,
-    /// run and stored by another assigner since: the claim then fails with `QueueItemGone`
-    /// rather than hand the item out a second time. The PostgreSQL store writes through
-    /// `conn`, so the claim commits with the transaction and needs no second connection.
+    /// `register_run` for an assignment, on the connection that read the queue row (by an
+    /// earlier statement). The row may have been taken, run and stored by another assigner
+    /// since: the claim then fails with `QueueItemGone`, leaving no claim behind, rather than
+    /// hand the item out a second time. The stores in the database write through `conn`:
+    /// outside a transaction the claim commits at once, needing no second connection; in one,
+    /// it commits with it (and a refused claim leaves that transaction aborted).
     async fn register_run_in(
         &self,
         conn: &mut sqlx::PgConnection,

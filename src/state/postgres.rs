@@ -34,16 +34,21 @@ enum QueueRow {
     NotChecked,
 }
 
+/// The SQLSTATE of `runner_refuse_claim` (migration 10): a claim refused because its queue
+/// row is gone.
+const CLAIM_REFUSED: &str = "JRQ01";
+
 /// Inserts the claim; the unique queue id makes a second claim fail, even across processes.
+/// Outside a transaction the claim commits at once; in one, with it.
 ///
-/// An assignment chose its row in an earlier snapshot (and holds it by an advisory lock,
-/// which another assigner can only have taken after it committed its claim): the row may
-/// have been claimed, run and stored since, its claim released with it. So with
-/// `QueueRow::MustRemain` the row is locked once the claim is in, which reads its latest
-/// committed state: a row deleted since, or being deleted by a finish still in progress
-/// (waited for), is `QueueItemGone`. The lock comes after the insert so that such a finish
-/// (it deletes the row and the earlier claim, on which the insert may be waiting) never waits
-/// on this lock in turn.
+/// An assignment read its row in an earlier statement (nothing holds the row since): the
+/// row may have been claimed, run and stored in between, its claim released with it. So
+/// with `QueueRow::MustRemain` the row is locked once the claim is in, which reads its
+/// latest committed state: a row deleted since, or being deleted by a finish still in
+/// progress (waited for), is `QueueItemGone`, and the statement fails so that its claim does
+/// not stay (a caller's transaction is left aborted). The lock comes after the insert so
+/// that such a finish (it deletes the row and the earlier claim, on which the insert may be
+/// waiting) never waits on this lock in turn.
 async fn insert_claim(
     conn: &mut PgConnection,
     id: &str,
@@ -53,15 +58,19 @@ async fn insert_claim(
     queue_row: QueueRow,
 ) -> Result<(), StoreError> {
     let worker = data.get("worker").and_then(Value::as_str);
-    let (claimed, queued, holder): (bool, bool, Option<String>) = sqlx::query_as(
+    let (claimed, holder): (bool, Option<String>) = sqlx::query_as(
         "WITH claim AS (
            INSERT INTO runner_active_run (id, queue_id, worker, data, last_keepalive)
            VALUES ($1, $2, $3, $4::json, $5)
            ON CONFLICT (queue_id) DO NOTHING
            RETURNING queue_id)
-         SELECT EXISTS (SELECT FROM claim),
-                NOT $6 OR EXISTS (SELECT FROM queue JOIN claim ON queue.id = claim.queue_id
-                                  FOR KEY SHARE OF queue),
+         SELECT EXISTS (SELECT FROM claim)
+                AND CASE WHEN NOT $6
+                              OR EXISTS (SELECT FROM queue JOIN claim ON queue.id = claim.queue_id
+                                         FOR KEY SHARE OF queue)
+                         THEN true
+                         ELSE runner_refuse_claim($2)
+                    END,
                 CASE WHEN NOT EXISTS (SELECT FROM claim)
                      THEN (SELECT r.id FROM runner_active_run r WHERE r.queue_id = $2) END",
     )
@@ -77,13 +86,13 @@ async fn insert_claim(
         sqlx::Error::Database(db) if db.constraint() == Some("runner_active_run_pkey") => {
             StoreError::RunExists(id.to_string())
         }
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(CLAIM_REFUSED) => {
+            StoreError::QueueItemGone(queue_id)
+        }
         _ => StoreError::Database(error),
     })?;
-    match (claimed, queued) {
-        (true, true) => return Ok(()),
-        // The caller rolls its transaction back, and the claim with it.
-        (true, false) => return Err(StoreError::QueueItemGone(queue_id)),
-        (false, _) => {}
+    if claimed {
+        return Ok(());
     }
     // A claim committed while the statement ran is not in its snapshot: look again.
     let holder = match holder {

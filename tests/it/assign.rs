@@ -203,9 +203,8 @@ async fn worker_gets_a_valid_generic_assignment(store: Store) {
 
 per_store!(worker_gets_a_valid_generic_assignment, postgres => Store::Postgres, mirrored => Store::Mirrored, redis => Store::Redis);
 
-#[tokio::test]
-async fn unassignable_items_are_finished_before_any_claim() {
-    let server = TestServer::start(Store::Postgres).await;
+async fn unassignable_items_are_finished_and_released(store: Store) {
+    let server = TestServer::start(store).await;
     seed(&server).await;
     sql(
         &server,
@@ -218,6 +217,21 @@ async fn unassignable_items_are_finished_before_any_claim() {
              ('nourl', 'empty-ok', 'debianize', 'default');",
     )
     .await;
+    // An unassignable item another run holds (registered by hand) is that run's to end:
+    // it is neither finished here nor released.
+    let held: i64 = sqlx::query_scalar(
+        "INSERT INTO queue (codebase, suite, command, bucket)
+         VALUES ('beta', 'no-such-campaign', 'x', 'update-existing-mp') RETURNING id::int8",
+    )
+    .fetch_one(&server.db.pool)
+    .await
+    .unwrap();
+    server
+        .state
+        .store
+        .register_run("held-elsewhere", held, &json!({"queue_id": held}), common::fixed_now())
+        .await
+        .unwrap();
     // A worker that names itself without being registered: its aborted runs are stored
     // without the name rather than failing on the `worker` foreign key.
     let (status, _, body) = assign(&server, json!({"worker": "unregistered"})).await;
@@ -267,15 +281,25 @@ async fn unassignable_items_are_finished_before_any_claim() {
         .await
         .unwrap();
     assert_eq!(named, 0);
-    // Each aborted run got its own change set; only the handed-out item is left in the queue.
+    // Each aborted run got its own change set; only the handed-out item and the one held
+    // elsewhere are left in the queue, and only they are claimed.
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM queue")
         .fetch_one(&server.db.pool)
         .await
         .unwrap();
-    assert_eq!(left, 1);
-    assert_eq!(server.state.store.active_run_count().await.unwrap(), 1);
+    assert_eq!(left, 2);
+    let mut claimed = server.state.store.assigned_queue_ids().await.unwrap();
+    claimed.sort_unstable();
+    let handed_out = body["queue_id"].as_i64().unwrap();
+    assert_eq!(claimed, {
+        let mut expected = vec![held, handed_out];
+        expected.sort_unstable();
+        expected
+    });
     server.stop().await;
 }
+
+per_store!(unassignable_items_are_finished_and_released, postgres => Store::Postgres, mirrored => Store::Mirrored, redis => Store::Redis);
 
 #[tokio::test]
 async fn peek_changes_nothing() {

@@ -647,16 +647,18 @@ async fn a_claim_on_an_item_stored_since_is_refused() {
             .unwrap();
         store.unclaim_run(&first.log_id).await.unwrap();
 
+        // As an assignment claims: on a connection outside any transaction, so that nothing
+        // but the claim's own statement can take a refused claim back.
         let late = run(&format!("late-{name}"), queue_id);
-        let mut tx = db.pool.begin().await.unwrap();
+        let mut conn = db.pool.acquire().await.unwrap();
         let claimed = store
-            .register_run_in(&mut tx, &late.log_id, queue_id, &data(&late), now)
+            .register_run_in(&mut conn, &late.log_id, queue_id, &data(&late), now)
             .await;
         assert!(
             matches!(claimed, Err(StoreError::QueueItemGone(id)) if id == queue_id),
             "{name}: {claimed:?}"
         );
-        tx.rollback().await.unwrap();
+        drop(conn);
         assert_eq!(store.get_run(&late.log_id).await.unwrap(), None, "{name}");
         assert!(
             !store
@@ -705,12 +707,10 @@ async fn a_claim_waits_for_a_finish_in_progress_and_is_refused() {
             let store = store.clone();
             let pool = db.pool.clone();
             tokio::spawn(async move {
-                let mut tx = pool.begin().await.unwrap();
-                let claimed = store
-                    .register_run_in(&mut tx, &late.log_id, queue_id, &data(&late), now)
-                    .await;
-                tx.rollback().await.unwrap();
-                claimed
+                let mut conn = pool.acquire().await.unwrap();
+                store
+                    .register_run_in(&mut conn, &late.log_id, queue_id, &data(&late), now)
+                    .await
             })
         };
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
