@@ -318,7 +318,7 @@ async fn next_row<'s>(
 
 /// Finishes an item that cannot be handed out. It is claimed first, as an assignment's item
 /// is (so no other assigner finishes it too, and an item stored since it was read is left
-/// alone), then its run is stored, releasing the claim; no active run is counted.
+/// alone), then its run is stored and the claim released; no active run is counted.
 async fn finish_unassignable(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
@@ -338,16 +338,21 @@ async fn finish_unassignable(
     }
     tracing::info!(queue_id = run.queue_id, code = bad.code, reason = %bad.description, "finishing unassignable queue item");
     let mut result = JanitorResult::aborted(run, bad.code, &bad.description, None, now);
-    let release_with_run = state.store.claims_in_database();
+    // A store in the database releases the claim in the run's transaction (through the
+    // store, so that a mirrored copy drops it too); one outside it only once the deletion
+    // of the row is committed, as every finish does (see `register_run_in`).
+    let in_database = state.store.claims_in_database();
     let stored = async {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        crate::finish::store_result(&mut tx, run, &mut result, release_with_run, None).await?;
+        crate::finish::store_result(&mut tx, run, &mut result, false, None).await?;
+        if in_database {
+            state.store.unclaim_run_in(&mut tx, &run.log_id).await?;
+        }
         tx.commit().await?;
         Ok::<_, Error>(())
     }
     .await;
-    if stored.is_err() || !release_with_run {
-        // The claim was not released with a stored run: release it here.
+    if stored.is_err() || !in_database {
         state.store.unclaim_run(&run.log_id).await?;
     }
     stored?;

@@ -229,7 +229,12 @@ async fn unassignable_items_are_finished_and_released(store: Store) {
     server
         .state
         .store
-        .register_run("held-elsewhere", held, &json!({"queue_id": held}), common::fixed_now())
+        .register_run(
+            "held-elsewhere",
+            held,
+            &json!({"queue_id": held}),
+            common::fixed_now(),
+        )
         .await
         .unwrap();
     // A worker that names itself without being registered: its aborted runs are stored
