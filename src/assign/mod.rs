@@ -353,7 +353,8 @@ async fn finish_unassignable(
     }
     .await;
     if stored.is_err() || !in_database {
-        state.store.unclaim_run(&run.log_id).await?;
+        // On the same connection: no request holds two at once.
+        state.store.unclaim_run_in(conn, &run.log_id).await?;
     }
     stored?;
     state.queue_upkeep.deleted_one();

@@ -48,7 +48,9 @@ const CLAIM_REFUSED: &str = "JRQ01";
 /// progress (waited for), is `QueueItemGone`, and the statement fails so that its claim does
 /// not stay (a caller's transaction is left aborted). The lock comes after the insert so
 /// that such a finish (it deletes the row and the earlier claim, on which the insert may be
-/// waiting) never waits on this lock in turn.
+/// waiting) never waits on this lock in turn. The refusal is the last branch of a CASE,
+/// whose branches are taken in order (AND and OR promise none): it only ever follows a claim
+/// made and a row found gone.
 async fn insert_claim(
     conn: &mut PgConnection,
     id: &str,
@@ -64,13 +66,12 @@ async fn insert_claim(
            VALUES ($1, $2, $3, $4::json, $5)
            ON CONFLICT (queue_id) DO NOTHING
            RETURNING queue_id)
-         SELECT EXISTS (SELECT FROM claim)
-                AND CASE WHEN NOT $6
-                              OR EXISTS (SELECT FROM queue JOIN claim ON queue.id = claim.queue_id
-                                         FOR KEY SHARE OF queue)
-                         THEN true
-                         ELSE runner_refuse_claim($2)
-                    END,
+         SELECT CASE WHEN NOT EXISTS (SELECT FROM claim) THEN false
+                     WHEN NOT $6 THEN true
+                     WHEN EXISTS (SELECT FROM queue JOIN claim ON queue.id = claim.queue_id
+                                  FOR KEY SHARE OF queue) THEN true
+                     ELSE runner_refuse_claim($2)
+                END,
                 CASE WHEN NOT EXISTS (SELECT FROM claim)
                      THEN (SELECT r.id FROM runner_active_run r WHERE r.queue_id = $2) END",
     )
