@@ -179,6 +179,8 @@ pub struct AppState {
     pub own_runs: crate::own_runs::OwnRuns,
     /// The queue rows this process's assigners have read and not yet claimed.
     pub items_in_hand: Arc<crate::assign::ItemsInHand>,
+    /// The pool's connections the assignment and the finish hand on to each other.
+    pub warm_connections: Arc<crate::db::warm::WarmConnections>,
 }
 
 /// The state as the web routers and background tasks share it.
@@ -304,6 +306,7 @@ impl AppState {
         )?;
         let user_agent = config.user_agent();
         Ok(Self {
+            warm_connections: crate::db::warm::WarmConnections::new(pool.clone()),
             pool,
             database: DatabaseReadiness::default(),
             store,
@@ -348,6 +351,7 @@ impl AppState {
             ),
             own_runs: crate::own_runs::OwnRuns::default(),
             items_in_hand: Arc::default(),
+            warm_connections: crate::db::warm::WarmConnections::new(pool.clone()),
             pool,
             database: DatabaseReadiness::default(),
             ..self.clone()

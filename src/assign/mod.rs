@@ -195,7 +195,7 @@ async fn next_assignment(
         // One connection for the read, the build configuration and the claim, each committed
         // on its own; none is held while the upstream is probed (up to 15 s), so finishing
         // runs keep their connections.
-        let mut conn = state.pool.acquire().await?;
+        let mut conn = state.warm_connections.acquire().await?;
         let (row, held) = next_row(state, &mut conn, request, &passed_over, mode, now).await?;
         let Some(row) = row else {
             if mode == Mode::Assign {
@@ -245,7 +245,7 @@ async fn next_assignment(
         }
         // Claimed (committed): the claims now keep other assigners off the row.
         drop(held);
-        drop(conn);
+        conn.park();
         match hand_out(state, run, &plan, build_config, mode, item.refresh, now).await? {
             Some(assignment) => return Ok(assignment),
             None if mode == Mode::Peek => passed_over.push(item.id),

@@ -10,6 +10,7 @@ pub mod queue;
 pub mod reviews;
 pub mod run_history;
 pub mod runs;
+pub mod warm;
 pub mod workers;
 
 use std::time::Duration;
@@ -36,9 +37,10 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
 }
 
 /// A pooled connection idle for less than this is handed out without a health check: the
-/// pool checked it when it came back (sqlx pings every connection it takes back), so only a
-/// connection the server dropped within this time (a restart, a terminated backend) reaches
-/// a request broken, and that request answers 503.
+/// pool checked it when it came back (sqlx pings every connection it takes back; those
+/// [`warm`] hands on had their statements succeed), so only a connection the server dropped
+/// within this time (a restart, a terminated backend) reaches a request broken, and that
+/// request answers 503.
 pub const UNCHECKED_IDLE: Duration = Duration::from_millis(100);
 
 /// The pool's settings: at most `max_connections`, [`ACQUIRE_TIMEOUT`], and a health check

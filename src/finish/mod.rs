@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 pub use self::upload::{Upload, UploadMemory};
 use crate::app::AppState;
@@ -244,11 +244,20 @@ async fn store_and_announce(
     let release_with_run = state.store.claims_in_database();
     let after = after_run(run, result);
     let read_candidate = (requeue == Requeue::WithTheRun).then(|| after.candidate_key());
-    let (mut tx, mut stored) =
-        begin_and_store(state, run, result, release_with_run, read_candidate).await?;
+    let mut conn = state.warm_connections.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let mut stored =
+        match store_result(&mut tx, run, result, release_with_run, read_candidate).await {
+            Ok(stored) => stored,
+            Err(failed) => {
+                let rolled_back = tx.rollback().await.is_ok();
+                return Err(release_if_stored(state, conn, rolled_back, run, failed).await);
+            }
+        };
     if remembered && release_with_run && stored.released_claim.is_none() {
         // Released by another process since: answer as reading the store would have.
         tx.rollback().await?;
+        conn.park();
         state.own_runs.forget(&run.log_id);
         return Err(no_longer_active(state, &run.log_id).await);
     }
@@ -259,9 +268,17 @@ async fn store_and_announce(
         // The failed statement took the transaction with it: the run is stored again
         // without its reschedule, as a failing reschedule must not fail the finish.
         tx.rollback().await?;
-        (tx, stored) = begin_and_store(state, run, result, release_with_run, None).await?;
+        tx = conn.begin().await?;
+        stored = match store_result(&mut tx, run, result, release_with_run, None).await {
+            Ok(stored) => stored,
+            Err(failed) => {
+                let rolled_back = tx.rollback().await.is_ok();
+                return Err(release_if_stored(state, conn, rolled_back, run, failed).await);
+            }
+        };
     }
     tx.commit().await?;
+    conn.park();
     state.own_runs.forget(&run.log_id);
     let registered = if release_with_run {
         if let Some(stored) = stored.released_claim {
@@ -278,25 +295,28 @@ async fn store_and_announce(
     announce(state, run, result, registered).await
 }
 
-/// [`store_result`] in a transaction of its own, left open. A run already stored is released
-/// from the store and reported as `Error::RunExists`.
-async fn begin_and_store(
+/// The error of a [`store_result`], its transaction rolled back (before anything else: the
+/// failed statement's locks go with it; a rollback that fails takes the connection, and the
+/// locks, with it). A run found already stored is released from the store once the
+/// connection is let go (no request holds two).
+async fn release_if_stored(
     state: &AppState,
+    conn: crate::db::warm::WarmConnection<'_>,
+    rolled_back: bool,
     run: &ActiveRun,
-    result: &mut JanitorResult,
-    release_claim: bool,
-    read_candidate: Option<CandidateKey<'_>>,
-) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, StoredResult)> {
-    let mut tx = state.pool.begin().await?;
-    match store_result(&mut tx, run, result, release_claim, read_candidate).await {
-        Ok(stored) => Ok((tx, stored)),
-        Err(Error::RunExists(id)) => {
-            // Rolled back first: the failed statement's locks go with it.
-            drop(tx);
-            crate::registry::unclaim_run(state, &run.log_id).await?;
-            Err(Error::RunExists(id))
-        }
-        Err(other) => Err(other),
+    failed: Error,
+) -> Error {
+    if rolled_back {
+        conn.park();
+    } else {
+        drop(conn);
+    }
+    match failed {
+        Error::RunExists(id) => match crate::registry::unclaim_run(state, &run.log_id).await {
+            Ok(_) => Error::RunExists(id),
+            Err(error) => error,
+        },
+        other => other,
     }
 }
 

@@ -28,3 +28,4 @@ mod scheduling_corpus;
 mod schema_compat;
 mod state_store;
 mod upstream;
+mod warm_connections;
