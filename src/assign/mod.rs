@@ -198,6 +198,7 @@ async fn next_assignment(
         let mut conn = state.warm_connections.acquire().await?;
         let (row, held) = next_row(state, &mut conn, request, &passed_over, mode, now).await?;
         let Some(row) = row else {
+            conn.park();
             if mode == Mode::Assign {
                 state.metrics.queue_empty.inc();
             }

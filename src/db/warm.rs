@@ -87,22 +87,29 @@ impl WarmConnections {
         let deadline = tokio::time::Instant::now() + ACQUIRE_TIMEOUT;
         while let Some(parked) = self.take_parked() {
             let mut conn = parked.conn;
-            let usable = parked.parked_at.elapsed() < UNCHECKED_IDLE
-                || matches!(
-                    tokio::time::timeout_at(deadline, Connection::ping(&mut *conn)).await,
-                    Ok(Ok(()))
-                );
-            if usable {
-                return Ok(WarmConnection {
-                    home: self,
-                    conn,
-                    warm_since: parked.warm_since,
-                });
+            let checked = if parked.parked_at.elapsed() < UNCHECKED_IDLE {
+                Ok(Ok(()))
+            } else {
+                tokio::time::timeout_at(deadline, Connection::ping(&mut *conn)).await
+            };
+            match checked {
+                Ok(Ok(())) => {
+                    return Ok(WarmConnection {
+                        home: self,
+                        conn,
+                        warm_since: parked.warm_since,
+                    });
+                }
+                // Broken (the server restarted, the backend was terminated): closed rather
+                // than checked once more by the pool, and the next one tried.
+                Ok(Err(_)) => conn.close_on_drop(),
+                // Not answering: the server is frozen or unreachable, and the connections
+                // still parked are left for when it answers again.
+                Err(_) => {
+                    conn.close_on_drop();
+                    return Err(sqlx::Error::PoolTimedOut);
+                }
             }
-            // Broken (the server restarted, the backend was terminated) or not answering:
-            // closed rather than checked once more by the pool.
-            conn.close_on_drop();
-            drop(conn);
         }
         let conn = tokio::time::timeout_at(deadline, self.pool.acquire())
             .await
