@@ -1,11 +1,14 @@
 //! The connections the assignment and the finish hand on to each other (`db::warm`): a
-//! parked connection is the next one handed out, a broken one is replaced, and parked
-//! connections go back to the pool when idle and when it closes.
+//! parked connection is the next one handed out, a broken one is replaced, one on a frozen
+//! server ends the take without closing the others, and parked connections go back to the
+//! pool when idle and when it closes.
 
 use std::time::Duration;
 
+use janitor_runner::db::ACQUIRE_TIMEOUT;
 use janitor_runner::db::warm::{PARKED_AT_MOST, WarmConnections};
 
+use crate::common::frozen_server::FreezableServer;
 use crate::common::migrated_database;
 
 async fn backend_pid(conn: &mut sqlx::PgConnection) -> i32 {
@@ -150,5 +153,58 @@ async fn closing_the_pool_takes_back_the_parked_connections() {
     assert_eq!(warm.parked(), 0);
     // Parked after the close: not kept.
     drop(warm);
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn a_frozen_server_gets_an_answer_and_the_connections_are_kept() {
+    let db = migrated_database().await;
+    let server = FreezableServer::in_front_of(&db.pool.connect_options()).await;
+    let pool = janitor_runner::db::connect_lazy(&db.url, 6).expect("pool");
+    pool.set_connect_options(server.options.clone());
+    let warm = WarmConnections::new(pool.clone());
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = warm.acquire().await.expect("acquire");
+        backend_pid(&mut conn).await;
+        held.push(conn);
+    }
+    let later = held.split_off(1);
+    held.pop().expect("the first").park();
+    // Idle long enough to be checked before it is handed out again; then nothing answers.
+    tokio::time::sleep(janitor_runner::db::UNCHECKED_IDLE * 2).await;
+    server.freeze(true);
+    let taking = {
+        let warm = warm.clone();
+        tokio::spawn(async move { warm.acquire().await.map(drop) })
+    };
+    // Two more parked while the check of the first waits, long enough before its deadline
+    // that they are due a check of their own and not yet due back to the pool.
+    tokio::time::sleep(ACQUIRE_TIMEOUT - Duration::from_millis(500)).await;
+    for conn in later {
+        conn.park();
+    }
+    let taken = tokio::time::timeout(ACQUIRE_TIMEOUT * 3, taking)
+        .await
+        .expect("the take ended while the server was frozen")
+        .expect("the take did not panic");
+    assert!(
+        matches!(taken, Err(sqlx::Error::PoolTimedOut)),
+        "a frozen server gave {taken:?}"
+    );
+    server.freeze(false);
+    // The connection that did not answer was closed; the two parked after it were left for
+    // when the server answers (parked still, or back in the pool), and they work.
+    eventually("the unanswered connection closed", || pool.size() <= 2).await;
+    let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT * 3, warm.acquire())
+        .await
+        .expect("the take ended")
+        .expect("a working connection once the server answers");
+    backend_pid(&mut conn).await;
+    assert_eq!(pool.size(), 2, "connections were closed unasked");
+    drop(conn);
+    drop(warm);
+    pool.close().await;
+    drop(server);
     db.drop_now().await;
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod forge;
+pub mod frozen_server;
 pub mod process;
 
 use std::net::SocketAddr;
