@@ -68,31 +68,34 @@ async fn accept(listener: UnixListener, upstream: Upstream, frozen: Arc<watch::S
         let upstream = upstream.clone();
         let frozen = frozen.clone();
         tokio::spawn(async move {
-            let (client_read, client_write) = client.into_split();
             match upstream {
                 Upstream::Socket(path) => {
-                    let Ok(server) = UnixStream::connect(path).await else {
-                        return;
-                    };
-                    let (server_read, server_write) = server.into_split();
-                    tokio::join!(
-                        pump(client_read, server_write, frozen.subscribe()),
-                        pump(server_read, client_write, frozen.subscribe()),
-                    );
+                    if let Ok(server) = UnixStream::connect(path).await {
+                        relay(client, server, &frozen).await;
+                    }
                 }
                 Upstream::Tcp(host, port) => {
-                    let Ok(server) = TcpStream::connect((host.as_str(), port)).await else {
-                        return;
-                    };
-                    let (server_read, server_write) = server.into_split();
-                    tokio::join!(
-                        pump(client_read, server_write, frozen.subscribe()),
-                        pump(server_read, client_write, frozen.subscribe()),
-                    );
+                    if let Ok(server) = TcpStream::connect((host.as_str(), port)).await {
+                        relay(client, server, &frozen).await;
+                    }
                 }
             }
         });
     }
+}
+
+/// Passes bytes between `client` and `server` both ways until either side closes.
+async fn relay(
+    client: UnixStream,
+    server: impl AsyncRead + AsyncWrite,
+    frozen: &watch::Sender<bool>,
+) {
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = tokio::io::split(server);
+    tokio::join!(
+        pump(client_read, server_write, frozen.subscribe()),
+        pump(server_read, client_write, frozen.subscribe()),
+    );
 }
 
 /// Copies `from` to `to`, holding what it read while frozen.
