@@ -84,7 +84,7 @@ async fn accept(listener: UnixListener, upstream: Upstream, frozen: Arc<watch::S
     }
 }
 
-/// Passes bytes between `client` and `server` both ways until either side closes.
+/// Passes bytes between `client` and `server`, each way until its sender closes.
 async fn relay(
     client: UnixStream,
     server: impl AsyncRead + AsyncWrite,
