@@ -282,6 +282,7 @@ async fn store_and_announce(
     state.own_runs.forget(&run.log_id);
     let registered = if release_with_run {
         if let Some(stored) = stored.released_claim {
+            state.store.released_with_run(&run.log_id, &stored);
             crate::registry::count_release(state, &stored);
         }
         false

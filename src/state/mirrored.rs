@@ -193,6 +193,14 @@ impl ActiveRunStore for MirroredStore {
         Ok(removed)
     }
 
+    fn released_with_run(&self, id: &str, stored: &Value) {
+        self.mirror_removal(id, Some(stored));
+    }
+
+    async fn settle(&self) {
+        self.flush().await;
+    }
+
     async fn list_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
         self.truth.list_runs().await
     }

@@ -117,6 +117,18 @@ pub trait ActiveRunStore: Send + Sync + std::fmt::Debug {
         self.unclaim_run(id).await
     }
 
+    /// Told that the caller's committed transaction released run `id`'s claim itself (the
+    /// statement that stores a finished run does, on the stores in the database), `stored`
+    /// being what was registered. A store keeping a copy elsewhere drops the run from it;
+    /// the others have nothing left to do.
+    fn released_with_run(&self, id: &str, stored: &Value) {
+        let _ = (id, stored);
+    }
+
+    /// Waits until what this store keeps elsewhere (the mirrored store's Redis copy) has
+    /// every change made so far; at once for the others.
+    async fn settle(&self) {}
+
     /// Every registered run.
     async fn list_runs(&self) -> Result<Vec<StoredRun>, StoreError>;
 

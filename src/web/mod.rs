@@ -179,17 +179,31 @@ pub async fn serve(
     let internal = axum::serve(listeners.internal, internal_router(state.clone()))
         .with_graceful_shutdown(wait(stop_rx.clone()));
     let public = listeners.public.map(|listener| {
-        axum::serve(listener, public_router(state)).with_graceful_shutdown(wait(stop_rx.clone()))
+        axum::serve(listener, public_router(state.clone()))
+            .with_graceful_shutdown(wait(stop_rx.clone()))
     });
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    match public {
+    let served = match public {
         Some(public) => {
             let (a, b) = tokio::join!(internal.into_future(), public.into_future());
             a.and(b)
         }
         None => internal.await,
+    };
+    // The last requests' changes reach the store's copy before the process goes (a Redis
+    // that does not answer is not waited for long: the next process's reconciliation
+    // catches up).
+    if tokio::time::timeout(SETTLE_AT_SHUTDOWN, state.store.settle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the active-run store's copy was not up to date at shutdown");
     }
+    served
 }
+
+/// How long a stopping server waits for the active-run store's copy to catch up.
+const SETTLE_AT_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(5);

@@ -222,6 +222,22 @@ async fn finish_like_janitor_worker(store: Store) {
         None,
         "the run was released"
     );
+    if let Some(prefix) = &server.redis_prefix {
+        // Also from the Python runner's keys, which the site and the publisher read.
+        server.state.store.settle().await;
+        for key in ["active-runs", "last-keepalive"] {
+            let copied = common::redis_hash(prefix, key).await;
+            assert!(
+                !copied.contains_key(&id),
+                "{key} still has the run: {copied:?}"
+            );
+        }
+        let claims = common::redis_hash(prefix, "assigned-queue-items").await;
+        assert!(
+            !claims.values().any(|run| *run == id),
+            "assigned-queue-items still has the run: {claims:?}"
+        );
+    }
 
     let log = server
         .storage

@@ -425,23 +425,13 @@ async fn mirrored_store(db: &common::TestDb, prefix: &str) -> MirroredStore {
     )
 }
 
-async fn redis_hash(prefix: &str, key: &str) -> std::collections::BTreeMap<String, String> {
-    let client = ::redis::Client::open(common::redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    ::redis::cmd("HGETALL")
-        .arg(format!("{prefix}{key}"))
-        .query_async(&mut conn)
-        .await
-        .unwrap()
-}
-
 /// The Redis copy holds exactly the runs, claims and keep-alives PostgreSQL holds, in the
 /// Python runner's encodings.
 async fn assert_copy_matches(store: &MirroredStore, prefix: &str) {
     let runs = store.list_runs().await.unwrap();
-    let copied_runs = redis_hash(prefix, "active-runs").await;
-    let copied_claims = redis_hash(prefix, "assigned-queue-items").await;
-    let copied_keepalives = redis_hash(prefix, "last-keepalive").await;
+    let copied_runs = common::redis_hash(prefix, "active-runs").await;
+    let copied_claims = common::redis_hash(prefix, "assigned-queue-items").await;
+    let copied_keepalives = common::redis_hash(prefix, "last-keepalive").await;
     assert_eq!(
         copied_runs.len(),
         runs.len(),
@@ -503,7 +493,7 @@ async fn mirror_is_rebuilt_after_redis_loses_everything() {
     assert_eq!(store.active_run_count().await.unwrap(), 3);
     // Rebuilt by the periodic check, not by a write of this test.
     let deadline = std::time::Instant::now() + janitor_runner::state::MIRROR_CHECK_INTERVAL * 5;
-    while redis_hash(&prefix, "active-runs").await.len() < 3 {
+    while common::redis_hash(&prefix, "active-runs").await.len() < 3 {
         assert!(
             std::time::Instant::now() < deadline,
             "the copy was not rebuilt"
@@ -512,7 +502,7 @@ async fn mirror_is_rebuilt_after_redis_loses_everything() {
     }
     store.flush().await;
     assert_copy_matches(&store, &prefix).await;
-    let limits = redis_hash(&prefix, "rate-limit-hosts").await;
+    let limits = common::redis_hash(&prefix, "rate-limit-hosts").await;
     assert_eq!(
         limits.get("forge.example.org"),
         Some(&janitor_runner::time::isoformat(&until))
@@ -534,7 +524,7 @@ async fn mirror_is_rebuilt_after_redis_loses_everything() {
         .unwrap();
     store.flush().await;
     assert!(
-        redis_hash(&prefix, "active-runs")
+        common::redis_hash(&prefix, "active-runs")
             .await
             .contains_key("stray")
     );

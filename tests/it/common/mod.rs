@@ -161,6 +161,20 @@ pub fn redis_prefix() -> String {
     format!("{}:", unique("jrtest"))
 }
 
+/// The Redis hash `<prefix><key>`, as a sorted map.
+pub async fn redis_hash(prefix: &str, key: &str) -> std::collections::BTreeMap<String, String> {
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connect");
+    redis::cmd("HGETALL")
+        .arg(format!("{prefix}{key}"))
+        .query_async(&mut conn)
+        .await
+        .expect("redis hgetall")
+}
+
 pub async fn clear_prefix(prefix: &str) {
     let client = redis::Client::open(redis_url()).expect("redis url");
     let mut conn = client
